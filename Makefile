@@ -1,0 +1,28 @@
+# coffer build and test entry points. `make help` lists them.
+GO      ?= go
+BIN     := bin
+FUZZTIME ?= 30s
+
+.PHONY: help build test demo bench bench-quick stress fuzz clean
+
+help:
+	@echo "make build        build coffer-server, coffer-client, coffer-companion into bin/"
+	@echo "make demo         keys, sealing, server and a client fetch, end to end"
+	@echo "make test         go vet and the race-enabled test suite"
+	@echo "make bench        coffer beside TLS 1.3 and mutual TLS (full run)"
+	@echo "make bench-quick  the same in under a minute"
+	@echo "make stress       the long adversarial runs"
+	@echo "make fuzz         every fuzz target for FUZZTIME each (default $(FUZZTIME))"
+
+build:
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+demo: build
+	bash examples/demo.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,101 @@
+package frame
+
+import (
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// Decoding limits for the strict CBOR mode. They bound what a sealed body,
+// once opened, can make the decoder build.
+const (
+	maxNesting     = 4     // bodies are flat maps; values nest one level more
+	maxArrayItems  = 512   // names in a Get
+	maxMapPairs    = 16    // fields of a body (the library's minimum)
+	maxShardValues = 65536 // secret names in one shard
+)
+
+var (
+	strictDec cbor.DecMode // message bodies
+	shardDec  cbor.DecMode // a whole shard: more map pairs, same rules
+	detEnc    cbor.EncMode // RFC 8949 core deterministic encoding
+)
+
+func init() {
+	opts := cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		TagsMd:            cbor.TagsForbidden,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+		FieldNameMatching: cbor.FieldNameMatchingCaseSensitive,
+		MaxNestedLevels:   maxNesting,
+		MaxArrayElements:  maxArrayItems,
+		MaxMapPairs:       maxMapPairs,
+		UTF8:              cbor.UTF8RejectInvalid,
+		NaN:               cbor.NaNDecodeForbidden,
+		Inf:               cbor.InfDecodeForbidden,
+		BignumTag:         cbor.BignumTagForbidden,
+		BinaryUnmarshaler: cbor.BinaryUnmarshalerNone,
+		IntDec:            cbor.IntDecConvertNone,
+	}
+	var err error
+	if strictDec, err = opts.DecMode(); err != nil {
+		panic("frame: strict CBOR decode options: " + err.Error())
+	}
+	opts.MaxMapPairs = maxShardValues
+	if shardDec, err = opts.DecMode(); err != nil {
+		panic("frame: shard CBOR decode options: " + err.Error())
+	}
+	eopts := cbor.CoreDetEncOptions()
+	eopts.NaNConvert = cbor.NaNConvertReject
+	eopts.InfConvert = cbor.InfConvertReject
+	if detEnc, err = eopts.EncMode(); err != nil {
+		panic("frame: deterministic CBOR encode options: " + err.Error())
+	}
+}
+
+// Unmarshal decodes data into v with the strict mode: no duplicate map
+// keys, no indefinite lengths, no tags, no unknown fields, no trailing
+// bytes, small nesting, array and map limits. The error never quotes data.
+func Unmarshal(data []byte, v any) error {
+	if err := strictDec.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("frame: malformed CBOR body: %s", cborErrorClass(err))
+	}
+	return nil
+}
+
+// Marshal encodes v with RFC 8949 core deterministic encoding, so equal
+// values give equal bytes and hashes and vectors are stable.
+func Marshal(v any) ([]byte, error) {
+	return detEnc.Marshal(v)
+}
+
+// cborErrorClass names the kind of a decode error without its text, which
+// may quote bytes of the (possibly secret) input.
+func cborErrorClass(err error) string {
+	switch err.(type) {
+	case *cbor.DupMapKeyError:
+		return "duplicate map key"
+	case *cbor.UnknownFieldError:
+		return "unknown field"
+	case *cbor.UnmarshalTypeError:
+		return "wrong type"
+	case *cbor.ExtraneousDataError:
+		return "trailing bytes"
+	case *cbor.MaxNestedLevelError:
+		return "nesting too deep"
+	case *cbor.MaxArrayElementsError:
+		return "array too long"
+	case *cbor.MaxMapPairsError:
+		return "map too large"
+	case *cbor.IndefiniteLengthError:
+		return "indefinite length"
+	case *cbor.TagsMdError:
+		return "tag not allowed"
+	case *cbor.SyntaxError:
+		return "syntax error"
+	case *cbor.SemanticError:
+		return "semantic error"
+	}
+	return "invalid encoding"
+}
