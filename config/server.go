@@ -1,0 +1,278 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultServerConfigPath is where coffer-server looks for its config
+// file when --config is not given. An absent default file is not an error.
+const DefaultServerConfigPath = "/etc/coffer/server.toml"
+
+// DefaultServerPort is coffer's TCP port.
+const DefaultServerPort = "9187"
+
+// DefaultServerListen is the listen address when none is configured. It is
+// the loopback address, so a fresh install is not reachable from the
+// network until the operator says so (listen = ":9187"); socket activation
+// ignores it.
+const DefaultServerListen = "127.0.0.1:" + DefaultServerPort
+
+// maxServerConfigBytes bounds the server config file; a real one is a few
+// kilobytes even with many trusted keys.
+const maxServerConfigBytes = 256 << 10
+
+// maxServerTrusted bounds the trusted companion keys, so a generated file
+// cannot make every definition load try thousands of keys.
+const maxServerTrusted = 64
+
+// Server is the coffer-server configuration (docs/server.md,
+// "Configuration"). It holds addresses, key file paths, public keys in
+// their text form, limits and durations; never a private key. ParseServer
+// starts from DefaultServer, so every field is set.
+type Server struct {
+	Listen     string   // host:port; "" never after parsing
+	KeyFile    string   // path of the server's private key file
+	DataDir    string   // the store's directory, created 0700
+	Definition string   // path of the sealed definition to load
+	Trusted    []string // companion public keys, cofferpk1...; checked by the caller
+	Limits     ServerLimits
+	Audit      ServerAudit
+	Log        ServerLog
+}
+
+// ServerLimits bounds what clients can make the server spend.
+type ServerLimits struct {
+	MaxConnections        int           // sessions in progress at once; more wait in the kernel backlog
+	HandshakeTimeout      time.Duration // Hello to Get: a slow or silent client loses its slot
+	SessionTimeout        time.Duration // a whole session, Hello to Bye
+	AuthFailuresPerMinute int           // failed authentications allowed per source address and minute
+	AuthFailureBurst      int           // failures allowed in a burst before the rate applies
+	ShutdownTimeout       time.Duration // how long SIGTERM waits for sessions in flight
+}
+
+// ServerAudit is the retention of the fetch audit in the store.
+type ServerAudit struct {
+	MaxRecords int           // keep at most this many records; 0 means no count limit
+	MaxAge     time.Duration // drop records older than this; 0 means no age limit
+}
+
+// ServerLog configures the daemon's log on stderr.
+type ServerLog struct {
+	Level  string // debug, info, warn or error
+	Format string // text or json
+}
+
+// DefaultServer returns the defaults of every setting. Paths are the ones
+// the systemd unit in examples/systemd uses.
+func DefaultServer() *Server {
+	return &Server{
+		Listen:     DefaultServerListen,
+		KeyFile:    "/etc/coffer/server.key",
+		DataDir:    "/var/lib/coffer",
+		Definition: "/etc/coffer/secrets.sealed",
+		Limits: ServerLimits{
+			MaxConnections:        1024,
+			HandshakeTimeout:      5 * time.Second,
+			SessionTimeout:        30 * time.Second,
+			AuthFailuresPerMinute: 30,
+			AuthFailureBurst:      10,
+			ShutdownTimeout:       10 * time.Second,
+		},
+		Audit: ServerAudit{MaxRecords: 100000, MaxAge: 90 * 24 * time.Hour},
+		Log:   ServerLog{Level: "info", Format: "text"},
+	}
+}
+
+// serverFile is the TOML form. Absent keys are nil and keep the default.
+// Durations are strings ("5s") because BurntSushi/toml would read a bare
+// integer as nanoseconds; integers are int64 because a negative number
+// into an unsigned field wraps in toml v1.6.0.
+type serverFile struct {
+	Listen     *string  `toml:"listen"`
+	KeyFile    *string  `toml:"key_file"`
+	DataDir    *string  `toml:"data_dir"`
+	Definition *string  `toml:"definition"`
+	Trusted    []string `toml:"trusted"`
+	Limits     struct {
+		MaxConnections        *int64  `toml:"max_connections"`
+		HandshakeTimeout      *string `toml:"handshake_timeout"`
+		SessionTimeout        *string `toml:"session_timeout"`
+		AuthFailuresPerMinute *int64  `toml:"auth_failures_per_minute"`
+		AuthFailureBurst      *int64  `toml:"auth_failure_burst"`
+		ShutdownTimeout       *string `toml:"shutdown_timeout"`
+	} `toml:"limits"`
+	Audit struct {
+		MaxRecords *int64  `toml:"max_records"`
+		MaxAge     *string `toml:"max_age"`
+	} `toml:"audit"`
+	Log struct {
+		Level  *string `toml:"level"`
+		Format *string `toml:"format"`
+	} `toml:"log"`
+}
+
+// serverKeys lists every key of the file exactly as it must be spelled.
+// BurntSushi/toml matches struct fields case-insensitively and does not
+// report the mismatch, so ParseServer checks the spelling itself.
+var serverKeys = map[string]bool{
+	"listen": true, "key_file": true, "data_dir": true, "definition": true, "trusted": true,
+	"limits": true, "limits.max_connections": true, "limits.handshake_timeout": true,
+	"limits.session_timeout": true, "limits.auth_failures_per_minute": true,
+	"limits.auth_failure_burst": true, "limits.shutdown_timeout": true,
+	"audit": true, "audit.max_records": true, "audit.max_age": true,
+	"log": true, "log.level": true, "log.format": true,
+}
+
+// ParseServer parses a server config file over the defaults. Unknown or
+// misspelt keys, bad durations, out-of-range numbers and unknown log
+// levels or formats are errors. The file holds no secrets, so errors may
+// quote it.
+func ParseServer(data []byte) (*Server, error) {
+	if len(data) > maxServerConfigBytes {
+		return nil, fmt.Errorf("config: server config of %d bytes exceeds limit %d", len(data), maxServerConfigBytes)
+	}
+	var f serverFile
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
+	if err != nil {
+		return nil, fmt.Errorf("config: server config: %w", err)
+	}
+	for _, k := range md.Keys() {
+		if !serverKeys[k.String()] {
+			return nil, fmt.Errorf("config: server config: unknown key %q", k.String())
+		}
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, fmt.Errorf("config: server config: unknown key %q", und[0].String())
+	}
+	c := DefaultServer()
+	if err := f.apply(c); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (f *serverFile) apply(c *Server) error {
+	setString(&c.Listen, f.Listen)
+	setString(&c.KeyFile, f.KeyFile)
+	setString(&c.DataDir, f.DataDir)
+	setString(&c.Definition, f.Definition)
+	if f.Trusted != nil {
+		c.Trusted = f.Trusted
+	}
+	setString(&c.Log.Level, f.Log.Level)
+	setString(&c.Log.Format, f.Log.Format)
+	ints := []struct {
+		name string
+		src  *int64
+		dst  *int
+	}{
+		{"limits.max_connections", f.Limits.MaxConnections, &c.Limits.MaxConnections},
+		{"limits.auth_failures_per_minute", f.Limits.AuthFailuresPerMinute, &c.Limits.AuthFailuresPerMinute},
+		{"limits.auth_failure_burst", f.Limits.AuthFailureBurst, &c.Limits.AuthFailureBurst},
+		{"audit.max_records", f.Audit.MaxRecords, &c.Audit.MaxRecords},
+	}
+	for _, i := range ints {
+		if i.src == nil {
+			continue
+		}
+		if *i.src < 0 || *i.src > 1<<31-1 {
+			return fmt.Errorf("config: server config: %s = %d is out of range", i.name, *i.src)
+		}
+		*i.dst = int(*i.src)
+	}
+	durations := []struct {
+		name string
+		src  *string
+		dst  *time.Duration
+	}{
+		{"limits.handshake_timeout", f.Limits.HandshakeTimeout, &c.Limits.HandshakeTimeout},
+		{"limits.session_timeout", f.Limits.SessionTimeout, &c.Limits.SessionTimeout},
+		{"limits.shutdown_timeout", f.Limits.ShutdownTimeout, &c.Limits.ShutdownTimeout},
+		{"audit.max_age", f.Audit.MaxAge, &c.Audit.MaxAge},
+	}
+	for _, d := range durations {
+		if d.src == nil {
+			continue
+		}
+		v, err := ParseServerDuration(d.name, *d.src)
+		if err != nil {
+			return err
+		}
+		*d.dst = v
+	}
+	return nil
+}
+
+func setString(dst, src *string) {
+	if src != nil {
+		*dst = *src
+	}
+}
+
+// ParseServerDuration parses a duration setting such as "5s" or "1m30s";
+// name is the setting's name for the error. Negative durations are errors.
+func ParseServerDuration(name, s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("config: server config: %s = %q is not a duration like \"5s\" or \"1m\"", name, s)
+	}
+	return d, nil
+}
+
+// Validate checks the settings that must hold whatever set them (file,
+// environment or flags): required paths, positive limits and timeouts,
+// known log levels and formats, and plausible trusted keys.
+func (c *Server) Validate() error {
+	for _, s := range []struct{ name, v string }{
+		{"listen", c.Listen}, {"key_file", c.KeyFile}, {"data_dir", c.DataDir}, {"definition", c.Definition},
+	} {
+		if strings.TrimSpace(s.v) == "" {
+			return fmt.Errorf("config: server config: %s is empty", s.name)
+		}
+	}
+	if len(c.Trusted) > maxServerTrusted {
+		return fmt.Errorf("config: server config: %d trusted keys exceed limit %d", len(c.Trusted), maxServerTrusted)
+	}
+	for _, k := range c.Trusted {
+		if !strings.HasPrefix(k, "cofferpk1") {
+			return fmt.Errorf("config: server config: trusted key %q is not a cofferpk1... public key", k)
+		}
+	}
+	l := c.Limits
+	if l.MaxConnections < 1 {
+		return fmt.Errorf("config: server config: limits.max_connections must be at least 1")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"limits.handshake_timeout", l.HandshakeTimeout}, {"limits.session_timeout", l.SessionTimeout},
+		{"limits.shutdown_timeout", l.ShutdownTimeout},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("config: server config: %s must be positive", d.name)
+		}
+	}
+	if l.AuthFailureBurst < 1 && l.AuthFailuresPerMinute > 0 {
+		return fmt.Errorf("config: server config: limits.auth_failure_burst must be at least 1 when failures are rate limited")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: server config: log.level = %q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("config: server config: log.format = %q is not text or json", c.Log.Format)
+	}
+	return nil
+}
