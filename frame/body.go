@@ -112,7 +112,7 @@ type HelloPayload struct {
 // Validate checks the kind, version and key lengths.
 func (p *HelloPayload) Validate() error {
 	if p.H != KindHello {
-		return invalid("hello payload has kind %q", p.H)
+		return invalid("hello payload has the wrong kind")
 	}
 	if p.V != Version {
 		return invalid("hello payload has version %d", p.V)
@@ -131,7 +131,7 @@ type LinkPayload struct {
 // Validate checks the kind and field lengths.
 func (p *LinkPayload) Validate() error {
 	if p.H != KindLink {
-		return invalid("link payload has kind %q", p.H)
+		return invalid("link payload has the wrong kind")
 	}
 	return checkLens(KeySize, "se", p.SE, "th", p.TH)
 }
@@ -145,7 +145,7 @@ type KeyNotFoundPayload struct {
 // Validate checks the kind and the transcript hash length.
 func (p *KeyNotFoundPayload) Validate() error {
 	if p.H != KindKeyNotFound {
-		return invalid("keynotfound payload has kind %q", p.H)
+		return invalid("keynotfound payload has the wrong kind")
 	}
 	return checkLens(HashSize, "th", p.TH)
 }
@@ -161,7 +161,7 @@ type GetPayload struct {
 // Validate checks the kind, the transcript hash and the names.
 func (p *GetPayload) Validate() error {
 	if p.H != KindGet {
-		return invalid("get payload has kind %q", p.H)
+		return invalid("get payload has the wrong kind")
 	}
 	if err := checkLens(HashSize, "th", p.TH); err != nil {
 		return err
@@ -214,7 +214,7 @@ type OkGetPayload struct {
 // Validate checks the kind, lengths and bounds of one chunk.
 func (p *OkGetPayload) Validate() error {
 	if p.H != KindOkGet {
-		return invalid("okget payload has kind %q", p.H)
+		return invalid("okget payload has the wrong kind")
 	}
 	if p.Serial == 0 {
 		return invalid("okget serial is 0")
@@ -245,7 +245,7 @@ type ByePayload struct {
 // Validate checks the kind.
 func (p *ByePayload) Validate() error {
 	if p.H != KindBye {
-		return invalid("bye payload has kind %q", p.H)
+		return invalid("bye payload has the wrong kind")
 	}
 	return nil
 }
@@ -306,7 +306,7 @@ type ErrorPayload struct {
 // Validate checks the kind and that a code is present.
 func (p *ErrorPayload) Validate() error {
 	if p.H != KindError {
-		return invalid("error payload has kind %q", p.H)
+		return invalid("error payload has the wrong kind")
 	}
 	if p.Code == 0 {
 		return invalid("error without a code")

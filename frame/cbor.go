@@ -1,6 +1,8 @@
 package frame
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/fxamacker/cbor/v2"
@@ -56,10 +58,18 @@ func init() {
 
 // Unmarshal decodes data into v with the strict mode: no duplicate map
 // keys, no indefinite lengths, no tags, no unknown fields, no trailing
-// bytes, small nesting, array and map limits. The error never quotes data.
+// bytes, small nesting, array and map limits. It then re-encodes v and
+// requires the exact input bytes back, because the decoder forgives a null
+// or missing field (leaving the zero value) and non-shortest forms: every
+// body has exactly one accepted encoding (docs/protocol.md §3). The error
+// never quotes data.
 func Unmarshal(data []byte, v any) error {
 	if err := strictDec.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("frame: malformed CBOR body: %s", cborErrorClass(err))
+	}
+	enc, err := detEnc.Marshal(v)
+	if err != nil || !bytes.Equal(enc, data) {
+		return errors.New("frame: malformed CBOR body: not deterministic, or a field is null or missing")
 	}
 	return nil
 }

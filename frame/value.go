@@ -111,13 +111,19 @@ func (v *Value) UnmarshalCBOR(data []byte) error {
 			return err
 		}
 	case 7:
-		if data[0] == 0xf4 || data[0] == 0xf5 {
+		// Only false, true and the three float widths are values: null,
+		// undefined and the other simple values would otherwise decode as
+		// a float 0 (or their number) without an error.
+		switch data[0] {
+		case 0xf4, 0xf5:
 			nv.Kind, nv.Bool = KindBool, data[0] == 0xf5
-			break
-		}
-		nv.Kind = KindFloat
-		if err := strictDec.Unmarshal(data, &nv.Float); err != nil {
-			return invalid("bad float value")
+		case 0xf9, 0xfa, 0xfb:
+			nv.Kind = KindFloat
+			if err := strictDec.Unmarshal(data, &nv.Float); err != nil {
+				return invalid("bad float value")
+			}
+		default:
+			return invalid("value is a CBOR simple value, not a bool or float")
 		}
 	default:
 		return invalid("value has CBOR major type %d", major)
@@ -137,7 +143,7 @@ func (v *Value) fromTagged(tv taggedValue) error {
 	}
 	k := kindByName(tv.T)
 	if k < KindDateTime || tv.V == "" {
-		return invalid("unknown or empty typed value %q", tv.T)
+		return invalid("unknown or empty typed value")
 	}
 	v.Kind, v.Text = k, []byte(tv.V)
 	return nil
