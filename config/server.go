@@ -45,19 +45,33 @@ type Server struct {
 	Log        ServerLog
 }
 
-// ServerLimits bounds what clients can make the server spend.
+// ServerLimits bounds what clients can make the server spend
+// (docs/server.md, "Limits"). They map onto coffer.Server's fields.
 type ServerLimits struct {
-	MaxConnections        int           // sessions in progress at once; more wait in the kernel backlog
-	HandshakeTimeout      time.Duration // Hello to Get: a slow or silent client loses its slot
-	SessionTimeout        time.Duration // a whole session, Hello to Bye
-	AuthFailuresPerMinute int           // failed authentications allowed per source address and minute
-	AuthFailureBurst      int           // failures allowed in a burst before the rate applies
-	ShutdownTimeout       time.Duration // how long SIGTERM waits for sessions in flight
+	MaxConnections          int           // sessions in progress at once; more wait in the kernel backlog
+	MaxHandshakesPerAddress int           // sessions in their handshake per source address; 0 means no cap
+	HelloTimeout            time.Duration // Hello must arrive this long after accept
+	HandshakeTimeout        time.Duration // Get must arrive this long after accept
+	SessionTimeout          time.Duration // a whole session, from accept
+	ByeTimeout              time.Duration // wait for Bye after the last OkGet
+	ShutdownTimeout         time.Duration // how long SIGTERM waits for sessions in flight
+
+	FailedAuthPerAddress     ServerRate // failed authentications per source address
+	UnknownClients           ServerRate // valid proofs from unknown keys, all addresses together
+	UnknownClientsPerAddress ServerRate // the same per source address
+	PerClient                ServerRate // valid proofs per client key
+}
+
+// ServerRate is a token bucket: Rate events per second on average, Burst
+// at once. A zero Rate turns the limit off.
+type ServerRate struct {
+	Rate  float64
+	Burst int
 }
 
 // ServerAudit is the retention of the fetch audit in the store.
 type ServerAudit struct {
-	MaxRecords int           // keep at most this many records; 0 means no count limit
+	MaxRecords int           // keep at most this many records (at least 1: the audit is always bounded)
 	MaxAge     time.Duration // drop records older than this; 0 means no age limit
 }
 
@@ -75,13 +89,18 @@ func DefaultServer() *Server {
 		KeyFile:    "/etc/coffer/server.key",
 		DataDir:    "/var/lib/coffer",
 		Definition: "/etc/coffer/secrets.sealed",
+		// The limits are coffer.Server's defaults (docs/protocol.md §7).
 		Limits: ServerLimits{
-			MaxConnections:        1024,
-			HandshakeTimeout:      5 * time.Second,
-			SessionTimeout:        30 * time.Second,
-			AuthFailuresPerMinute: 30,
-			AuthFailureBurst:      10,
-			ShutdownTimeout:       10 * time.Second,
+			MaxConnections:           1024,
+			HelloTimeout:             5 * time.Second,
+			HandshakeTimeout:         10 * time.Second,
+			SessionTimeout:           30 * time.Second,
+			ByeTimeout:               5 * time.Second,
+			ShutdownTimeout:          10 * time.Second,
+			FailedAuthPerAddress:     ServerRate{Rate: 10, Burst: 50},
+			UnknownClients:           ServerRate{Rate: 100, Burst: 100},
+			UnknownClientsPerAddress: ServerRate{Rate: 10, Burst: 20},
+			PerClient:                ServerRate{Rate: 10, Burst: 20},
 		},
 		Audit: ServerAudit{MaxRecords: 100000, MaxAge: 90 * 24 * time.Hour},
 		Log:   ServerLog{Level: "info", Format: "text"},
@@ -99,12 +118,17 @@ type serverFile struct {
 	Definition *string  `toml:"definition"`
 	Trusted    []string `toml:"trusted"`
 	Limits     struct {
-		MaxConnections        *int64  `toml:"max_connections"`
-		HandshakeTimeout      *string `toml:"handshake_timeout"`
-		SessionTimeout        *string `toml:"session_timeout"`
-		AuthFailuresPerMinute *int64  `toml:"auth_failures_per_minute"`
-		AuthFailureBurst      *int64  `toml:"auth_failure_burst"`
-		ShutdownTimeout       *string `toml:"shutdown_timeout"`
+		MaxConnections           *int64    `toml:"max_connections"`
+		MaxHandshakesPerAddress  *int64    `toml:"max_handshakes_per_address"`
+		HelloTimeout             *string   `toml:"hello_timeout"`
+		HandshakeTimeout         *string   `toml:"handshake_timeout"`
+		SessionTimeout           *string   `toml:"session_timeout"`
+		ByeTimeout               *string   `toml:"bye_timeout"`
+		ShutdownTimeout          *string   `toml:"shutdown_timeout"`
+		FailedAuthPerAddress     *rateFile `toml:"failed_auth_per_address"`
+		UnknownClients           *rateFile `toml:"unknown_clients"`
+		UnknownClientsPerAddress *rateFile `toml:"unknown_clients_per_address"`
+		PerClient                *rateFile `toml:"per_client"`
 	} `toml:"limits"`
 	Audit struct {
 		MaxRecords *int64  `toml:"max_records"`
@@ -116,14 +140,27 @@ type serverFile struct {
 	} `toml:"log"`
 }
 
+// rateFile is a rate limit's TOML form, an inline table such as
+// { rate = 10, burst = 50 }. Both keys are required.
+type rateFile struct {
+	Rate  *float64 `toml:"rate"`
+	Burst *int64   `toml:"burst"`
+}
+
 // serverKeys lists every key of the file exactly as it must be spelled.
 // BurntSushi/toml matches struct fields case-insensitively and does not
 // report the mismatch, so ParseServer checks the spelling itself.
 var serverKeys = map[string]bool{
 	"listen": true, "key_file": true, "data_dir": true, "definition": true, "trusted": true,
-	"limits": true, "limits.max_connections": true, "limits.handshake_timeout": true,
-	"limits.session_timeout": true, "limits.auth_failures_per_minute": true,
-	"limits.auth_failure_burst": true, "limits.shutdown_timeout": true,
+	"limits": true, "limits.max_connections": true, "limits.max_handshakes_per_address": true,
+	"limits.hello_timeout": true, "limits.handshake_timeout": true, "limits.session_timeout": true,
+	"limits.bye_timeout": true, "limits.shutdown_timeout": true,
+	"limits.failed_auth_per_address": true, "limits.failed_auth_per_address.rate": true,
+	"limits.failed_auth_per_address.burst": true,
+	"limits.unknown_clients":               true, "limits.unknown_clients.rate": true, "limits.unknown_clients.burst": true,
+	"limits.unknown_clients_per_address": true, "limits.unknown_clients_per_address.rate": true,
+	"limits.unknown_clients_per_address.burst": true,
+	"limits.per_client":                        true, "limits.per_client.rate": true, "limits.per_client.burst": true,
 	"audit": true, "audit.max_records": true, "audit.max_age": true,
 	"log": true, "log.level": true, "log.format": true,
 }
@@ -175,8 +212,7 @@ func (f *serverFile) apply(c *Server) error {
 		dst  *int
 	}{
 		{"limits.max_connections", f.Limits.MaxConnections, &c.Limits.MaxConnections},
-		{"limits.auth_failures_per_minute", f.Limits.AuthFailuresPerMinute, &c.Limits.AuthFailuresPerMinute},
-		{"limits.auth_failure_burst", f.Limits.AuthFailureBurst, &c.Limits.AuthFailureBurst},
+		{"limits.max_handshakes_per_address", f.Limits.MaxHandshakesPerAddress, &c.Limits.MaxHandshakesPerAddress},
 		{"audit.max_records", f.Audit.MaxRecords, &c.Audit.MaxRecords},
 	}
 	for _, i := range ints {
@@ -193,8 +229,10 @@ func (f *serverFile) apply(c *Server) error {
 		src  *string
 		dst  *time.Duration
 	}{
+		{"limits.hello_timeout", f.Limits.HelloTimeout, &c.Limits.HelloTimeout},
 		{"limits.handshake_timeout", f.Limits.HandshakeTimeout, &c.Limits.HandshakeTimeout},
 		{"limits.session_timeout", f.Limits.SessionTimeout, &c.Limits.SessionTimeout},
+		{"limits.bye_timeout", f.Limits.ByeTimeout, &c.Limits.ByeTimeout},
 		{"limits.shutdown_timeout", f.Limits.ShutdownTimeout, &c.Limits.ShutdownTimeout},
 		{"audit.max_age", f.Audit.MaxAge, &c.Audit.MaxAge},
 	}
@@ -207,6 +245,28 @@ func (f *serverFile) apply(c *Server) error {
 			return err
 		}
 		*d.dst = v
+	}
+	rates := []struct {
+		name string
+		src  *rateFile
+		dst  *ServerRate
+	}{
+		{"limits.failed_auth_per_address", f.Limits.FailedAuthPerAddress, &c.Limits.FailedAuthPerAddress},
+		{"limits.unknown_clients", f.Limits.UnknownClients, &c.Limits.UnknownClients},
+		{"limits.unknown_clients_per_address", f.Limits.UnknownClientsPerAddress, &c.Limits.UnknownClientsPerAddress},
+		{"limits.per_client", f.Limits.PerClient, &c.Limits.PerClient},
+	}
+	for _, r := range rates {
+		if r.src == nil {
+			continue
+		}
+		if r.src.Rate == nil || r.src.Burst == nil {
+			return fmt.Errorf("config: server config: %s needs both rate and burst", r.name)
+		}
+		if *r.src.Burst < 0 || *r.src.Burst > 1<<31-1 {
+			return fmt.Errorf("config: server config: %s.burst = %d is out of range", r.name, *r.src.Burst)
+		}
+		*r.dst = ServerRate{Rate: *r.src.Rate, Burst: int(*r.src.Burst)}
 	}
 	return nil
 }
@@ -250,19 +310,41 @@ func (c *Server) Validate() error {
 	if l.MaxConnections < 1 {
 		return fmt.Errorf("config: server config: limits.max_connections must be at least 1")
 	}
+	if l.MaxHandshakesPerAddress < 0 {
+		return fmt.Errorf("config: server config: limits.max_handshakes_per_address must not be negative")
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{
-		{"limits.handshake_timeout", l.HandshakeTimeout}, {"limits.session_timeout", l.SessionTimeout},
+		{"limits.hello_timeout", l.HelloTimeout}, {"limits.handshake_timeout", l.HandshakeTimeout},
+		{"limits.session_timeout", l.SessionTimeout}, {"limits.bye_timeout", l.ByeTimeout},
 		{"limits.shutdown_timeout", l.ShutdownTimeout},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("config: server config: %s must be positive", d.name)
 		}
 	}
-	if l.AuthFailureBurst < 1 && l.AuthFailuresPerMinute > 0 {
-		return fmt.Errorf("config: server config: limits.auth_failure_burst must be at least 1 when failures are rate limited")
+	for _, r := range []struct {
+		name string
+		v    ServerRate
+	}{
+		{"limits.failed_auth_per_address", l.FailedAuthPerAddress}, {"limits.unknown_clients", l.UnknownClients},
+		{"limits.unknown_clients_per_address", l.UnknownClientsPerAddress}, {"limits.per_client", l.PerClient},
+	} {
+		// NaN fails every comparison, so test for the good range.
+		if !(r.v.Rate >= 0 && r.v.Rate <= 1e6) {
+			return fmt.Errorf("config: server config: %s.rate = %v is not between 0 and 1e6", r.name, r.v.Rate)
+		}
+		if r.v.Rate > 0 && r.v.Burst < 1 {
+			return fmt.Errorf("config: server config: %s.burst must be at least 1", r.name)
+		}
+	}
+	if c.Audit.MaxRecords < 1 {
+		return fmt.Errorf("config: server config: audit.max_records must be at least 1")
+	}
+	if c.Audit.MaxAge < 0 {
+		return fmt.Errorf("config: server config: audit.max_age must not be negative")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -31,13 +31,22 @@ definition = "/s.sealed"
 trusted = ["cofferpk1aaa", "cofferpk1bbb"]
 [limits]
 max_connections = 7
+max_handshakes_per_address = 2
+hello_timeout = "1s"
 handshake_timeout = "2s"
 session_timeout = "1m"
-auth_failures_per_minute = 0
-auth_failure_burst = 3
+bye_timeout = "3s"
 shutdown_timeout = "250ms"
+failed_auth_per_address = { rate = 0.5, burst = 3 }
+unknown_clients = { rate = 0, burst = 0 }
+[limits.unknown_clients_per_address]
+rate = 4
+burst = 8
+[limits.per_client]
+rate = 1
+burst = 1
 [audit]
-max_records = 0
+max_records = 5
 max_age = "1h"
 [log]
 level = "debug"
@@ -50,10 +59,14 @@ format = "json"
 	want := &config.Server{
 		Listen: ":9999", KeyFile: "/k", DataDir: "/d", Definition: "/s.sealed",
 		Trusted: []string{"cofferpk1aaa", "cofferpk1bbb"},
-		Limits: config.ServerLimits{MaxConnections: 7, HandshakeTimeout: 2 * time.Second,
-			SessionTimeout: time.Minute, AuthFailuresPerMinute: 0, AuthFailureBurst: 3,
-			ShutdownTimeout: 250 * time.Millisecond},
-		Audit: config.ServerAudit{MaxRecords: 0, MaxAge: time.Hour},
+		Limits: config.ServerLimits{MaxConnections: 7, MaxHandshakesPerAddress: 2,
+			HelloTimeout: time.Second, HandshakeTimeout: 2 * time.Second, SessionTimeout: time.Minute,
+			ByeTimeout: 3 * time.Second, ShutdownTimeout: 250 * time.Millisecond,
+			FailedAuthPerAddress:     config.ServerRate{Rate: 0.5, Burst: 3},
+			UnknownClients:           config.ServerRate{},
+			UnknownClientsPerAddress: config.ServerRate{Rate: 4, Burst: 8},
+			PerClient:                config.ServerRate{Rate: 1, Burst: 1}},
+		Audit: config.ServerAudit{MaxRecords: 5, MaxAge: time.Hour},
 		Log:   config.ServerLog{Level: "debug", Format: "json"},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -75,6 +88,12 @@ func TestParseServerErrors(t *testing.T) {
 		{"bad duration", "[limits]\nsession_timeout = \"soon\"", `session_timeout = "soon"`},
 		{"negative duration", "[audit]\nmax_age = \"-1h\"", "max_age"},
 		{"zero timeout", "[limits]\nshutdown_timeout = \"0s\"", "must be positive"},
+		{"rate without burst", "[limits]\nper_client = { rate = 1 }", "needs both rate and burst"},
+		{"negative rate", "[limits]\nper_client = { rate = -1, burst = 1 }", "per_client.rate"},
+		{"nan rate", "[limits]\nper_client = { rate = nan, burst = 1 }", "per_client.rate"},
+		{"zero burst", "[limits]\nper_client = { rate = 1, burst = 0 }", "burst must be at least 1"},
+		{"unknown rate key", "[limits]\nper_client = { rate = 1, burst = 1, window = 2 }", "per_client.window"},
+		{"zero audit records", "[audit]\nmax_records = 0", "at least 1"},
 		{"bad level", "[log]\nlevel = \"loud\"", "log.level"},
 		{"bad format", "[log]\nformat = \"xml\"", "log.format"},
 		{"empty listen", `listen = ""`, "listen is empty"},
