@@ -1,0 +1,149 @@
+package coffer
+
+import (
+	"bytes"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"golang.org/x/crypto/nacl/secretbox"
+
+	"github.com/coffer-project/coffer/frame"
+)
+
+// cacheMagic opens every cache file, so a stray file is told apart from
+// a damaged cache. The "1" is the format version.
+const cacheMagic = "coffer-cache1\n"
+
+// cacheKeyLabel is the HKDF info of the key that seals the client's
+// cache (docs/client.md, "The sealed cache").
+const cacheKeyLabel = "coffer/1 client cache"
+
+// MaxCacheBytes bounds a cache file: one whole shard plus a small
+// envelope. It bounds what a planted file can make the client allocate.
+const MaxCacheBytes = frame.MaxShardBytes + 4096
+
+// cacheNonceSize is secretbox's (XSalsa20) nonce size.
+const cacheNonceSize = 24
+
+// ErrCacheOpen is returned for every cache file that does not open: a
+// damaged file, one sealed to another client key, or one edited by hand.
+var ErrCacheOpen = errors.New("coffer: cache file does not open with this client key (damaged or sealed to another key)")
+
+// CacheEntry is the last good shard as the client keeps it. The sealed
+// form binds all fields together, so a cache cannot be moved between
+// servers, definitions or clients.
+type CacheEntry struct {
+	Server  PublicKey // the pinned server key the shard was fetched from
+	Version Version   // the definition the shard came from
+	Fetched time.Time // when the shard was fetched, to the second
+	Shard   frame.Shard
+}
+
+// cacheBody is the CBOR plaintext inside the box. Client repeats the
+// owner's public key, so a box opened by a key derived elsewhere with the
+// same bytes still names the wrong owner.
+type cacheBody struct {
+	Client  []byte `cbor:"client"`
+	Server  []byte `cbor:"server"`
+	Serial  uint64 `cbor:"serial"`
+	Hash    []byte `cbor:"hash"`
+	Fetched int64  `cbor:"fetched"`
+	Shard   []byte `cbor:"shard"`
+}
+
+// cacheKey derives the secretbox key from the client's private key.
+func cacheKey(k *PrivateKey) (*[32]byte, error) {
+	secret := k.k.Bytes()
+	defer clear(secret)
+	b, err := hkdf.Key(sha256.New, secret, nil, cacheKeyLabel, 32)
+	if err != nil {
+		return nil, err
+	}
+	key := new([32]byte)
+	copy(key[:], b)
+	clear(b)
+	return key, nil
+}
+
+// SealCache seals e to the client key k with a fresh nonce from rand and
+// returns the file contents. Only k can open it. The plaintext buffers
+// are cleared before return.
+func SealCache(k *PrivateKey, e *CacheEntry, rand io.Reader) ([]byte, error) {
+	shard, err := frame.EncodeShard(e.Shard)
+	if err != nil {
+		return nil, fmt.Errorf("coffer: cache: %w", err)
+	}
+	defer clear(shard)
+	pub := k.Public()
+	body := cacheBody{Client: pub[:], Server: e.Server[:], Serial: e.Version.Serial, Hash: e.Version.Hash[:],
+		Fetched: e.Fetched.Unix(), Shard: shard}
+	plain, err := frame.Marshal(&body)
+	if err != nil {
+		return nil, fmt.Errorf("coffer: cache: %w", err)
+	}
+	defer clear(plain)
+	key, err := cacheKey(k)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key[:])
+	var nonce [cacheNonceSize]byte
+	if _, err := io.ReadFull(rand, nonce[:]); err != nil {
+		return nil, fmt.Errorf("coffer: reading randomness: %w", err)
+	}
+	out := make([]byte, 0, len(cacheMagic)+cacheNonceSize+len(plain)+secretbox.Overhead)
+	out = append(out, cacheMagic...)
+	out = append(out, nonce[:]...)
+	return secretbox.Seal(out, plain, &nonce, key), nil
+}
+
+// OpenCache opens a cache file sealed to k. It checks the magic, the
+// box, the owner, the exact field lengths and the shard with the strict
+// decoder. Errors never quote the file.
+func OpenCache(k *PrivateKey, file []byte) (*CacheEntry, error) {
+	if len(file) > MaxCacheBytes {
+		return nil, fmt.Errorf("coffer: cache file of %d bytes exceeds limit %d", len(file), MaxCacheBytes)
+	}
+	if !bytes.HasPrefix(file, []byte(cacheMagic)) {
+		return nil, errors.New("coffer: not a coffer cache file")
+	}
+	rest := file[len(cacheMagic):]
+	if len(rest) < cacheNonceSize+secretbox.Overhead {
+		return nil, ErrCacheOpen
+	}
+	var nonce [cacheNonceSize]byte
+	copy(nonce[:], rest)
+	key, err := cacheKey(k)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key[:])
+	plain, ok := secretbox.Open(nil, rest[cacheNonceSize:], &nonce, key)
+	if !ok {
+		return nil, ErrCacheOpen
+	}
+	defer clear(plain)
+	var body cacheBody
+	if err := frame.Unmarshal(plain, &body); err != nil {
+		return nil, fmt.Errorf("coffer: cache: %w", err)
+	}
+	defer clear(body.Shard)
+	pub := k.Public()
+	if len(body.Client) != KeySize || len(body.Server) != KeySize || len(body.Hash) != 32 ||
+		subtle.ConstantTimeCompare(body.Client, pub[:]) != 1 {
+		return nil, ErrCacheOpen
+	}
+	shard, err := frame.DecodeShard(body.Shard)
+	if err != nil {
+		return nil, fmt.Errorf("coffer: cache: %w", err)
+	}
+	e := &CacheEntry{Version: Version{Serial: body.Serial}, Fetched: time.Unix(body.Fetched, 0), Shard: shard}
+	copy(e.Server[:], body.Server)
+	copy(e.Version.Hash[:], body.Hash)
+	return e, nil
+}
