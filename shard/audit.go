@@ -1,0 +1,318 @@
+package shard
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Audit queue and writer limits.
+const (
+	// auditQueueLen bounds the records waiting for the writer; a burst
+	// beyond it (10,000 clients booting at once against a slow disk) is
+	// dropped and counted rather than slowing sessions or growing memory.
+	auditQueueLen = 8192
+	// auditBatchLen bounds the records written in one transaction, well
+	// below Badger's per-transaction count limit.
+	auditBatchLen = 512
+	// auditPruneEvery is how often age retention runs when nothing is
+	// written.
+	auditPruneEvery = time.Minute
+	// maxAuditField bounds the name, remote and outcome strings stored.
+	maxAuditField = 256
+)
+
+// AuditRecord is one fetch: who asked, from where, which serial was
+// served, how many values, and the outcome. Never a value.
+type AuditRecord struct {
+	Time    time.Time
+	Client  [32]byte
+	Name    string // client name, empty if unknown
+	Remote  string // remote address
+	Serial  uint64
+	Values  int
+	Outcome string
+}
+
+// auditJSON is the stored form of a record. The key carries the time.
+type auditJSON struct {
+	Client  string `json:"c"`
+	Name    string `json:"n,omitempty"`
+	Remote  string `json:"r,omitempty"`
+	Serial  uint64 `json:"s,omitempty"`
+	Values  int    `json:"v,omitempty"`
+	Outcome string `json:"o"`
+}
+
+// auditor writes records in the background: a bounded queue, batched
+// transactions, retention after each batch and on a timer.
+type auditor struct {
+	st      *Store
+	q       chan AuditRecord
+	flushQ  chan chan struct{}
+	quit    chan struct{}
+	done    chan struct{}
+	seq     uint64 // writer goroutine only
+	count   atomic.Int64
+	dropped atomic.Uint64
+	logged  uint64 // dropped count last logged; writer only
+	once    sync.Once
+}
+
+func newAuditor(st *Store) *auditor {
+	a := &auditor{
+		st:     st,
+		q:      make(chan AuditRecord, auditQueueLen),
+		flushQ: make(chan chan struct{}),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	a.scan()
+	a.prune()
+	go a.run()
+	return a
+}
+
+// Audit queues rec for the audit log without blocking. When the queue is
+// full or the store is closed the record is dropped and counted
+// (Stats.AuditDropped, and a warning in the log).
+func (st *Store) Audit(rec AuditRecord) {
+	if st.closed.Load() {
+		st.audit.dropped.Add(1)
+		return
+	}
+	select {
+	case st.audit.q <- rec:
+	default:
+		st.audit.dropped.Add(1)
+	}
+}
+
+// AuditRecords returns the newest records at or after since, at most
+// limit of them (all if limit ≤ 0), oldest first. Records queued by this
+// process are written first.
+func (st *Store) AuditRecords(since time.Time, limit int) ([]AuditRecord, error) {
+	if st.closed.Load() {
+		return nil, ErrClosed
+	}
+	st.audit.flush()
+	var out []AuditRecord
+	err := st.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAudit), Reverse: true, PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		floor := auditTime(since)
+		for it.Seek([]byte(prefixAudit + "\xff")); it.Valid(); it.Next() {
+			if limit > 0 && len(out) == limit {
+				break
+			}
+			item := it.Item()
+			k := item.Key()
+			if len(k) != len(prefixAudit)+16 {
+				continue
+			}
+			t := binary.BigEndian.Uint64(k[len(prefixAudit):])
+			if t < floor {
+				break
+			}
+			var j auditJSON
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &j) }); err != nil {
+				return fmt.Errorf("shard: audit record does not decode: %w", err)
+			}
+			out = append(out, j.record(t))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+func (j *auditJSON) record(t uint64) AuditRecord {
+	r := AuditRecord{Time: time.Unix(0, int64(t)), Name: j.Name, Remote: j.Remote,
+		Serial: j.Serial, Values: j.Values, Outcome: j.Outcome}
+	hex.Decode(r.Client[:], []byte(j.Client))
+	return r
+}
+
+// auditTime is the key's time: Unix nanoseconds, 0 before 1970.
+func auditTime(t time.Time) uint64 {
+	if t.IsZero() || t.UnixNano() < 0 {
+		return 0
+	}
+	return uint64(t.UnixNano())
+}
+
+func truncField(s string) string {
+	if len(s) > maxAuditField {
+		return s[:maxAuditField]
+	}
+	return s
+}
+
+func (a *auditor) run() {
+	defer close(a.done)
+	tick := time.NewTicker(auditPruneEvery)
+	defer tick.Stop()
+	batch := make([]AuditRecord, 0, auditBatchLen)
+	for {
+		select {
+		case rec := <-a.q:
+			batch = a.drain(append(batch[:0], rec))
+			a.write(batch)
+		case ack := <-a.flushQ:
+			a.drainAll(batch)
+			close(ack)
+		case <-tick.C:
+			a.prune()
+		case <-a.quit:
+			a.drainAll(batch)
+			return
+		}
+	}
+}
+
+// drain adds what is queued, up to a batch.
+func (a *auditor) drain(batch []AuditRecord) []AuditRecord {
+	for len(batch) < auditBatchLen {
+		select {
+		case rec := <-a.q:
+			batch = append(batch, rec)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (a *auditor) drainAll(batch []AuditRecord) {
+	for {
+		batch = a.drain(batch[:0])
+		if len(batch) == 0 {
+			return
+		}
+		a.write(batch)
+	}
+}
+
+// write stores a batch in one transaction, then applies retention.
+func (a *auditor) write(batch []AuditRecord) {
+	a.st.dropMu.RLock()
+	err := a.st.db.Update(func(txn *badger.Txn) error {
+		for _, r := range batch {
+			v, err := json.Marshal(auditJSON{Client: hex.EncodeToString(r.Client[:]),
+				Name: truncField(r.Name), Remote: truncField(r.Remote), Serial: r.Serial,
+				Values: r.Values, Outcome: truncField(r.Outcome)})
+			if err != nil {
+				return err
+			}
+			k := make([]byte, 0, len(prefixAudit)+16)
+			k = append(k, prefixAudit...)
+			k = binary.BigEndian.AppendUint64(k, auditTime(r.Time))
+			k = binary.BigEndian.AppendUint64(k, a.seq)
+			a.seq++
+			if err := txn.Set(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	a.st.dropMu.RUnlock()
+	if err != nil {
+		a.dropped.Add(uint64(len(batch)))
+		a.st.log.Error("shard: writing audit records", "records", len(batch), "err", err)
+	} else {
+		a.count.Add(int64(len(batch)))
+	}
+	if d := a.dropped.Load(); d != a.logged {
+		a.st.log.Warn("shard: audit records dropped", "total", d)
+		a.logged = d
+	}
+	a.prune()
+}
+
+// flush waits until the writer has stored everything queued before it.
+func (a *auditor) flush() {
+	ack := make(chan struct{})
+	select {
+	case a.flushQ <- ack:
+		<-ack
+	case <-a.done:
+	}
+}
+
+func (a *auditor) stop() {
+	a.once.Do(func() { close(a.quit) })
+	<-a.done
+}
+
+// scan counts the stored records and continues the sequence after the
+// last one.
+func (a *auditor) scan() {
+	a.st.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAudit)})
+		defer it.Close()
+		var n int64
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+			if k := it.Item().Key(); len(k) == len(prefixAudit)+16 {
+				a.seq = max(a.seq, binary.BigEndian.Uint64(k[len(prefixAudit)+8:])+1)
+			}
+		}
+		a.count.Store(n)
+		return nil
+	})
+}
+
+// prune deletes the oldest records beyond AuditMaxRecords and those
+// older than AuditMaxAge.
+func (a *auditor) prune() {
+	excess := a.count.Load() - int64(a.st.opt.AuditMaxRecords)
+	var floor uint64
+	if a.st.opt.AuditMaxAge > 0 {
+		floor = auditTime(time.Now().Add(-a.st.opt.AuditMaxAge))
+	}
+	if excess <= 0 && floor == 0 {
+		return
+	}
+	var keys [][]byte
+	a.st.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAudit)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			old := len(k) >= len(prefixAudit)+8 && binary.BigEndian.Uint64(k[len(prefixAudit):]) < floor
+			if int64(len(keys)) >= excess && !old {
+				break
+			}
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if len(keys) == 0 {
+		return
+	}
+	a.st.dropMu.RLock()
+	defer a.st.dropMu.RUnlock()
+	wb := a.st.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			a.st.log.Error("shard: pruning audit records", "err", err)
+			return
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		a.st.log.Error("shard: pruning audit records", "err", err)
+		return
+	}
+	a.count.Add(-int64(len(keys)))
+}

@@ -1,0 +1,243 @@
+package shard
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"iter"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Client is one client key's part of a definition: the key, the client's
+// name, and its values by name. Values are opaque to the store (the
+// caller stores frame-encoded values); Import does not keep the map.
+type Client struct {
+	Key    [32]byte
+	Name   string
+	Values map[string][]byte
+}
+
+// arenaSize is the chunk from which an import carves keys and sealed
+// values, so 100,000 entries cost a few hundred allocations. Badger keeps
+// the slices until it has written them, so chunks are never reused.
+const arenaSize = 256 << 10
+
+type arena struct{ buf []byte }
+
+// take returns a zero-length slice with capacity n from the arena.
+func (a *arena) take(n int) []byte {
+	if n > arenaSize/4 {
+		return make([]byte, 0, n)
+	}
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, arenaSize)
+	}
+	b := a.buf[len(a.buf) : len(a.buf) : len(a.buf)+n]
+	a.buf = a.buf[:len(a.buf)+n]
+	return b
+}
+
+// Import makes a new definition current. v.Hash must be the SHA-256 of
+// sealed, the binary sealed file, which is kept next to the store.
+//
+// v.Serial must be higher than the current serial (ErrRollback); the
+// current version again is ErrSame, a no-op. When the store NeedsRebuild
+// the state's own version is accepted, so the kept file can be imported.
+// The caller checks the chain (the file's previous hash) before calling.
+//
+// Import writes generation g+1 in many batches, syncs, flips the current
+// pointer in one transaction, syncs, writes the state file and removes
+// older kept files. A crash at any point leaves either the old or the
+// new definition whole (Open cleans up the rest). Current switches to
+// the new generation when Import returns; prev is the generation it
+// replaced (0 if none), which the caller drops with DropGeneration once
+// no session reads it. Only one Import or DropGeneration runs at a time.
+func (st *Store) Import(v Version, sealed []byte, clients iter.Seq[Client]) (prev uint64, err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed.Load() {
+		return 0, ErrClosed
+	}
+	if err := st.checkVersion(v, sealed); err != nil {
+		return 0, err
+	}
+	st.step("start")
+	if err := writeKept(st.dir, v.Hash, sealed); err != nil {
+		return 0, err
+	}
+	st.step("kept")
+	gen := st.nextGen
+	st.nextGen++
+	n, err := st.writeGen(gen, clients)
+	if err != nil {
+		if derr := st.dropGen(gen); derr != nil {
+			st.log.Error("shard: dropping a failed generation", "gen", gen, "err", derr)
+		}
+		return 0, err
+	}
+	st.step("written")
+	next := &current{Gen: gen, Version: v, Clients: n}
+	if err := st.flip(next); err != nil {
+		return 0, err
+	}
+	if old := st.cur.Load(); old != nil {
+		prev = old.Gen
+	} else {
+		prev, st.staleGen = st.staleGen, 0
+	}
+	st.cur.Store(next)
+	st.cond = Consistent
+	st.step("flipped")
+	if err := writeState(st.dir, st.seal, v); err != nil {
+		// The store is ahead of the state file; the next Open repairs it.
+		st.log.Error("shard: definition imported but the state file was not updated", "err", err)
+	} else {
+		st.state, st.hasState = v, true
+	}
+	st.step("state")
+	if err := pruneKept(st.dir, [][32]byte{v.Hash}); err != nil {
+		st.log.Warn("shard: removing older kept sealed files", "err", err)
+	}
+	if err := fixModes(st.dir); err != nil {
+		st.log.Warn("shard: tightening file modes", "err", err)
+	}
+	st.step("done")
+	return prev, nil
+}
+
+// checkVersion applies the rollback rules before anything is written.
+func (st *Store) checkVersion(v Version, sealed []byte) error {
+	if v.Serial == 0 {
+		return errors.New("shard: definition serial 0")
+	}
+	if sha256.Sum256(sealed) != v.Hash {
+		return errors.New("shard: sealed file does not match the version's hash")
+	}
+	ref, ok := Version{}, false
+	if c := st.cur.Load(); c != nil {
+		ref, ok = c.Version, true
+	}
+	rebuild := st.cond == NeedsRebuild
+	if rebuild && st.hasState {
+		ref, ok = st.state, true
+	}
+	switch {
+	case !ok:
+		return nil
+	case v.Serial < ref.Serial:
+		return fmt.Errorf("%w: serial %d is below the current %d", ErrRollback, v.Serial, ref.Serial)
+	case v.Serial == ref.Serial && v.Hash != ref.Hash:
+		return fmt.Errorf("%w: serial %d is current with a different hash", ErrRollback, v.Serial)
+	case v.Serial == ref.Serial && !rebuild:
+		return ErrSame
+	}
+	return nil
+}
+
+// writeGen writes every client of gen through a WriteBatch, which
+// commits whenever a transaction reaches Badger's size limit, then syncs.
+// It returns the number of clients.
+func (st *Store) writeGen(gen uint64, clients iter.Seq[Client]) (uint64, error) {
+	st.dropMu.RLock()
+	defer st.dropMu.RUnlock()
+	wb := st.db.NewWriteBatch()
+	defer wb.Cancel()
+	var (
+		a      arena
+		ns     nonces
+		aad    []byte
+		rec    []byte
+		n      uint64
+		writes int
+		seen   = map[[32]byte]bool{}
+		err    error
+	)
+	for c := range clients {
+		if seen[c.Key] {
+			return 0, fmt.Errorf("shard: client %q: duplicate client key", c.Name)
+		}
+		seen[c.Key] = true
+		if len(c.Name) == 0 || len(c.Name) > maxNameBytes {
+			return 0, fmt.Errorf("shard: client name of %d bytes (want 1..%d)", len(c.Name), maxNameBytes)
+		}
+		for name, val := range c.Values {
+			if len(name) == 0 || len(name) > maxNameBytes {
+				return 0, fmt.Errorf("shard: client %q: value name of %d bytes (want 1..%d)", c.Name, len(name), maxNameBytes)
+			}
+			if len(val) > maxValueBytes {
+				return 0, fmt.Errorf("shard: client %q: value %q of %d bytes exceeds %d", c.Name, name, len(val), maxValueBytes)
+			}
+			k := valueKey(a.take(len(prefixValue)+8+32+len(name)), gen, &c.Key, name)
+			aad = valueAAD(aad[:0], gen, &c.Key, []byte(name))
+			sv := st.seal.seal(a.take(len(val)+sealOverhead), ns.next(), val, aad)
+			if err = wb.Set(k, sv); err != nil {
+				return 0, fmt.Errorf("shard: writing generation %d: %w", gen, err)
+			}
+			if writes++; writes%1000 == 0 {
+				st.step("batch")
+			}
+		}
+		rec = binary.BigEndian.AppendUint32(rec[:0], uint32(len(c.Values)))
+		rec = append(rec, c.Name...)
+		aad = clientAAD(aad[:0], gen, &c.Key)
+		k := clientKey(a.take(len(prefixClient)+8+32), gen, &c.Key)
+		if err = wb.Set(k, st.seal.seal(a.take(len(rec)+sealOverhead), ns.next(), rec, aad)); err != nil {
+			return 0, fmt.Errorf("shard: writing generation %d: %w", gen, err)
+		}
+		n++
+	}
+	if err = wb.Flush(); err != nil {
+		return 0, fmt.Errorf("shard: writing generation %d: %w", gen, err)
+	}
+	if err = st.db.Sync(); err != nil {
+		return 0, fmt.Errorf("shard: syncing generation %d: %w", gen, err)
+	}
+	return n, nil
+}
+
+// flip points m/cur at next in one transaction and syncs.
+func (st *Store) flip(next *current) error {
+	st.dropMu.RLock()
+	defer st.dropMu.RUnlock()
+	err := st.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(keyCur), st.sealCur(next))
+	})
+	if err == nil {
+		err = st.db.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("shard: switching to generation %d: %w", next.Gen, err)
+	}
+	return nil
+}
+
+// DropGeneration removes every key of generation g. Call it with the
+// generation Import replaced, once no session reads it any more.
+// Dropping the current generation is ErrCurrentGen.
+func (st *Store) DropGeneration(g uint64) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed.Load() {
+		return ErrClosed
+	}
+	if c := st.cur.Load(); c != nil && c.Gen == g {
+		return ErrCurrentGen
+	}
+	if g == st.staleGen {
+		st.staleGen = 0
+	}
+	return st.dropGen(g)
+}
+
+// dropGen drops the value and client prefixes of g. Badger refuses
+// writes while DropPrefix runs, so it waits for writers.
+func (st *Store) dropGen(g uint64) error {
+	st.dropMu.Lock()
+	defer st.dropMu.Unlock()
+	if err := st.db.DropPrefix(genPrefix(nil, prefixValue, g), genPrefix(nil, prefixClient, g)); err != nil {
+		return fmt.Errorf("shard: dropping generation %d: %w", g, err)
+	}
+	return nil
+}

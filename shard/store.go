@@ -1,0 +1,557 @@
+package shard
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// Errors callers act on. None of them carries a value or key bytes.
+var (
+	ErrNotFound   = errors.New("shard: unknown client")
+	ErrTampered   = errors.New("shard: stored record fails authentication (damaged or moved)")
+	ErrRollback   = errors.New("shard: definition serial does not advance")
+	ErrSame       = errors.New("shard: definition already current")
+	ErrWrongKey   = errors.New("shard: store encryption key mismatch (wrong server key?)")
+	ErrCorrupt    = errors.New("shard: store is corrupt")
+	ErrLocked     = errors.New("shard: store is in use by another process")
+	ErrBadState   = errors.New("shard: state file is corrupt or was written with another key")
+	ErrClosed     = errors.New("shard: store is closed")
+	ErrNoKept     = errors.New("shard: no kept sealed file for that hash")
+	ErrCurrentGen = errors.New("shard: cannot drop the current generation")
+)
+
+// Badger profile for a small daemon (docs: library-pitfalls.md). A
+// transaction may hold at most 15% of the memtable (about 630 KB here),
+// so an import is written in many batches.
+const (
+	memTableSize     = 4 << 20
+	numMemtables     = 2
+	blockCacheSize   = 8 << 20
+	indexCacheSize   = 4 << 20
+	valueLogFileSize = 16 << 20
+	numCompactors    = 2
+	valueThreshold   = 4 << 10 // values above it go to the value log
+
+	// maxValueBytes bounds one stored value: Badger refuses a value larger
+	// than a value log file.
+	maxValueBytes = valueLogFileSize - 1<<20
+	// maxNameBytes bounds a value name, well below Badger's 65,000-byte key
+	// limit; frame.MaxNameBytes is smaller still.
+	maxNameBytes = 1024
+	// maxSealedBytes bounds a kept sealed file read back from disk, as the
+	// server bounds the file it accepts.
+	maxSealedBytes = 64 << 20
+)
+
+// Defaults of the audit retention.
+const (
+	defaultAuditMaxRecords = 100_000
+)
+
+// Names inside the data directory.
+const (
+	dbDir     = "db"
+	sealedDir = "sealed"
+	stateFile = "state"
+)
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// Logger receives the store's and Badger's warnings and errors. Badger
+	// only ever sees sealed values, so its messages hold no secret. Nil
+	// discards them.
+	Logger *slog.Logger
+	// AuditMaxRecords bounds the audit log; older records are pruned.
+	// Zero or less means 100,000.
+	AuditMaxRecords int
+	// AuditMaxAge prunes audit records older than this. Zero keeps them
+	// until AuditMaxRecords pushes them out.
+	AuditMaxAge time.Duration
+}
+
+// Version identifies an accepted definition: its serial and the SHA-256
+// of the binary sealed file.
+type Version struct {
+	Serial uint64
+	Hash   [32]byte
+}
+
+// Condition is what Open found when it compared the store with the state
+// file (docs: definitions-and-store.md, "Restart").
+type Condition int
+
+// Conditions.
+const (
+	// Consistent: the store's current definition is the state file's.
+	Consistent Condition = iota
+	// FirstRun: neither a state file nor a current definition. The
+	// server starts trust-on-first-use; log it loudly.
+	FirstRun
+	// StateUpdated: the store was ahead of the state file (a crash
+	// between the store's commit and the state write); Open rewrote it.
+	StateUpdated
+	// StateRecreated: the state file was missing while the store holds a
+	// definition; Open wrote it from the store. Someone removed it.
+	StateRecreated
+	// NeedsRebuild: the store is behind the state file, empty or its
+	// pointer does not open. Current reports nothing; import the kept
+	// sealed file of State().Hash (KeptSealed) before serving.
+	NeedsRebuild
+)
+
+var conditionNames = [...]string{"consistent", "first-run", "state-updated", "state-recreated", "needs-rebuild"}
+
+// String returns the condition's name for logs.
+func (c Condition) String() string {
+	if c >= 0 && int(c) < len(conditionNames) {
+		return conditionNames[c]
+	}
+	return fmt.Sprintf("condition(%d)", int(c))
+}
+
+// current is the decoded m/cur record.
+type current struct {
+	Gen     uint64
+	Version Version
+	Clients uint64 // number of client records in the generation
+}
+
+// Store is the encrypted Badger keyspace of one server. Reads (Shard,
+// Clients, Current, Stats, AuditRecords) and Audit are safe for
+// concurrent use with each other and with Import; Import and
+// DropGeneration serialise among themselves.
+type Store struct {
+	dir    string
+	db     *badger.DB
+	seal   *sealer
+	bkey   []byte // Badger's copy of the encryption key, cleared on Close
+	log    *slog.Logger
+	opt    Options
+	hook   func(step string) // test hook: crash points of Import
+	closed atomic.Bool
+
+	cur atomic.Pointer[current] // nil while nothing may be served
+
+	mu       sync.Mutex // Import, DropGeneration, Close; guards fields below
+	state    Version
+	hasState bool
+	cond     Condition
+	nextGen  uint64
+	staleGen uint64 // the outdated generation a NeedsRebuild store keeps unserved
+
+	// dropMu: Badger refuses writes while DropPrefix runs, so writers hold
+	// it shared and DropPrefix holds it exclusively.
+	dropMu sync.RWMutex
+
+	audit *auditor
+}
+
+// Open opens or creates the store in dir, which is created 0700 (an
+// existing directory with group or other bits is tightened to 0700 and a
+// warning logged). Open copies both keys; the caller may clear its own.
+// badgerKey encrypts Badger's files; sealKey seals every record.
+//
+// Open recovers the keyspace from a crash at any point of an import (it
+// drops partial generations and stale kept files) and compares the store
+// with the state file; see Condition. It returns ErrWrongKey for a wrong
+// badgerKey, ErrLocked when another process holds the store, ErrBadState
+// for a state file that does not verify, and an error wrapping ErrCorrupt
+// when Badger fails to open or panics while opening; Quarantine then
+// moves the database aside so that the next Open rebuilds. A damaged
+// table can still crash the process from Badger's background goroutines
+// (badger #2201); the next start then reports ErrCorrupt.
+//
+// The daemon should run with umask 077: Badger creates its table and
+// value log files 0666 minus the umask. Open, Import and Close tighten
+// what they find, and the 0700 directory keeps the rest private.
+func Open(dir string, badgerKey, sealKey *[32]byte, opt Options) (*Store, error) {
+	if badgerKey == nil || sealKey == nil {
+		return nil, errors.New("shard: nil key")
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opt.AuditMaxRecords <= 0 {
+		opt.AuditMaxRecords = defaultAuditMaxRecords
+	}
+	if err := prepareDir(dir, log); err != nil {
+		return nil, err
+	}
+	sl, err := newSealer(sealKey)
+	if err != nil {
+		return nil, err
+	}
+	st := &Store{dir: dir, seal: sl, log: log, opt: opt}
+	st.bkey = append([]byte(nil), badgerKey[:]...)
+	if st.db, err = openBadger(filepath.Join(dir, dbDir), st.bkey, opt.Logger); err != nil {
+		clear(st.bkey)
+		sl.clear()
+		return nil, err
+	}
+	if err := st.recover(); err != nil {
+		st.db.Close()
+		clear(st.bkey)
+		sl.clear()
+		return nil, err
+	}
+	st.audit = newAuditor(st)
+	return st, nil
+}
+
+// prepareDir creates dir and its sealed subdirectory 0700.
+func prepareDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("shard: creating data directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("shard: data directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("shard: data directory %q is not a directory", dir)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("shard: data directory was group or other accessible; set to 0700",
+			"dir", dir, "mode", fi.Mode().Perm().String())
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("shard: data directory %q has mode %s and chmod failed: %w", dir, fi.Mode().Perm(), err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, sealedDir), 0o700); err != nil {
+		return fmt.Errorf("shard: creating sealed directory: %w", err)
+	}
+	return nil
+}
+
+// badgerOptions returns the daemon profile. Checksums are verified on
+// every table and value read: cheap, and Badger's AES-CTR has no MAC.
+func badgerOptions(path string, key []byte, log *slog.Logger) badger.Options {
+	o := badger.DefaultOptions(path).
+		WithEncryptionKey(key).
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(numMemtables).
+		WithBlockCacheSize(blockCacheSize).
+		WithIndexCacheSize(indexCacheSize).
+		WithValueLogFileSize(valueLogFileSize).
+		WithNumCompactors(numCompactors).
+		WithValueThreshold(valueThreshold).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBaseTableSize(1 << 20).
+		WithBaseLevelSize(4 << 20).
+		WithNumGoroutines(2).
+		WithCompression(options.None).
+		WithChecksumVerificationMode(options.OnTableAndBlockRead).
+		WithVerifyValueChecksum(true).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithLogger(nil)
+	if log != nil {
+		o = o.WithLogger(badgerLogger{log})
+	}
+	return o
+}
+
+// openBadger opens Badger, turning a panic on a damaged directory into
+// ErrCorrupt.
+func openBadger(path string, key []byte, log *slog.Logger) (db *badger.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("%w: badger panicked while opening: %v", ErrCorrupt, r)
+		}
+	}()
+	db, err = badger.Open(badgerOptions(path, key, log))
+	if err == nil {
+		return db, nil
+	}
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, badger.ErrEncryptionKeyMismatch):
+		return nil, ErrWrongKey
+	case bytes.Contains([]byte(err.Error()), []byte("Cannot acquire directory lock")):
+		return nil, fmt.Errorf("%w: %v", ErrLocked, err)
+	case errors.Is(err, fs.ErrPermission),
+		errors.As(err, &errno) && (errno == syscall.ENOSPC || errno == syscall.EMFILE || errno == syscall.ENFILE || errno == syscall.ENOMEM):
+		return nil, fmt.Errorf("shard: opening badger: %w", err)
+	}
+	return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+}
+
+// Quarantine renames the Badger directory of a store that fails to open
+// with ErrCorrupt to db.corrupt-<unix time>, keeping the state file and
+// the kept sealed files, so that the next Open starts an empty database
+// and reports NeedsRebuild. It returns the new path. Never call it on an
+// open store.
+func Quarantine(dir string) (string, error) {
+	from := filepath.Join(dir, dbDir)
+	to := filepath.Join(dir, fmt.Sprintf("%s.corrupt-%d", dbDir, time.Now().Unix()))
+	if err := os.Rename(from, to); err != nil {
+		return "", fmt.Errorf("shard: quarantining database: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return "", err
+	}
+	return to, nil
+}
+
+// recover reads m/cur and the state file, reconciles them, drops
+// generations left by an interrupted import and stale kept files.
+func (st *Store) recover() error {
+	cur, curErr := st.readCur()
+	if curErr != nil && !errors.Is(curErr, ErrTampered) {
+		return curErr
+	}
+	state, hasState, err := readState(st.dir, st.seal)
+	if err != nil {
+		return err
+	}
+	gens, err := st.generations()
+	if err != nil {
+		return err
+	}
+	for _, g := range gens {
+		st.nextGen = max(st.nextGen, g+1)
+	}
+	if cur != nil {
+		st.nextGen = max(st.nextGen, cur.Gen+1)
+	}
+	st.nextGen = max(st.nextGen, 1)
+	if curErr != nil {
+		st.log.Error("shard: current-definition record does not verify; dropping every generation", "err", curErr)
+	}
+	st.state, st.hasState = state, hasState
+	switch {
+	case cur == nil && !hasState:
+		st.cond = FirstRun
+	case cur == nil:
+		st.cond = NeedsRebuild
+	case !hasState:
+		st.cond = StateRecreated
+	case cur.Version == state:
+		st.cond = Consistent
+	case cur.Version.Serial > state.Serial:
+		st.cond = StateUpdated
+	default:
+		st.cond = NeedsRebuild
+	}
+	if st.cond == StateUpdated || st.cond == StateRecreated {
+		if err := writeState(st.dir, st.seal, cur.Version); err != nil {
+			return err
+		}
+		st.state, st.hasState = cur.Version, true
+	}
+	for _, g := range gens {
+		if cur == nil || g != cur.Gen {
+			if err := st.dropGen(g); err != nil {
+				return err
+			}
+		}
+	}
+	keep := [][32]byte{st.state.Hash}
+	if cur != nil {
+		keep = append(keep, cur.Version.Hash)
+	}
+	if err := pruneKept(st.dir, keep); err != nil {
+		return err
+	}
+	if cur != nil && st.cond != NeedsRebuild {
+		st.cur.Store(cur)
+	} else if cur != nil {
+		st.staleGen = cur.Gen
+	}
+	return fixModes(st.dir)
+}
+
+// readCur returns the current-generation pointer, nil if there is none,
+// or an error if it does not open.
+func (st *Store) readCur() (*current, error) {
+	var sealed []byte
+	err := st.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyCur))
+		if err != nil {
+			return err
+		}
+		sealed, err = item.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("shard: reading current pointer: %w", err)
+	}
+	p, err := st.seal.open(sealed, []byte(aadCur))
+	if err != nil {
+		return nil, err
+	}
+	if len(p) != 8+8+32+8 {
+		return nil, ErrTampered
+	}
+	c := &current{Gen: binary.BigEndian.Uint64(p), Clients: binary.BigEndian.Uint64(p[48:])}
+	c.Version.Serial = binary.BigEndian.Uint64(p[8:])
+	copy(c.Version.Hash[:], p[16:48])
+	return c, nil
+}
+
+// sealCur returns the sealed m/cur record of c.
+func (st *Store) sealCur(c *current) []byte {
+	p := make([]byte, 0, 56)
+	p = binary.BigEndian.AppendUint64(p, c.Gen)
+	p = binary.BigEndian.AppendUint64(p, c.Version.Serial)
+	p = append(p, c.Version.Hash[:]...)
+	p = binary.BigEndian.AppendUint64(p, c.Clients)
+	return st.seal.sealRandom(nil, p, []byte(aadCur))
+}
+
+// generations lists the generations that have any value or client key,
+// seeking from one generation to the next instead of reading every key.
+func (st *Store) generations() ([]uint64, error) {
+	seen := map[uint64]bool{}
+	var gens []uint64
+	err := st.db.View(func(txn *badger.Txn) error {
+		for _, prefix := range []string{prefixValue, prefixClient} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+			for it.Seek([]byte(prefix)); it.Valid(); {
+				k := it.Item().Key()
+				if len(k) < len(prefix)+8 {
+					it.Close()
+					return fmt.Errorf("%w: short key in the keyspace", ErrCorrupt)
+				}
+				g := binary.BigEndian.Uint64(k[len(prefix):])
+				if !seen[g] {
+					seen[g] = true
+					gens = append(gens, g)
+				}
+				if g == ^uint64(0) {
+					break
+				}
+				it.Seek(genPrefix(nil, prefix, g+1))
+			}
+			it.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("shard: listing generations: %w", err)
+	}
+	return gens, nil
+}
+
+// step calls the test hook at a crash point of Import.
+func (st *Store) step(name string) {
+	if st.hook != nil {
+		st.hook(name)
+	}
+}
+
+// Current returns the version and generation to serve. ok is false when
+// nothing may be served: the first run, or a store that NeedsRebuild.
+func (st *Store) Current() (v Version, gen uint64, ok bool) {
+	c := st.cur.Load()
+	if c == nil {
+		return Version{}, 0, false
+	}
+	return c.Version, c.Gen, true
+}
+
+// Condition returns what Open found, or Consistent after an import.
+func (st *Store) Condition() Condition {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.cond
+}
+
+// State returns the version recorded in the state file; ok is false when
+// there is none (first run).
+func (st *Store) State() (v Version, ok bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.state, st.hasState
+}
+
+// Close stops the audit writer after writing what it holds, syncs and
+// closes Badger, and clears the keys. Readers must be done. Calling
+// Close again returns nil.
+func (st *Store) Close() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed.Swap(true) {
+		return nil
+	}
+	st.audit.stop()
+	err := st.db.Sync()
+	if cerr := st.db.Close(); err == nil {
+		err = cerr
+	}
+	clear(st.bkey)
+	st.seal.clear()
+	if ferr := fixModes(st.dir); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return fmt.Errorf("shard: closing: %w", err)
+	}
+	return nil
+}
+
+// fixModes removes group and other bits from everything under dir.
+// Badger creates tables and value logs 0666 minus the umask.
+func fixModes(dir string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // Badger removed a file while we walked
+			}
+			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if m := info.Mode().Perm(); m&0o077 != 0 {
+			if err := os.Chmod(path, m&^0o077); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("shard: tightening file mode: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// badgerLogger routes Badger's log through slog. Badger sees only sealed
+// values and key names, never a plaintext value; its info and debug
+// chatter goes to the debug level.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) { b.l.Error("badger: " + trimLog(f, a)) }
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn("badger: " + trimLog(f, a))
+}
+func (b badgerLogger) Infof(f string, a ...any)  { b.l.Debug("badger: " + trimLog(f, a)) }
+func (b badgerLogger) Debugf(f string, a ...any) { b.l.Debug("badger: " + trimLog(f, a)) }
+
+// trimLog formats one Badger message on one line of bounded length.
+func trimLog(f string, a []any) string {
+	s := fmt.Sprintf(f, a...)
+	s = string(bytes.TrimSpace([]byte(s)))
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return string(bytes.ReplaceAll([]byte(s), []byte("\n"), []byte(" ")))
+}
