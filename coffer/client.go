@@ -1,0 +1,358 @@
+package coffer
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/coffer-project/coffer/frame"
+)
+
+// ClientConfig is what a client needs for one Fetch.
+type ClientConfig struct {
+	Key    *PrivateKey // the client's static key; required
+	Server PublicKey   // the pinned server key
+	// Names selects values of the shard; empty means all of them.
+	Names []string
+	// MinSerial refuses a definition with a lower serial (ErrRollback):
+	// the larger of --min-serial and the serial remembered for Server.
+	MinSerial uint64
+	// Rand is the randomness; nil means crypto/rand. Fetch reads Ce
+	// (32 bytes), then n1 (24 bytes), and nothing else.
+	Rand io.Reader
+}
+
+// Result is a fetched shard and the definition it came from.
+type Result struct {
+	Shard   frame.Shard
+	Version Version
+}
+
+// Fetch runs one coffer/1 session on conn and returns the client's shard
+// (docs/protocol.md §4). It does not close conn. A shard is returned only
+// when every chunk opened in order, the whole shard's hash matched and
+// its serial is at least cfg.MinSerial; nothing partial is ever
+// returned. The deadline and cancellation of ctx apply to conn. See
+// Retryable for which errors are worth retrying.
+func Fetch(ctx context.Context, conn net.Conn, cfg *ClientConfig) (*Result, error) {
+	if cfg.Key == nil {
+		return nil, errors.New("coffer: client key not set")
+	}
+	server := cfg.Server
+	if err := CheckPublicKey(&server); err != nil {
+		return nil, fmt.Errorf("pinned server key: %w", err)
+	}
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	ss, err := cfg.Key.boxKey(&server)
+	if err != nil {
+		return nil, fmt.Errorf("pinned server key: %w", err)
+	}
+	cl := &clientSession{cfg: cfg, c: conn, server: server, ss: ss}
+	defer cl.clear()
+	res, err := cl.run()
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("coffer: fetch: %w", context.Cause(ctx))
+	}
+	return res, err
+}
+
+// clientSession is the client's state for one session, written straight
+// down like the server's. K(C,S) is computed by the caller, so a
+// benchmark can precompute it.
+type clientSession struct {
+	cfg    *ClientConfig
+	c      net.Conn
+	server PublicKey
+	ss     *[32]byte   // K(C,S)
+	e      *PrivateKey // Ce
+	es     *[32]byte   // K(Ce,S)
+	th     hash
+	cs, sc *cipherState
+	pt     []byte // plaintext buffer, cleared at the end
+}
+
+func (cl *clientSession) clear() {
+	for _, k := range []*[32]byte{cl.ss, cl.es} {
+		if k != nil {
+			clear(k[:])
+		}
+	}
+	cl.e = nil
+	cl.cs.clear()
+	cl.sc.clear()
+	clear(cl.pt[:cap(cl.pt)])
+}
+
+func (cl *clientSession) run() (*Result, error) {
+	if err := cl.sealHello(); err != nil {
+		return nil, err
+	}
+	f, err := frame.Read(cl.c, frame.TypeLink, frame.TypeKeyNotFound, frame.TypeError)
+	if err != nil {
+		return nil, fmt.Errorf("reading link: %w", err)
+	}
+	switch f.Type {
+	case frame.TypeKeyNotFound:
+		return nil, cl.openKeyNotFound(f)
+	case frame.TypeError:
+		err := plainRemoteError(f)
+		if errors.Is(err, ErrAuth) {
+			// Only a server without the pinned key fails to open a
+			// Hello from a key it knows.
+			return nil, fmt.Errorf("%w: %w", ErrServerAuth, err)
+		}
+		return nil, err
+	}
+	if err := cl.openLink(f); err != nil {
+		return nil, err
+	}
+	if err := cl.sealGet(); err != nil {
+		return nil, err
+	}
+	res, err := cl.readShard()
+	if err != nil {
+		return nil, err
+	}
+	cl.sealBye()
+	return res, nil
+}
+
+// sealHello sends Hello. Randomness: Ce (32 bytes), then n1 (24 bytes).
+func (cl *clientSession) sealHello() error {
+	r := cl.cfg.Rand
+	if r == nil {
+		r = rand.Reader
+	}
+	var err error
+	if cl.e, err = GenerateKey(r); err != nil {
+		return err
+	}
+	n, err := readNonce(r)
+	if err != nil {
+		return fmt.Errorf("coffer: reading randomness: %w", err)
+	}
+	if cl.es, err = cl.e.boxKey(&cl.server); err != nil {
+		return fmt.Errorf("pinned server key: %w", err)
+	}
+	c, e := cl.cfg.Key.Public(), cl.e.Public()
+	pt, err := frame.Marshal(&frame.HelloPayload{H: frame.KindHello, V: frame.Version, C: c[:], S: cl.server[:], E: e[:]})
+	if err != nil {
+		return fmt.Errorf("coffer: encoding hello: %w", err)
+	}
+	h := frame.Hello{Version: frame.Version, Client: c, Ephemeral: e, Nonce: n}
+	b := h.Append(appendHeader(make([]byte, 0, 256), frame.TypeHello))
+	b = seal(b, pt, &n, cl.ss)
+	if b, err = finishFrame(b, 0); err != nil {
+		return fmt.Errorf("coffer: hello: %w", err)
+	}
+	if _, err := cl.c.Write(b); err != nil {
+		return fmt.Errorf("writing hello: %w", err)
+	}
+	th0 := transcriptStart(&cl.server)
+	cl.th = mixFrame(&th0, b)
+	return nil
+}
+
+// openKeyNotFound turns a KeyNotFound that proves itself into
+// ErrUnknownClient; one that does not open is a retryable, unverified
+// reply.
+func (cl *clientSession) openKeyNotFound(f frame.Frame) error {
+	nb, err := frame.ParseNonceBox(f.Body())
+	if err != nil {
+		return errUnverified
+	}
+	n := nonce(nb.Nonce)
+	pt, err := open(nil, nb.Box, &n, cl.ss)
+	if err != nil {
+		return errUnverified
+	}
+	var p frame.KeyNotFoundPayload
+	if frame.Unmarshal(pt, &p) != nil || p.Validate() != nil || !equalHash(p.TH, &cl.th) {
+		return errUnverified
+	}
+	return ErrUnknownClient
+}
+
+// openLink checks Link (the server's proof of S, bound to Ce and th1) and
+// derives the session keys: two ladders.
+func (cl *clientSession) openLink(f frame.Frame) error {
+	nb, err := frame.ParseNonceBox(f.Body())
+	if err != nil {
+		return ErrServerAuth
+	}
+	n := nonce(nb.Nonce)
+	pt, err := open(nil, nb.Box, &n, cl.es)
+	if err != nil {
+		return ErrServerAuth
+	}
+	defer clear(pt)
+	var p frame.LinkPayload
+	if frame.Unmarshal(pt, &p) != nil || p.Validate() != nil || !equalHash(p.TH, &cl.th) {
+		return ErrServerAuth
+	}
+	sePub := PublicKey(p.SE)
+	if CheckPublicKey(&sePub) != nil {
+		return ErrServerAuth
+	}
+	ee, err := cl.e.boxKey(&sePub)
+	if err != nil {
+		return ErrServerAuth
+	}
+	defer clear(ee[:])
+	se, err := cl.cfg.Key.boxKey(&sePub)
+	if err != nil {
+		return ErrServerAuth
+	}
+	defer clear(se[:])
+	cl.e = nil
+	cl.th = mixFrame(&cl.th, f.Raw)
+	if cl.cs, cl.sc, err = sessionKeys(&cl.th, cl.es, cl.ss, ee, se); err != nil {
+		return fmt.Errorf("coffer: deriving session keys: %w", err)
+	}
+	return nil
+}
+
+// sealGet sends Get under k_cs, counter 0.
+func (cl *clientSession) sealGet() error {
+	p := frame.GetPayload{H: frame.KindGet, TH: cl.th[:], Names: cl.cfg.Names}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("coffer: names: %w", err)
+	}
+	pt, err := frame.Marshal(&p)
+	if err != nil {
+		return fmt.Errorf("coffer: encoding get: %w", err)
+	}
+	b, err := cl.cs.seal(appendHeader(nil, frame.TypeGet), pt)
+	if err == nil {
+		b, err = finishFrame(b, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("coffer: get (too many names?): %w", err)
+	}
+	if _, err := cl.c.Write(b); err != nil {
+		return fmt.Errorf("writing get: %w", err)
+	}
+	return nil
+}
+
+// readShard reads OkGet chunks until the last one (docs/protocol.md §4.4).
+// Each must open under k_sc with the next counter and carry that number,
+// the same serial, definition hash and size; the total may not pass the
+// declared size; the last carries the hash of the whole. The serial is
+// checked against MinSerial at the first chunk, before anything is
+// buffered, and the shard is decoded only once it is complete.
+func (cl *clientSession) readShard() (*Result, error) {
+	var (
+		first frame.OkGetPayload
+		buf   []byte
+	)
+	defer func() { clear(buf[:cap(buf)]) }()
+	for i := uint64(0); i < frame.MaxChunks; i++ {
+		f, err := frame.Read(cl.c, frame.TypeOkGet, frame.TypeError)
+		if err != nil {
+			return nil, fmt.Errorf("reading okget %d: %w", i, err)
+		}
+		if f.Type == frame.TypeError {
+			return nil, cl.openError(f)
+		}
+		cl.pt, err = cl.sc.open(cl.pt[:0], f.Body())
+		if err != nil {
+			return nil, fmt.Errorf("%w: okget %d did not open (reordered, dropped, duplicated or altered)", ErrProtocol, i)
+		}
+		var p frame.OkGetPayload
+		if err := frame.Unmarshal(cl.pt, &p); err != nil {
+			return nil, fmt.Errorf("%w: okget %d: %w", ErrProtocol, i, err)
+		}
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: okget %d: %w", ErrProtocol, i, err)
+		}
+		if p.I != i {
+			return nil, fmt.Errorf("%w: okget numbered %d, want %d", ErrProtocol, p.I, i)
+		}
+		if i == 0 {
+			if p.Serial < cl.cfg.MinSerial {
+				return nil, fmt.Errorf("%w: serial %d, minimum %d", ErrRollback, p.Serial, cl.cfg.MinSerial)
+			}
+			first = p
+			buf = make([]byte, 0, p.Size)
+		} else if p.Serial != first.Serial || p.Size != first.Size || !bytes.Equal(p.DH, first.DH) {
+			return nil, fmt.Errorf("%w: okget %d changes serial, definition or size", ErrProtocol, i)
+		}
+		if uint64(len(buf))+uint64(len(p.D)) > first.Size {
+			return nil, fmt.Errorf("%w: okget chunks exceed the declared size %d", ErrProtocol, first.Size)
+		}
+		buf = append(buf, p.D...)
+		clear(p.D)
+		clear(cl.pt)
+		if p.Last {
+			return finishShard(buf, &p)
+		}
+	}
+	return nil, fmt.Errorf("%w: more than %d okget chunks", ErrProtocol, frame.MaxChunks)
+}
+
+// finishShard checks the complete shard against the last chunk's size
+// and hash and decodes it.
+func finishShard(buf []byte, last *frame.OkGetPayload) (*Result, error) {
+	if uint64(len(buf)) != last.Size {
+		return nil, fmt.Errorf("%w: shard of %d bytes, declared %d", ErrProtocol, len(buf), last.Size)
+	}
+	sum := sha256.Sum256(buf)
+	if !equalHash(last.SH, (*hash)(&sum)) {
+		return nil, fmt.Errorf("%w: shard hash mismatch", ErrProtocol)
+	}
+	shard, err := frame.DecodeShard(buf)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	res := &Result{Shard: shard, Version: Version{Serial: last.Serial}}
+	copy(res.Version.Hash[:], last.DH)
+	return res, nil
+}
+
+// openError reads an Error after Get: sealed under k_sc when the server
+// opened our Get, plain when it did not.
+func (cl *clientSession) openError(f frame.Frame) error {
+	if pt, err := cl.sc.open(nil, f.Body()); err == nil {
+		var p frame.ErrorPayload
+		if frame.Unmarshal(pt, &p) != nil || p.Validate() != nil {
+			return fmt.Errorf("%w: malformed sealed error", ErrProtocol)
+		}
+		return &RemoteError{Code: p.Code, Sealed: true}
+	}
+	return plainRemoteError(f)
+}
+
+// plainRemoteError decodes an unsealed Error body.
+func plainRemoteError(f frame.Frame) error {
+	var p frame.ErrorBody
+	if frame.Unmarshal(f.Body(), &p) != nil || p.Validate() != nil {
+		return errUnverified
+	}
+	return &RemoteError{Code: p.Code}
+}
+
+// sealBye sends Bye under k_cs, counter 1. The server closes either way,
+// so a failure here is ignored.
+func (cl *clientSession) sealBye() {
+	pt, err := frame.Marshal(&frame.ByePayload{H: frame.KindBye})
+	if err != nil {
+		return
+	}
+	b, err := cl.cs.seal(appendHeader(nil, frame.TypeBye), pt)
+	if err == nil {
+		if b, err = finishFrame(b, 0); err == nil {
+			cl.c.Write(b)
+		}
+	}
+}

@@ -1,0 +1,367 @@
+package coffer
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coffer-project/coffer/frame"
+)
+
+// Defaults of the Server's limits (docs/protocol.md §7).
+const (
+	// defaultMaxConns bounds concurrent sessions; past it, connections
+	// wait in the kernel's listen backlog.
+	defaultMaxConns = 1024
+	// defaultHelloTimeout bounds a connection that never sends its Hello
+	// (slowloris before any work is done).
+	defaultHelloTimeout = 5 * time.Second
+	// defaultGetTimeout bounds a session whose Get never comes, such as a
+	// replayed Hello: counted from accept.
+	defaultGetTimeout = 10 * time.Second
+	// defaultSessionTimeout bounds a whole session, counted from accept.
+	defaultSessionTimeout = 30 * time.Second
+	// defaultByeTimeout is how long the server waits for Bye after the
+	// last OkGet before it closes anyway.
+	defaultByeTimeout = 5 * time.Second
+)
+
+// Default rate limits (docs/protocol.md §7).
+var (
+	// Proofs from unknown keys each cost one ladder: a global budget
+	// bounds the CPU a flood of made-up keys can burn.
+	defaultUnknownLimit = Limit{Rate: 100, Burst: 100}
+	// The same per source address, so one host cannot use up the global
+	// budget alone.
+	defaultUnknownPerIPLimit = Limit{Rate: 10, Burst: 20}
+	// Valid proofs per client key: a stolen or looping client cannot
+	// hog the server. Distinct clients booting at once are not affected.
+	defaultClientLimit = Limit{Rate: 10, Burst: 20}
+	// Failed authentications per source address: a host that keeps
+	// failing gets Error{busy} before the server opens anything.
+	defaultFailPerIPLimit = Limit{Rate: 10, Burst: 50}
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("coffer: server closed")
+
+// Session outcomes reported in AuditEvent.Outcome.
+const (
+	OutcomeOK            = "ok"
+	OutcomeUnknownClient = "unknown-client"
+	OutcomeAuthFailed    = "auth-failed"
+	OutcomeError         = "error"
+)
+
+// AuditEvent describes one session that got as far as a parsed Hello.
+// It holds counts and sizes, never keys or values.
+type AuditEvent struct {
+	Time    time.Time // when the session ended
+	Client  PublicKey // the key the client claimed (proven unless auth-failed)
+	Name    string    // the client's name in the definition, if known
+	Remote  string    // the peer's address
+	Serial  uint64    // serial of the definition served, if any
+	Values  int       // values in the shard served
+	Bytes   int       // encoded size of the shard served
+	Outcome string    // OutcomeOK, OutcomeUnknownClient, OutcomeAuthFailed or OutcomeError
+}
+
+// Server answers coffer/1 sessions. Set its fields before the first call
+// to Swap, Serve or ServeConn and do not change them afterwards; the
+// methods are then safe for concurrent use. The zero value of each limit
+// field means its default.
+type Server struct {
+	Key    *PrivateKey  // the server's static key; required
+	Rand   io.Reader    // randomness; nil means crypto/rand. Must be safe for concurrent use.
+	Logger *slog.Logger // nil discards. Clients appear as fingerprints only.
+	// Audit, when set, is called once per session that got past Hello
+	// parsing, from the session's goroutine, after the session ended.
+	Audit func(AuditEvent)
+
+	MaxConns       int           // concurrent sessions accepted by Serve (default 1024)
+	HelloTimeout   time.Duration // Hello must arrive this long after accept (5 s)
+	GetTimeout     time.Duration // Get must arrive this long after accept (10 s)
+	SessionTimeout time.Duration // whole session, from accept (30 s)
+	ByeTimeout     time.Duration // wait for Bye after the last OkGet (5 s)
+
+	UnknownLimit      Limit // valid proofs from unknown keys, all sources (100/s, burst 100)
+	UnknownPerIPLimit Limit // the same per source address (10/s, burst 20)
+	ClientLimit       Limit // valid proofs per client key (10/s, burst 20)
+	FailPerIPLimit    Limit // failed authentications per source address (10/s, burst 50)
+	// MaxHandshakesPerIP caps sessions in their handshake per source
+	// address; 0 (the default) means no cap, because boot storms behind
+	// NAT share one address.
+	MaxHandshakesPerIP int
+
+	once    sync.Once
+	th0     hash
+	pub     PublicKey
+	log     *slog.Logger
+	rand    io.Reader
+	snap    atomic.Pointer[Snapshot]
+	ladders atomic.Uint64 // scalar multiplications spent in sessions
+
+	unknown    globalLimiter
+	unknownIP  *keyedLimiter[netip.Addr]
+	clientLim  *keyedLimiter[PublicKey]
+	failIP     *keyedLimiter[netip.Addr]
+	handshakes inflight
+
+	sem       chan struct{}
+	mu        sync.Mutex
+	closing   bool
+	done      chan struct{}
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}
+	wg        sync.WaitGroup
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		if s.Key == nil {
+			panic("coffer: Server.Key is not set")
+		}
+		s.pub = s.Key.Public()
+		s.th0 = transcriptStart(&s.pub)
+		s.log = s.Logger
+		if s.log == nil {
+			s.log = slog.New(slog.DiscardHandler)
+		}
+		s.rand = s.Rand
+		if s.rand == nil {
+			s.rand = rand.Reader
+		}
+		if s.MaxConns <= 0 {
+			s.MaxConns = defaultMaxConns
+		}
+		setDefault(&s.HelloTimeout, defaultHelloTimeout)
+		setDefault(&s.GetTimeout, defaultGetTimeout)
+		setDefault(&s.SessionTimeout, defaultSessionTimeout)
+		setDefault(&s.ByeTimeout, defaultByeTimeout)
+		s.unknown.limit = s.UnknownLimit.or(defaultUnknownLimit)
+		s.unknownIP = newKeyedLimiter[netip.Addr](s.UnknownPerIPLimit.or(defaultUnknownPerIPLimit))
+		s.clientLim = newKeyedLimiter[PublicKey](s.ClientLimit.or(defaultClientLimit))
+		s.failIP = newKeyedLimiter[netip.Addr](s.FailPerIPLimit.or(defaultFailPerIPLimit))
+		s.handshakes = inflight{max: s.MaxHandshakesPerIP, n: make(map[netip.Addr]int)}
+		s.sem = make(chan struct{}, s.MaxConns)
+		s.done = make(chan struct{})
+		s.listeners = make(map[net.Listener]struct{})
+		s.conns = make(map[net.Conn]struct{})
+	})
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// Swap installs next as the definition to serve and returns the one it
+// replaces (nil at first). It first computes K(S,C) for every client of
+// next (about 37 µs each, spread over all CPUs), leaving out and logging
+// clients with weak keys. Sessions already running keep the snapshot
+// they started with; prev.Released() is closed when the last of them
+// ends. A nil next makes the server answer Error{unavailable}.
+func (s *Server) Swap(next *Snapshot) (prev *Snapshot) {
+	s.init()
+	if next != nil {
+		for _, k := range next.precompute(s.Key) {
+			s.log.Warn("skipping client with a weak key", "client", k.Fingerprint(), "name", next.Clients[k])
+		}
+		next.mu.Lock()
+		next.initLocked()
+		next.mu.Unlock()
+		s.log.Info("definition installed", "serial", next.Version.Serial, "clients", len(next.table))
+	}
+	prev = s.snap.Swap(next)
+	if prev != nil {
+		prev.retire()
+	}
+	return prev
+}
+
+// acquireSnapshot returns the current snapshot, counted in, or nil.
+func (s *Server) acquireSnapshot() *Snapshot {
+	for {
+		sn := s.snap.Load()
+		if sn == nil || sn.acquire() {
+			return sn
+		}
+		// Retired between Load and acquire: Swap has already stored
+		// its successor, so the next Load sees it.
+	}
+}
+
+// Serve accepts connections on l and serves each in its own goroutine.
+// It accepts only while fewer than MaxConns sessions run, so excess
+// connections wait in the kernel's backlog. It returns ErrServerClosed
+// after Shutdown or Close, which also close l; otherwise the accept error.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		select {
+		case s.sem <- struct{}{}:
+		case <-s.done:
+			return ErrServerClosed
+		}
+		c, err := l.Accept()
+		if err != nil {
+			<-s.sem
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			if !temporary(err) {
+				return err
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+			select {
+			case <-time.After(delay):
+			case <-s.done:
+				return ErrServerClosed
+			}
+			continue
+		}
+		delay = 0
+		if !s.track(c) {
+			<-s.sem
+			c.Close()
+			return ErrServerClosed
+		}
+		go func() {
+			defer func() { <-s.sem }()
+			defer s.untrack(c)
+			s.serve(c)
+		}()
+	}
+}
+
+// temporary reports accept errors that go away: out of file descriptors
+// or buffers, a timeout.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.ECONNABORTED)
+}
+
+// ServeConn serves one session on c in the caller's goroutine and closes
+// c. It is not counted against MaxConns. After Shutdown it closes c at
+// once.
+func (s *Server) ServeConn(c net.Conn) {
+	s.init()
+	if !s.track(c) {
+		c.Close()
+		return
+	}
+	defer s.untrack(c)
+	s.serve(c)
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Shutdown stops accepting (closing the listeners given to Serve) and
+// waits for running sessions to end, each within its own deadlines. If
+// ctx ends first, it closes the remaining connections, waits for their
+// goroutines to return and reports ctx.Err(). No session goroutine
+// outlives Shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.done)
+	}
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	finished := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	<-finished
+	return ctx.Err()
+}
+
+// Close stops accepting, closes every connection and waits for the
+// session goroutines to return.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Shutdown(ctx); err != nil && err != context.Canceled {
+		return err
+	}
+	return nil
+}
+
+// plainError returns an unsealed Error frame. Its body is the fixed CBOR
+// map {"code": code}.
+func plainError(code frame.ErrorCode) []byte {
+	body, err := frame.Marshal(&frame.ErrorBody{Code: code})
+	if err != nil {
+		panic("coffer: encoding a fixed error body: " + err.Error())
+	}
+	f, err := frame.New(frame.TypeError, body)
+	if err != nil {
+		panic("coffer: building a fixed error frame: " + err.Error())
+	}
+	return f.Raw
+}

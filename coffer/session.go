@@ -1,0 +1,491 @@
+package coffer
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/coffer-project/coffer/frame"
+)
+
+// failure ends a server session. code is the Error to send (0: none),
+// outcome the audit outcome, and reason a fixed debug-only text.
+type failure struct {
+	code    frame.ErrorCode
+	outcome string
+	reason  string
+}
+
+func (f *failure) Error() string { return "coffer: session failed: " + f.reason }
+
+func fail(code frame.ErrorCode, outcome, reason string) *failure {
+	return &failure{code: code, outcome: outcome, reason: reason}
+}
+
+// authFailed is the one reply to every failed proof, whatever the cause.
+func authFailed(reason string) *failure {
+	return fail(frame.CodeAuth, OutcomeAuthFailed, reason)
+}
+
+// session is the server's state for one connection, written straight
+// down: Hello, Link, Get, OkGet chunks, Bye (docs/protocol.md §4). Any
+// failure is terminal.
+type session struct {
+	s      *Server
+	c      net.Conn
+	start  time.Time
+	remote netip.Addr
+
+	helloSeen  bool // a Hello parsed: the session is audited
+	handshake  bool // counted in the per-address handshake cap
+	getOpened  bool // errors from now on are sealed
+	snap       *Snapshot
+	client     PublicKey
+	name       string
+	ss         *[32]byte   // K(S,C): the snapshot's row, never cleared here
+	ephemeral  PublicKey   // Ce
+	se         *PrivateKey // server ephemeral
+	es         *[32]byte   // K(S,Ce)
+	th         hash
+	cs, sc     *cipherState
+	ladders    uint64
+	serial     uint64
+	values     int
+	shardBytes int
+
+	pt  [frame.HeaderSize + 256]byte // plaintext of Hello
+	out []byte                       // frame being written
+}
+
+// serve runs one session on c and closes it.
+func (s *Server) serve(c net.Conn) {
+	ss := &session{s: s, c: c, start: time.Now(), remote: sourceAddr(c.RemoteAddr())}
+	err := ss.run()
+	ss.finish(err)
+}
+
+func (ss *session) run() error {
+	s := ss.s
+	if !s.handshakes.enter(ss.remote) {
+		return fail(frame.CodeBusy, OutcomeError, "too many handshakes from this address")
+	}
+	ss.handshake = true
+	ss.c.SetDeadline(ss.start.Add(s.HelloTimeout))
+	f, err := frame.Read(ss.c, frame.TypeHello)
+	if err != nil {
+		return readFailure(err, "reading hello")
+	}
+	if err := ss.openHello(f); err != nil {
+		return err
+	}
+	if err := ss.sealLink(); err != nil {
+		return err
+	}
+	ss.c.SetDeadline(ss.start.Add(s.GetTimeout))
+	if f, err = frame.Read(ss.c, frame.TypeGet); err != nil {
+		return readFailure(err, "reading get")
+	}
+	names, err := ss.openGet(f)
+	if err != nil {
+		return err
+	}
+	s.handshakes.leave(ss.remote)
+	ss.handshake = false
+	ss.c.SetDeadline(ss.start.Add(s.SessionTimeout))
+	if err := ss.sendShard(names); err != nil {
+		return err
+	}
+	// The shard is out; Bye is a courtesy. Wait for it briefly, then close.
+	ss.c.SetDeadline(minTime(time.Now().Add(s.ByeTimeout), ss.start.Add(s.SessionTimeout)))
+	if f, err = frame.Read(ss.c, frame.TypeBye); err == nil {
+		ss.openBye(f)
+	}
+	return nil
+}
+
+// readFailure classifies a frame read error: a bad header gets
+// Error{malformed}, a transport error or timeout just closes.
+func readFailure(err error, what string) *failure {
+	switch {
+	case errors.Is(err, frame.ErrUnknownType), errors.Is(err, frame.ErrUnexpected), errors.Is(err, frame.ErrTooLong):
+		return fail(frame.CodeMalformed, OutcomeError, what+": bad frame header")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fail(0, OutcomeError, what+": deadline passed")
+	case errors.Is(err, io.EOF):
+		return fail(0, OutcomeError, what+": connection closed")
+	}
+	return fail(0, OutcomeError, what+": transport error")
+}
+
+// openHello checks a Hello: version, table lookup, proof, payload
+// bindings, rate limits. It costs no ladder for a known key.
+func (ss *session) openHello(f frame.Frame) error {
+	s := ss.s
+	body := f.Body()
+	if len(body) > 0 && body[0] != frame.Version {
+		return fail(frame.CodeVersion, OutcomeError, "unsupported version")
+	}
+	h, err := frame.ParseHello(body)
+	if err != nil {
+		return fail(frame.CodeMalformed, OutcomeError, "short hello")
+	}
+	ss.helloSeen = true
+	ss.client = h.Client
+	if ss.snap = s.acquireSnapshot(); ss.snap == nil {
+		return fail(frame.CodeUnavailable, OutcomeError, "no definition loaded")
+	}
+	now := time.Now()
+	if !s.failIP.allowed(ss.remote, now) {
+		return fail(frame.CodeBusy, OutcomeError, "address over its failed-authentication limit")
+	}
+	e := ss.snap.table[h.Client]
+	if e == nil {
+		return ss.unknownClient(&h, f.Raw)
+	}
+	ss.ss, ss.name = &e.ss, e.name
+	if err := ss.checkProof(&h); err != nil {
+		s.failIP.take(ss.remote, now)
+		return err
+	}
+	if !s.clientLim.take(h.Client, now) {
+		return fail(frame.CodeBusy, OutcomeError, "client over its rate limit")
+	}
+	ss.ephemeral = h.Ephemeral
+	ss.th = mixFrame(&s.th0, f.Raw)
+	return nil
+}
+
+// checkProof opens the Hello box under ss.ss and checks that the sealed
+// payload repeats the outer fields and names this server's key.
+func (ss *session) checkProof(h *frame.Hello) error {
+	n := nonce(h.Nonce)
+	pt, err := open(ss.pt[:0], h.Box, &n, ss.ss)
+	if err != nil {
+		return authFailed("hello proof did not open")
+	}
+	defer clear(pt)
+	var p frame.HelloPayload
+	if err := frame.Unmarshal(pt, &p); err != nil {
+		return authFailed("hello payload did not decode")
+	}
+	if err := p.Validate(); err != nil {
+		return authFailed("hello payload invalid")
+	}
+	if subtle.ConstantTimeCompare(p.C, h.Client[:]) != 1 ||
+		subtle.ConstantTimeCompare(p.S, ss.s.pub[:]) != 1 ||
+		subtle.ConstantTimeCompare(p.E, h.Ephemeral[:]) != 1 {
+		return authFailed("hello payload does not match the outer fields")
+	}
+	e := PublicKey(h.Ephemeral)
+	if CheckPublicKey(&e) != nil {
+		return authFailed("weak client ephemeral key")
+	}
+	return nil
+}
+
+// unknownClient answers a Hello from a key not in the table: with a
+// token, one ladder for K(S,C); if the proof opens, a sealed
+// KeyNotFound. Without a token, Error{busy}.
+func (ss *session) unknownClient(h *frame.Hello, raw []byte) error {
+	s := ss.s
+	now := time.Now()
+	if !s.unknown.take(now) || !s.unknownIP.take(ss.remote, now) {
+		return fail(frame.CodeBusy, OutcomeError, "unknown-key budget exhausted")
+	}
+	c := PublicKey(h.Client)
+	if CheckPublicKey(&c) != nil {
+		s.failIP.take(ss.remote, now)
+		return authFailed("weak client key")
+	}
+	ss.ladders++
+	k, err := s.Key.boxKey(&c)
+	if err != nil {
+		s.failIP.take(ss.remote, now)
+		return authFailed("weak client key")
+	}
+	defer clear(k[:])
+	ss.ss = k
+	defer func() { ss.ss = nil }()
+	if err := ss.checkProof(h); err != nil {
+		s.failIP.take(ss.remote, now)
+		return err
+	}
+	th1 := mixFrame(&s.th0, raw)
+	n, err := readNonce(s.rand)
+	if err != nil {
+		return fail(frame.CodeInternal, OutcomeError, "reading randomness")
+	}
+	pt, err := frame.Marshal(&frame.KeyNotFoundPayload{H: frame.KindKeyNotFound, TH: th1[:]})
+	if err != nil {
+		return fail(frame.CodeInternal, OutcomeError, "encoding keynotfound")
+	}
+	b := appendHeader(ss.out[:0], frame.TypeKeyNotFound)
+	b = append(b, n[:]...)
+	b = seal(b, pt, &n, k)
+	if b, err = finishFrame(b, 0); err != nil {
+		return fail(frame.CodeInternal, OutcomeError, "keynotfound too long")
+	}
+	if _, err := ss.c.Write(b); err != nil {
+		return fail(0, OutcomeUnknownClient, "writing keynotfound")
+	}
+	return fail(0, OutcomeUnknownClient, "unknown client")
+}
+
+// sealLink makes the server ephemeral Se and sends Link under K(S,Ce):
+// two ladders. Randomness is read in a fixed order: Se (32 bytes), then
+// n2 (24 bytes).
+func (ss *session) sealLink() error {
+	s := ss.s
+	var err error
+	ss.ladders++
+	if ss.se, err = GenerateKey(s.rand); err != nil {
+		return fail(frame.CodeInternal, OutcomeError, "generating the ephemeral key")
+	}
+	ss.ladders++
+	if ss.es, err = s.Key.boxKey(&ss.ephemeral); err != nil {
+		return authFailed("weak client ephemeral key")
+	}
+	n, err := readNonce(s.rand)
+	if err != nil {
+		return fail(frame.CodeInternal, OutcomeError, "reading randomness")
+	}
+	sePub := ss.se.Public()
+	pt, err := frame.Marshal(&frame.LinkPayload{H: frame.KindLink, SE: sePub[:], TH: ss.th[:]})
+	if err != nil {
+		return fail(frame.CodeInternal, OutcomeError, "encoding link")
+	}
+	b := appendHeader(ss.out[:0], frame.TypeLink)
+	b = append(b, n[:]...)
+	b = seal(b, pt, &n, ss.es)
+	if b, err = finishFrame(b, 0); err != nil {
+		return fail(frame.CodeInternal, OutcomeError, "link too long")
+	}
+	if _, err := ss.c.Write(b); err != nil {
+		return fail(0, OutcomeError, "writing link")
+	}
+	ss.th = mixFrame(&ss.th, b)
+	ss.out = b
+	return nil
+}
+
+// openGet computes the session keys (two more ladders, spent only now
+// that a Get has come, so a replayed Hello costs two) and opens the Get.
+func (ss *session) openGet(f frame.Frame) ([]string, error) {
+	s := ss.s
+	ss.ladders += 2
+	ee, err := ss.se.boxKey(&ss.ephemeral)
+	if err != nil {
+		return nil, authFailed("weak client ephemeral key")
+	}
+	defer clear(ee[:])
+	se, err := ss.se.boxKey(&ss.client)
+	if err != nil {
+		return nil, authFailed("weak client key")
+	}
+	defer clear(se[:])
+	ss.se = nil // best effort: crypto/ecdh keys cannot be zeroed in place
+	if ss.cs, ss.sc, err = sessionKeys(&ss.th, ss.es, ss.ss, ee, se); err != nil {
+		return nil, fail(frame.CodeInternal, OutcomeError, "deriving session keys")
+	}
+	clear(ss.es[:])
+	pt, err := ss.cs.open(nil, f.Body())
+	if err != nil {
+		s.failIP.take(ss.remote, time.Now())
+		return nil, authFailed("get did not open")
+	}
+	defer clear(pt)
+	ss.getOpened = true
+	var p frame.GetPayload
+	if err := frame.Unmarshal(pt, &p); err != nil {
+		return nil, fail(frame.CodeMalformed, OutcomeError, "get payload did not decode")
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fail(frame.CodeMalformed, OutcomeError, "get payload invalid")
+	}
+	if !equalHash(p.TH, &ss.th) {
+		return nil, authFailed("get transcript hash mismatch")
+	}
+	return p.Names, nil
+}
+
+// sendShard reads the client's shard from the snapshot and sends it in
+// OkGet chunks of at most frame.MaxChunkBytes, each sealed under k_sc
+// with the next counter. The shard is zeroed afterwards.
+func (ss *session) sendShard(names []string) error {
+	shard, err := ss.snap.Shards.Shard(ss.client, names)
+	if err != nil {
+		ss.s.log.Warn("reading a shard failed", "client", ss.client.Fingerprint(), "err", err)
+		return fail(frame.CodeInternal, OutcomeError, "store read failed")
+	}
+	defer clear(shard)
+	if len(shard) > frame.MaxShardBytes {
+		return fail(frame.CodeInternal, OutcomeError, "shard exceeds the size limit")
+	}
+	ss.serial, ss.values, ss.shardBytes = ss.snap.Version.Serial, shardValues(shard), len(shard)
+	sh := sha256.Sum256(shard)
+	p := frame.OkGetPayload{H: frame.KindOkGet, Serial: ss.serial, DH: ss.snap.Version.Hash[:], Size: uint64(len(shard))}
+	for off := 0; ; p.I++ {
+		end := min(off+frame.MaxChunkBytes, len(shard))
+		p.D, p.Last = shard[off:end], end == len(shard)
+		if p.Last {
+			p.SH = sh[:]
+		}
+		pt, err := frame.Marshal(&p)
+		if err != nil {
+			return fail(frame.CodeInternal, OutcomeError, "encoding okget")
+		}
+		b := appendHeader(ss.out[:0], frame.TypeOkGet)
+		b, err = ss.sc.seal(b, pt)
+		clear(pt)
+		if err == nil {
+			b, err = finishFrame(b, 0)
+		}
+		if err != nil {
+			return fail(frame.CodeInternal, OutcomeError, "okget too long")
+		}
+		_, err = ss.c.Write(b)
+		ss.out = b
+		if err != nil {
+			return fail(0, OutcomeError, "writing okget")
+		}
+		if p.Last {
+			return nil
+		}
+		off = end
+	}
+}
+
+// openBye checks the client's Bye; the session ends either way.
+func (ss *session) openBye(f frame.Frame) {
+	pt, err := ss.cs.open(nil, f.Body())
+	if err != nil {
+		return
+	}
+	var p frame.ByePayload
+	_ = frame.Unmarshal(pt, &p)
+}
+
+// sendError sends Error{code}: sealed under k_sc once a Get has opened,
+// plain CBOR before.
+func (ss *session) sendError(code frame.ErrorCode) {
+	if !ss.getOpened {
+		ss.c.Write(plainError(code))
+		return
+	}
+	pt, err := frame.Marshal(&frame.ErrorPayload{H: frame.KindError, Code: code})
+	if err != nil {
+		return
+	}
+	b, err := ss.sc.seal(appendHeader(ss.out[:0], frame.TypeError), pt)
+	if err == nil {
+		b, err = finishFrame(b, 0)
+	}
+	if err == nil {
+		ss.c.Write(b)
+	}
+}
+
+// finish sends the Error a failure calls for, closes the connection,
+// clears the session's secrets, releases the snapshot, and logs and
+// audits the outcome.
+func (ss *session) finish(err error) {
+	s := ss.s
+	outcome, reason := OutcomeOK, ""
+	var fl *failure
+	if errors.As(err, &fl) {
+		outcome, reason = fl.outcome, fl.reason
+		if fl.code != 0 {
+			ss.sendError(fl.code)
+		}
+	}
+	s.ladders.Add(ss.ladders)
+	ss.c.Close()
+	if ss.handshake {
+		s.handshakes.leave(ss.remote)
+	}
+	if ss.es != nil {
+		clear(ss.es[:])
+	}
+	ss.cs.clear()
+	ss.sc.clear()
+	clear(ss.pt[:])
+	ss.se = nil
+	if ss.snap != nil {
+		ss.snap.release()
+	}
+	if !ss.helloSeen {
+		s.logf(slog.LevelDebug, "connection closed", "remote", ss.remote, "reason", reason)
+		return
+	}
+	s.logSession(ss, outcome, reason)
+	if s.Audit != nil {
+		s.Audit(AuditEvent{Time: time.Now(), Client: ss.client, Name: ss.name, Remote: ss.c.RemoteAddr().String(),
+			Serial: ss.serial, Values: ss.values, Bytes: ss.shardBytes, Outcome: outcome})
+	}
+}
+
+func (s *Server) logf(level slog.Level, msg string, args ...any) {
+	if s.log.Enabled(context.Background(), level) {
+		s.log.Log(context.Background(), level, msg, args...)
+	}
+}
+
+// logSession logs one line per session. The failure reason appears only
+// when debug logging is on.
+func (s *Server) logSession(ss *session, outcome, reason string) {
+	ctx := context.Background()
+	if !s.log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("client", ss.client.Fingerprint()),
+		slog.String("remote", ss.remote.String()),
+		slog.String("outcome", outcome),
+	}
+	if ss.name != "" {
+		attrs = append(attrs, slog.String("name", ss.name))
+	}
+	if outcome == OutcomeOK {
+		attrs = append(attrs, slog.Uint64("serial", ss.serial), slog.Int("values", ss.values),
+			slog.Int("bytes", ss.shardBytes), slog.Duration("duration", time.Since(ss.start)))
+	} else if s.log.Enabled(ctx, slog.LevelDebug) {
+		attrs = append(attrs, slog.String("reason", reason))
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "session", attrs...)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// shardValues returns the number of values in an encoded shard, read
+// from its CBOR map header, for logs and audit. It returns -1 when the
+// header is not a definite-length map.
+func shardValues(b []byte) int {
+	if len(b) == 0 || b[0]>>5 != 5 {
+		return -1
+	}
+	info := b[0] & 0x1f
+	if info < 24 {
+		return int(info)
+	}
+	n := 1 << (info - 24)
+	if info > 27 || len(b) < 1+n {
+		return -1
+	}
+	var v uint64
+	for _, c := range b[1 : 1+n] {
+		v = v<<8 | uint64(c)
+	}
+	return int(min(v, 1<<31))
+}

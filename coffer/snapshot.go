@@ -1,0 +1,147 @@
+package coffer
+
+import (
+	"runtime"
+	"sync"
+)
+
+// Version names a definition: its serial and the SHA-256 of its sealed
+// file. OkGet carries both so a client can refuse a server that went
+// back in time.
+type Version struct {
+	Serial uint64
+	Hash   [32]byte
+}
+
+// Shards looks up a client's shard. Implementations must be safe for
+// concurrent use.
+type Shards interface {
+	// Shard returns the client's encoded shard (the frame.AssembleShard
+	// form), restricted to names when names is not empty; names the
+	// client does not have are left out. The server zeroes the returned
+	// slice when the session ends, so it must not be shared.
+	Shard(client PublicKey, names []string) ([]byte, error)
+}
+
+// Snapshot is one loaded definition as the server serves it: which client
+// keys exist and where their shards are. A Snapshot is installed with
+// Server.Swap, at most once, and must not be changed afterwards.
+// Sessions take the current snapshot when their Hello arrives and keep it
+// to the end, so each session sees one whole definition.
+type Snapshot struct {
+	Version Version
+	Clients map[PublicKey]string // client key -> client name
+	Shards  Shards
+
+	// table holds K(S,C) for every client, computed by Swap, so a
+	// session spends no ladder on the static-static key.
+	table map[PublicKey]*clientEntry
+
+	mu       sync.Mutex
+	refs     int           // sessions using this snapshot
+	retired  bool          // swapped out
+	released chan struct{} // closed when retired and refs == 0
+}
+
+// clientEntry is one row of the precomputed table.
+type clientEntry struct {
+	ss   [32]byte // K(S,C)
+	name string
+}
+
+// Released returns a channel that is closed once the snapshot has been
+// swapped out and the last session using it has ended; the caller may
+// then drop what the snapshot's Shards reads from. The precomputed keys
+// are zeroed at that point.
+func (sn *Snapshot) Released() <-chan struct{} {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	sn.initLocked()
+	return sn.released
+}
+
+func (sn *Snapshot) initLocked() {
+	if sn.released == nil {
+		sn.released = make(chan struct{})
+	}
+}
+
+// acquire counts a session in, unless the snapshot is already retired.
+func (sn *Snapshot) acquire() bool {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if sn.retired {
+		return false
+	}
+	sn.refs++
+	return true
+}
+
+// release counts a session out.
+func (sn *Snapshot) release() {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	sn.refs--
+	sn.releaseLocked()
+}
+
+// retire marks the snapshot swapped out.
+func (sn *Snapshot) retire() {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	sn.retired = true
+	sn.releaseLocked()
+}
+
+func (sn *Snapshot) releaseLocked() {
+	if !sn.retired || sn.refs > 0 {
+		return
+	}
+	sn.initLocked()
+	select {
+	case <-sn.released:
+		return
+	default:
+	}
+	for _, e := range sn.table {
+		clear(e.ss[:])
+	}
+	close(sn.released)
+}
+
+// precompute fills the K(S,C) table with every client key, in parallel.
+// Clients with weak keys are left out and returned as skipped.
+func (sn *Snapshot) precompute(key *PrivateKey) (skipped []PublicKey) {
+	keys := make([]PublicKey, 0, len(sn.Clients))
+	for k := range sn.Clients {
+		keys = append(keys, k)
+	}
+	entries := make([]*clientEntry, len(keys))
+	workers := min(runtime.GOMAXPROCS(0), len(keys))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(keys); i += workers {
+				if CheckPublicKey(&keys[i]) != nil {
+					continue
+				}
+				ss, err := key.boxKey(&keys[i])
+				if err != nil {
+					continue
+				}
+				entries[i] = &clientEntry{ss: *ss, name: sn.Clients[keys[i]]}
+				clear(ss[:])
+			}
+		})
+	}
+	wg.Wait()
+	sn.table = make(map[PublicKey]*clientEntry, len(keys))
+	for i, e := range entries {
+		if e == nil {
+			skipped = append(skipped, keys[i])
+			continue
+		}
+		sn.table[keys[i]] = e
+	}
+	return skipped
+}
