@@ -61,7 +61,7 @@ func init() {
 // bytes, small nesting, array and map limits. It then re-encodes v and
 // requires the exact input bytes back, because the decoder forgives a null
 // or missing field (leaving the zero value) and non-shortest forms: every
-// body has exactly one accepted encoding (docs/protocol.md §3). The error
+// body has exactly one accepted encoding (docs/protocol.md §3.6). The error
 // never quotes data.
 func Unmarshal(data []byte, v any) error {
 	if err := strictDec.Unmarshal(data, v); err != nil {
