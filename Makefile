@@ -24,6 +24,14 @@ test:
 demo: build
 	bash examples/demo.sh
 
+bench: build
+	$(BIN)/coffer-bench -server $(BIN)/coffer-server -client $(BIN)/coffer-client \
+	    -companion $(BIN)/coffer-companion $(BENCHFLAGS)
+
+bench-quick: build
+	$(BIN)/coffer-bench -quick -server $(BIN)/coffer-server -client $(BIN)/coffer-client \
+	    -companion $(BIN)/coffer-companion $(BENCHFLAGS)
+
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \

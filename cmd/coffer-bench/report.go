@@ -1,0 +1,336 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// figures is everything a run measured. It is printed as a table and as
+// one JSON line; field names are stable so runs can be compared.
+type figures struct {
+	Time      string  `json:"time"`
+	GoVersion string  `json:"go"`
+	CPUs      int     `json:"cpus"`
+	Clients   int     `json:"clients"`
+	Secrets   int     `json:"secrets"`
+	ValueSize int     `json:"value_size"`
+	PhaseS    float64 `json:"phase_s"`
+	Rounds    int     `json:"rounds"`
+	Conc      []int   `json:"conc"`
+	StormConc int     `json:"storm_conc"`
+	Quick     bool    `json:"quick"`
+
+	DefinitionBytes int     `json:"definition_bytes"`
+	ShardBytes      int     `json:"shard_bytes"`
+	SealMs          float64 `json:"seal_ms"`
+	SealMethod      string  `json:"seal_method"`
+	ReadyMs         float64 `json:"ready_ms"`
+	ReadyMethod     string  `json:"ready_method"`
+	LoadTotalMs     float64 `json:"load_total_ms"`
+	ReadyRSSMiB     float64 `json:"ready_rss_mib"`
+	IdleRSSMiB      float64 `json:"idle_rss_mib"`
+	LoadHWMMiB      float64 `json:"load_hwm_mib"`
+
+	Storm map[string]*stormFig           `json:"storm"`
+	Load  map[string]map[string]*loadFig `json:"load"`
+
+	X25519Us   float64            `json:"x25519_us"`
+	TCPConnUs  float64            `json:"tcp_conn_us"`
+	FloorUs    float64            `json:"floor_us"`
+	FloorRatio float64            `json:"coffer_over_floor_c16"`
+	Ratios     map[string]float64 `json:"ratios"`
+
+	ColdStart   coldFig  `json:"cold_start"`
+	FinalRSSMiB float64  `json:"final_rss_mib"`
+	FinalHWMMiB float64  `json:"final_hwm_mib"`
+	CPUProfile  string   `json:"cpuprofile,omitempty"`
+	Targets     []target `json:"targets"`
+	Notes       []string `json:"notes,omitempty"`
+}
+
+// loadFig is one target at one concurrency: medians over the rounds of
+// each figure, and the sums of sessions and errors.
+type loadFig struct {
+	SessionsPerS  float64 `json:"sessions_per_s"`
+	Sessions      int64   `json:"sessions"`
+	Errors        int64   `json:"errors"`
+	P50Ms         float64 `json:"p50_ms"`
+	P99Ms         float64 `json:"p99_ms"`
+	P999Ms        float64 `json:"p999_ms"`
+	CPUPerSession float64 `json:"cpu_us_per_session"`
+	RSSMiB        float64 `json:"rss_mib"`
+	HWMMiB        float64 `json:"hwm_mib"`
+	ErrorSample   string  `json:"error_sample,omitempty"`
+}
+
+// stormFig is one target's boot storm.
+type stormFig struct {
+	Sessions      int64   `json:"sessions"`
+	Errors        int64   `json:"errors"`
+	ElapsedMs     float64 `json:"elapsed_ms"`
+	SessionsPerS  float64 `json:"sessions_per_s"`
+	P99Ms         float64 `json:"p99_ms"`
+	CPUPerSession float64 `json:"cpu_us_per_session"`
+	RSSBeforeMiB  float64 `json:"rss_before_mib"`
+	PeakMiB       float64 `json:"peak_rss_mib"`
+	PeakSince     string  `json:"peak_since"` // "storm" (VmHWM reset just before) or "start"
+	ErrorSample   string  `json:"error_sample,omitempty"`
+}
+
+// coldFig is the client's cold start.
+type coldFig struct {
+	Runs     int     `json:"runs"`
+	Errors   int     `json:"errors"`
+	MedianMs float64 `json:"median_ms"`
+	P90Ms    float64 `json:"p90_ms"`
+	MinMs    float64 `json:"min_ms"`
+}
+
+// target is one of issue 6's targets, with what was measured.
+type target struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	Met  bool   `json:"met"`
+}
+
+func newFigures(opt *options) *figures {
+	f := &figures{
+		Time:      time.Now().UTC().Format(time.RFC3339),
+		GoVersion: runtime.Version(),
+		CPUs:      runtime.NumCPU(),
+		Clients:   opt.clients,
+		Secrets:   opt.secrets,
+		ValueSize: opt.valueSize,
+		PhaseS:    opt.duration.Seconds(),
+		Rounds:    opt.rounds,
+		Conc:      opt.conc,
+		StormConc: opt.stormConc,
+		Quick:     opt.quick,
+		Storm:     map[string]*stormFig{},
+		Load:      map[string]map[string]*loadFig{},
+		Ratios:    map[string]float64{},
+	}
+	for _, t := range targets {
+		f.Load[t] = map[string]*loadFig{}
+	}
+	return f
+}
+
+func newStormFig(out *phaseOut, before memStat, reset bool) *stormFig {
+	r := out.res
+	s := &stormFig{
+		Sessions:     r.Sessions,
+		Errors:       r.Errors,
+		ElapsedMs:    ms(r.Elapsed),
+		SessionsPerS: perSecond(r.Sessions, r.Elapsed),
+		P99Ms:        ms(r.P99),
+		RSSBeforeMiB: mib(before.RSS),
+		PeakMiB:      mib(out.mem.HWM),
+		PeakSince:    "start",
+	}
+	if reset {
+		s.PeakSince = "storm"
+	}
+	if r.Sessions > 0 {
+		s.CPUPerSession = us(out.cpu) / float64(r.Sessions)
+	}
+	if len(r.ErrorSamples) > 0 {
+		s.ErrorSample = r.ErrorSamples[0]
+	}
+	return s
+}
+
+// newLoadFig takes the median of each figure over the rounds.
+func newLoadFig(outs []*phaseOut) *loadFig {
+	var sps, p50, p99, p999, cpu, rss, hwm []float64
+	lf := &loadFig{}
+	for _, o := range outs {
+		r := o.res
+		lf.Sessions += r.Sessions
+		lf.Errors += r.Errors
+		if lf.ErrorSample == "" && len(r.ErrorSamples) > 0 {
+			lf.ErrorSample = r.ErrorSamples[0]
+		}
+		sps = append(sps, perSecond(r.Sessions, r.Elapsed))
+		p50 = append(p50, ms(r.P50))
+		p99 = append(p99, ms(r.P99))
+		p999 = append(p999, ms(r.P999))
+		if r.Sessions > 0 {
+			cpu = append(cpu, us(o.cpu)/float64(r.Sessions))
+		}
+		rss = append(rss, mib(o.mem.RSS))
+		hwm = append(hwm, mib(o.mem.HWM))
+	}
+	lf.SessionsPerS, lf.P50Ms, lf.P99Ms, lf.P999Ms = median(sps), median(p50), median(p99), median(p999)
+	lf.CPUPerSession, lf.RSSMiB, lf.HWMMiB = median(cpu), median(rss), median(hwm)
+	return lf
+}
+
+func perSecond(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// finish computes the floor, the ratios and the targets.
+func (f *figures) finish() {
+	for _, c := range f.Conc {
+		k := concKey(c)
+		co, tl, mt := f.Load["coffer"][k], f.Load["tls"][k], f.Load["mtls"][k]
+		f.Ratios["cpu_coffer_over_tls_"+k] = ratio(co.CPUPerSession, tl.CPUPerSession)
+		f.Ratios["cpu_coffer_over_mtls_"+k] = ratio(co.CPUPerSession, mt.CPUPerSession)
+		f.Ratios["sps_coffer_over_tls_"+k] = ratio(co.SessionsPerS, tl.SessionsPerS)
+		f.Ratios["sps_coffer_over_mtls_"+k] = ratio(co.SessionsPerS, mt.SessionsPerS)
+	}
+	if tcp, ok := f.Load["tcp"]["c16"]; ok {
+		f.TCPConnUs = tcp.CPUPerSession
+		f.FloorUs = f.TCPConnUs + scalarMultsPerSession*f.X25519Us
+		f.FloorRatio = ratio(f.Load["coffer"]["c16"].CPUPerSession, f.FloorUs)
+	}
+	f.Targets = f.targets()
+}
+
+// targets evaluates issue 6's targets. Those stated for 10,000 clients
+// x 10 secrets say so when the run used other sizes.
+func (f *figures) targets() []target {
+	var ts []target
+	add := func(name, want, got string, met bool) {
+		ts = append(ts, target{Name: name, Want: want, Got: got, Met: met})
+	}
+	full := ""
+	if f.Clients != 10000 || f.Secrets != 10 {
+		full = fmt.Sprintf(" (target is for 10000 x 10; this run: %d x %d)", f.Clients, f.Secrets)
+	}
+	if co, ok := f.Load["coffer"]["c16"]; ok {
+		tl, mt := f.Load["tls"]["c16"], f.Load["mtls"]["c16"]
+		rm, rt := f.Ratios["cpu_coffer_over_mtls_c16"], f.Ratios["cpu_coffer_over_tls_c16"]
+		add("cpu/session c16 vs mTLS", "<= 0.5x", fmt.Sprintf("%.2fx (%.0f vs %.0f us)", rm, co.CPUPerSession, mt.CPUPerSession), rm > 0 && rm <= 0.5)
+		add("cpu/session c16 vs TLS", "<= 0.8x", fmt.Sprintf("%.2fx (%.0f vs %.0f us)", rt, co.CPUPerSession, tl.CPUPerSession), rt > 0 && rt <= 0.8)
+		add("cpu/session c16 vs floor", "<= 1.2x", fmt.Sprintf("%.2fx (%.0f vs %.0f us)", f.FloorRatio, co.CPUPerSession, f.FloorUs), f.FloorRatio > 0 && f.FloorRatio <= 1.2)
+		sm, st := f.Ratios["sps_coffer_over_mtls_c16"], f.Ratios["sps_coffer_over_tls_c16"]
+		add("sessions/s c16 vs mTLS", ">= 1.5x", fmt.Sprintf("%.2fx (%.0f vs %.0f)", sm, co.SessionsPerS, mt.SessionsPerS), sm >= 1.5)
+		add("sessions/s c16 vs TLS", ">= 1.1x", fmt.Sprintf("%.2fx (%.0f vs %.0f)", st, co.SessionsPerS, tl.SessionsPerS), st >= 1.1)
+		add("p99 c16", "< 5 ms", fmt.Sprintf("%.2f ms", co.P99Ms), co.P99Ms < 5 && co.Sessions > 0)
+	}
+	if s, ok := f.Storm["coffer"]; ok {
+		add("boot storm"+full, "< 3 s, 0 errors", fmt.Sprintf("%.2f s, %d errors", s.ElapsedMs/1000, s.Errors), s.ElapsedMs < 3000 && s.Errors == 0 && s.Sessions == int64(f.Clients))
+		add("peak RSS in storm"+full, "<= 64 MiB", fmt.Sprintf("%.1f MiB (VmHWM since %s)", s.PeakMiB, s.PeakSince), s.PeakMiB <= 64)
+	}
+	add("idle RSS"+full, "<= 40 MiB", fmt.Sprintf("%.1f MiB", f.IdleRSSMiB), f.IdleRSSMiB > 0 && f.IdleRSSMiB <= 40)
+	add("sealed + ready"+full, "< 2 s", fmt.Sprintf("%.2f s", f.LoadTotalMs/1000), f.LoadTotalMs < 2000)
+	if f.ColdStart.Runs > 0 {
+		add("client cold start median", "< 10 ms", fmt.Sprintf("%.1f ms (%d runs)", f.ColdStart.MedianMs, f.ColdStart.Runs), f.ColdStart.MedianMs < 10 && f.ColdStart.Errors == 0)
+	}
+	return ts
+}
+
+var targetNames = map[string]string{
+	"coffer": "coffer/1",
+	"tls":    "TLS 1.3",
+	"mtls":   "mTLS 1.3",
+	"tcp":    "TCP floor",
+}
+
+// printReport prints the table and, last, the JSON line.
+func printReport(w io.Writer, f *figures) error {
+	fmt.Fprintf(w, "\ncoffer-bench  %s  %s  %d CPUs  %d clients x %d secrets of %d B  phases %gs x %d rounds (medians)\n\n",
+		f.Time, f.GoVersion, f.CPUs, f.Clients, f.Secrets, f.ValueSize, f.PhaseS, f.Rounds)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "load\t\t\n")
+	fmt.Fprintf(tw, "definition\t%.1f MiB TOML, shard %d B\t\n", float64(f.DefinitionBytes)/(1<<20), f.ShardBytes)
+	fmt.Fprintf(tw, "seal\t%.0f ms\t%s\n", f.SealMs, f.SealMethod)
+	fmt.Fprintf(tw, "server start to ready\t%.0f ms\t%s\n", f.ReadyMs, f.ReadyMethod)
+	fmt.Fprintf(tw, "server RSS idle\t%.1f MiB\tVmRSS 1 s after ready (%.1f at ready, VmHWM %.1f)\n", f.IdleRSSMiB, f.ReadyRSSMiB, f.LoadHWMMiB)
+	tw.Flush()
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "boot storm\tclients\terrors\ttime\tsessions/s\tp99\tCPU/session\tRSS before\tpeak RSS\t\n")
+	for _, t := range targets[:3] {
+		s, ok := f.Storm[t]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f s\t%.0f\t%.2f ms\t%.0f us\t%.1f MiB\t%.1f MiB\t\n", targetNames[t],
+			s.Sessions, s.Errors, s.ElapsedMs/1000, s.SessionsPerS, s.P99Ms, s.CPUPerSession, s.RSSBeforeMiB, s.PeakMiB)
+	}
+	tw.Flush()
+
+	for _, c := range f.Conc {
+		k := concKey(c)
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "concurrency %d\tsessions/s\tp50\tp99\tp99.9\terrors\tCPU/session\tRSS\tVmHWM\t\n", c)
+		for _, t := range targets {
+			l := f.Load[t][k]
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2f ms\t%.2f ms\t%.2f ms\t%d\t%.0f us\t%.1f MiB\t%.1f MiB\t\n", targetNames[t],
+				l.SessionsPerS, l.P50Ms, l.P99Ms, l.P999Ms, l.Errors, l.CPUPerSession, l.RSSMiB, l.HWMMiB)
+		}
+		fmt.Fprintf(tw, "coffer/TLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_tls_"+k], f.Ratios["cpu_coffer_over_tls_"+k])
+		fmt.Fprintf(tw, "coffer/mTLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_mtls_"+k], f.Ratios["cpu_coffer_over_mtls_"+k])
+		tw.Flush()
+	}
+
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "protocol floor: TCP accept+close %.0f us (server CPU at c16) + %d x X25519 %.1f us (crypto/ecdh, cached key) = %.0f us; coffer/floor %.2fx\n",
+		f.TCPConnUs, scalarMultsPerSession, f.X25519Us, f.FloorUs, f.FloorRatio)
+	if f.ColdStart.Runs > 0 {
+		fmt.Fprintf(w, "client cold start (coffer-client get --format json): median %.1f ms, p90 %.1f ms, min %.1f ms, %d runs, %d errors\n",
+			f.ColdStart.MedianMs, f.ColdStart.P90Ms, f.ColdStart.MinMs, f.ColdStart.Runs, f.ColdStart.Errors)
+	}
+	fmt.Fprintf(w, "server at the end: VmRSS %.1f MiB, VmHWM %.1f MiB\n", f.FinalRSSMiB, f.FinalHWMMiB)
+	if f.CPUProfile != "" {
+		fmt.Fprintf(w, "coffer-server CPU profile: %s (go tool pprof -top %s)\n", f.CPUProfile, f.CPUProfile)
+	}
+	for _, n := range f.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "target\twant\tgot\t\n")
+	met := 0
+	for _, t := range f.Targets {
+		mark := "NOT MET"
+		if t.Met {
+			mark, met = "met", met+1
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Want, t.Got, mark)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d of %d targets met\n\n", met, len(f.Targets))
+
+	line, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", strings.TrimSpace(string(line)))
+	return err
+}
