@@ -26,7 +26,7 @@ type child struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stdout *bufio.Reader
-	pipe   *os.File // stdout's read end, closed by stop
+	pipe   *os.File      // stdout's read end, closed by stop
 	done   chan struct{} // closed when the process has been waited for
 	err    error         // Wait's result, valid after done
 }
