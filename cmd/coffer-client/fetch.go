@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/coffer-project/coffer/coffer"
+)
+
+// Backoff between rounds over the servers: exponential with full jitter
+// (a uniform delay in [0, min(backoffMax, backoffBase*2^round)]), so
+// thousands of machines booting at once do not retry in step.
+const (
+	backoffBase = 250 * time.Millisecond
+	backoffMax  = 10 * time.Second
+)
+
+// fetcher fetches the shard from the first server that serves it.
+type fetcher struct {
+	servers []string // host:port
+	cfg     coffer.ClientConfig
+	timeout time.Duration // per attempt
+	wait    time.Duration // total deadline for retrying; 0 is one round
+	log     io.Writer     // one line per retry
+}
+
+// fetchResult is a fetched shard and the server it came from.
+type fetchResult struct {
+	*coffer.Result
+	addr string
+}
+
+// errUnreachable marks a fetch that ended because no server answered in
+// time: the only failure after which the cache may be used.
+var errUnreachable = errors.New("no server answered")
+
+// fetch tries the servers in a shuffled order, round after round with
+// backoff, until one serves the shard or the deadline passes. It fails
+// over on connection errors, timeouts, retryable server errors and stale
+// servers (a replica that has not caught up may in a moment), and stops
+// at once on an authentication failure or an unknown client. The error
+// is an *exitError.
+func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
+	deadline := time.Now().Add(f.wait)
+	order := append([]string(nil), f.servers...)
+	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	for round := 0; ; round++ {
+		var fails []string
+		var stale error
+		for _, addr := range order {
+			if f.wait > 0 && !time.Now().Before(deadline) {
+				break
+			}
+			res, err := f.once(ctx, addr, deadline)
+			if err == nil {
+				return &fetchResult{res, addr}, nil
+			}
+			switch {
+			case errors.Is(err, coffer.ErrServerAuth), errors.Is(err, coffer.ErrAuth),
+				errors.Is(err, coffer.ErrUnknownClient):
+				return nil, authError(addr, err, f.cfg.Key.Public())
+			case errors.Is(err, coffer.ErrRollback):
+				stale = fmt.Errorf("%s: %w", addr, err)
+			case !coffer.Retryable(err):
+				return nil, &exitError{code: exitFailure, err: fmt.Errorf("%s: %w", addr, err)}
+			}
+			fails = append(fails, addr+": "+err.Error())
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 || ctx.Err() != nil {
+			return nil, f.giveUp(stale, fails)
+		}
+		d := min(rand.N(min(backoffMax, backoffBase<<min(round, 20))+1), remaining)
+		fmt.Fprintf(f.log, "coffer-client: retry %d in %s (%s left): %s\n",
+			round+1, d.Round(time.Millisecond), remaining.Round(time.Millisecond), strings.Join(fails, "; "))
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+}
+
+// once runs one attempt against addr, bounded by --timeout and, when
+// retrying, by the overall deadline.
+func (f *fetcher) once(ctx context.Context, addr string, deadline time.Time) (*coffer.Result, error) {
+	end := time.Now().Add(f.timeout)
+	if f.wait > 0 && deadline.Before(end) {
+		end = deadline
+	}
+	actx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(actx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	cfg := f.cfg
+	return coffer.Fetch(actx, conn, &cfg)
+}
+
+func (f *fetcher) giveUp(stale error, fails []string) error {
+	if stale != nil {
+		return &exitError{code: exitFailure, err: stale,
+			hints: []string{"the server serves an older definition than this client has seen (--min-serial, --state): a rolled-back or stale server"}}
+	}
+	within := "within " + f.wait.String()
+	if f.wait == 0 {
+		within = "(one attempt each; --wait retries)"
+	}
+	return &exitError{code: exitUnreachable,
+		err: fmt.Errorf("%w %s: %s", errUnreachable, within, strings.Join(fails, "; "))}
+}
+
+// authError reports an authentication failure, which is never retried.
+func authError(addr string, err error, client coffer.PublicKey) error {
+	e := &exitError{code: exitAuth, err: fmt.Errorf("%s: %w", addr, err)}
+	switch {
+	case errors.Is(err, coffer.ErrUnknownClient):
+		e.hints = []string{fmt.Sprintf("add this client's public key %s to the definition, then reseal and reload it", client)}
+	case errors.Is(err, coffer.ErrServerAuth):
+		e.hints = []string{"check --server-key against `coffer-companion pubkey` of the server's key file"}
+	default:
+		e.hints = []string{"the server refused this client's proof: check --key"}
+	}
+	return e
+}

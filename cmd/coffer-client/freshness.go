@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coffer-project/coffer/coffer"
+	"github.com/coffer-project/coffer/frame"
+)
+
+// maxStateBytes bounds the state file: one short line per server key.
+const maxStateBytes = 64 << 10
+
+// cacheClockSkew is how far in the future a cache's fetch time may lie
+// before the cache is refused: a clock that went back (no RTC at boot)
+// must not make an old cache look fresh.
+const cacheClockSkew = time.Minute
+
+const stateHeader = "# coffer-client state: the highest definition serial seen from each pinned server key\n"
+
+// state maps a pinned server key to the highest serial seen from it.
+type state map[coffer.PublicKey]uint64
+
+// readState reads the state file; an absent file is an empty state.
+func readState(path string) (state, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return state{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state file %s: %w", path, bareErr(err))
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxStateBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	st, err := parseState(data)
+	if err != nil {
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// parseState parses `cofferpk1... SERIAL` lines; '#' lines and blank
+// lines are ignored. A key given twice is an error.
+func parseState(data []byte) (state, error) {
+	if len(data) > maxStateBytes {
+		return nil, fmt.Errorf("larger than %d bytes", maxStateBytes)
+	}
+	st := state{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		fields := strings.Fields(text)
+		if len(fields) != 2 {
+			return nil, fmt.Errorf("line %d: want `SERVER-KEY SERIAL`", line)
+		}
+		k, err := coffer.ParsePublicKey(fields[0])
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		serial, err := strconv.ParseUint(fields[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: bad serial %q", line, fields[1])
+		}
+		if _, dup := st[k]; dup {
+			return nil, fmt.Errorf("line %d: server key given twice", line)
+		}
+		st[k] = serial
+	}
+	return st, sc.Err()
+}
+
+// encode writes the state sorted by key text, so equal states are equal
+// files.
+func (st state) encode() []byte {
+	lines := make([]string, 0, len(st))
+	for k, serial := range st {
+		lines = append(lines, k.String()+" "+strconv.FormatUint(serial, 10)+"\n")
+	}
+	slices.Sort(lines)
+	return []byte(stateHeader + strings.Join(lines, ""))
+}
+
+// recordSerial raises the serial remembered for server to serial,
+// rereading the file first so a concurrent run's higher serial is kept.
+// It never lowers a serial.
+func recordSerial(path string, server coffer.PublicKey, serial uint64) error {
+	st, err := readState(path)
+	if err != nil {
+		return err
+	}
+	if prev, ok := st[server]; ok && prev >= serial {
+		return nil
+	}
+	st[server] = serial
+	return writeFileAtomic(path, st.encode(), privateFile)
+}
+
+// writeCache seals a fetched shard to the client's key and replaces the
+// cache file with it.
+func writeCache(path string, key *coffer.PrivateKey, server coffer.PublicKey, res *coffer.Result, fetched time.Time) error {
+	e := &coffer.CacheEntry{Server: server, Version: res.Version, Fetched: fetched, Shard: res.Shard}
+	file, err := coffer.SealCache(key, e, rand.Reader)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, file, privateFile)
+}
+
+// cachePolicy is what a cache must satisfy to be used.
+type cachePolicy struct {
+	server    coffer.PublicKey
+	minSerial uint64 // the larger of --min-serial and the remembered serial
+	maxAge    time.Duration
+	names     []string
+	now       time.Time
+}
+
+// readCache opens the cache and checks it against p. The error says why
+// a cache was not used, never what it holds.
+func readCache(path string, key *coffer.PrivateKey, p cachePolicy) (*coffer.CacheEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", path, bareErr(err))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, coffer.MaxCacheBytes+1))
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", path, err)
+	}
+	e, err := coffer.OpenCache(key, data)
+	clear(data)
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", path, err)
+	}
+	age := p.now.Sub(e.Fetched)
+	switch {
+	case e.Server != p.server:
+		err = fmt.Errorf("it was fetched from another server key (%s)", e.Server.Fingerprint())
+	case e.Version.Serial < p.minSerial:
+		err = fmt.Errorf("its serial %d is below the required %d", e.Version.Serial, p.minSerial)
+	case age > p.maxAge:
+		err = fmt.Errorf("it is %s old, more than --max-age %s", age.Round(time.Second), p.maxAge)
+	case age < -cacheClockSkew:
+		err = fmt.Errorf("its fetch time is %s in the future (is the clock set?)", (-age).Round(time.Second))
+	default:
+		err = checkNames(e.Shard, p.names)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache %s not used: %w", path, err)
+	}
+	e.Shard = selectNames(e.Shard, p.names)
+	return e, nil
+}
+
+// checkNames checks that every requested name is in the shard; a server
+// leaves out the names a client does not have.
+func checkNames(s frame.Shard, names []string) error {
+	for _, n := range names {
+		if _, ok := s[n]; !ok {
+			return fmt.Errorf("secret %q is not in this client's shard", n)
+		}
+	}
+	return nil
+}
+
+// selectNames keeps only the requested names; no names keeps all.
+func selectNames(s frame.Shard, names []string) frame.Shard {
+	if len(names) == 0 {
+		return s
+	}
+	out := make(frame.Shard, len(names))
+	for _, n := range names {
+		out[n] = s[n]
+	}
+	return out
+}
