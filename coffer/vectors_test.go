@@ -1,0 +1,1091 @@
+package coffer_test
+
+// Test vectors for coffer/1 (docs/protocol.md §9).
+//
+// The generator below is a minimal testkit written apart from the
+// implementation: it uses x/crypto's nacl/box and curve25519, crypto/hkdf
+// and a hand-written CBOR encoder, never the coffer internals, and takes
+// every random byte from a ChaCha20 keystream. The replayer then drives
+// the real coffer.Server (over loopback TCP, its Rand fed the vector's
+// bytes) and the real coffer.Fetch (against a scripted fake server) with
+// each vector and requires identical bytes or the expected error class.
+//
+//	go test ./coffer -run Vectors -update    rewrites testdata/vectors
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/chacha20"
+	"golang.org/x/crypto/curve25519"
+	"golang.org/x/crypto/nacl/box"
+
+	"github.com/coffer-project/coffer/coffer"
+	"github.com/coffer-project/coffer/frame"
+)
+
+var updateVectors = flag.Bool("update", false, "rewrite coffer/testdata/vectors from the testkit")
+
+const vectorDir = "testdata/vectors"
+
+// ---- testkit: randomness, keys, CBOR, frames ----
+
+// kitRand is the ChaCha20 keystream of one vector: key SHA-256("coffer/1
+// test vectors"), nonce the first 12 bytes of SHA-256(name).
+type kitRand struct{ c *chacha20.Cipher }
+
+func newKitRand(name string) *kitRand {
+	key := sha256.Sum256([]byte("coffer/1 test vectors"))
+	n := sha256.Sum256([]byte(name))
+	c, err := chacha20.NewUnauthenticatedCipher(key[:], n[:12])
+	if err != nil {
+		panic(err)
+	}
+	return &kitRand{c}
+}
+
+func (r *kitRand) bytes(n int) []byte {
+	b := make([]byte, n)
+	r.c.XORKeyStream(b, b)
+	return b
+}
+
+func (r *kitRand) nonce() (n [24]byte) { copy(n[:], r.bytes(24)); return n }
+func (r *kitRand) key() keyPair        { return newKeyPair(r.bytes(32)) }
+
+type keyPair struct{ sec, pub [32]byte }
+
+func newKeyPair(sec []byte) keyPair {
+	var kp keyPair
+	copy(kp.sec[:], sec)
+	pub, err := curve25519.X25519(kp.sec[:], curve25519.Basepoint)
+	if err != nil {
+		panic(err)
+	}
+	copy(kp.pub[:], pub)
+	return kp
+}
+
+// boxKey is K(a,B) = HSalsa20(X25519(a,B), 0^16), via box.Precompute.
+// (It gives HSalsa20 of zeros for a low-order B, which is what a careless
+// peer would compute; the low-order vectors rely on it.)
+func boxKey(a keyPair, pub [32]byte) [32]byte {
+	var k [32]byte
+	box.Precompute(&k, &pub, &a.sec)
+	return k
+}
+
+func counter(n uint64) (nc [24]byte) {
+	for i := 0; i < 8; i++ {
+		nc[23-i] = byte(n >> (8 * i))
+	}
+	return nc
+}
+
+func sealBox(k [32]byte, n [24]byte, m []byte) []byte {
+	return box.SealAfterPrecomputation(nil, m, &n, &k)
+}
+
+func sha(parts ...[]byte) [32]byte {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write(p)
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func mkFrame(t byte, body []byte) []byte {
+	return append([]byte{byte(len(body) >> 8), byte(len(body)), t}, body...)
+}
+
+// A hand-written deterministic CBOR encoder (RFC 8949 §4.2.1).
+func cHead(major byte, n uint64) []byte {
+	m := major << 5
+	switch {
+	case n < 24:
+		return []byte{m | byte(n)}
+	case n <= 0xff:
+		return []byte{m | 24, byte(n)}
+	case n <= 0xffff:
+		return []byte{m | 25, byte(n >> 8), byte(n)}
+	case n <= 0xffffffff:
+		return []byte{m | 26, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	}
+	return []byte{m | 27, byte(n >> 56), byte(n >> 48), byte(n >> 40), byte(n >> 32),
+		byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+}
+
+func cText(s string) []byte  { return append(cHead(3, uint64(len(s))), s...) }
+func cBytes(b []byte) []byte { return append(cHead(2, uint64(len(b))), b...) }
+func cUint(n uint64) []byte  { return cHead(0, n) }
+func cBool(b bool) []byte {
+	if b {
+		return []byte{0xf5}
+	}
+	return []byte{0xf4}
+}
+
+// cMap encodes a map with text keys, sorted by their encodings.
+func cMap(kv map[string][]byte) []byte {
+	type pair struct{ k, v []byte }
+	pairs := make([]pair, 0, len(kv))
+	for k, v := range kv {
+		pairs = append(pairs, pair{cText(k), v})
+	}
+	sort.Slice(pairs, func(i, j int) bool { return bytes.Compare(pairs[i].k, pairs[j].k) < 0 })
+	out := cHead(5, uint64(len(kv)))
+	for _, p := range pairs {
+		out = append(append(out, p.k...), p.v...)
+	}
+	return out
+}
+
+// ---- testkit: a session ----
+
+// kit holds one session's keys, randomness and transcript, as both sides
+// would compute them.
+type kit struct {
+	S, C       keyPair  // statics
+	pinned     [32]byte // the server key the client pinned
+	Ce, Se     keyPair
+	n1, n2     [24]byte
+	th0, th1   [32]byte
+	th2        [32]byte
+	ss, es     [32]byte // client view: K(C,pinned), K(Ce,pinned)
+	ee, se     [32]byte
+	kcs, ksc   [32]byte
+	hello      []byte
+	link       []byte
+	haveKeys   bool
+	helloOuter byte   // version byte
+	helloV     uint64 // v inside P1
+}
+
+func (k *kit) sealHello() []byte {
+	k.ss = boxKey(k.C, k.pinned)
+	k.es = boxKey(k.Ce, k.pinned)
+	p1 := cMap(map[string][]byte{
+		"h": cText("hello"), "v": cUint(k.helloV),
+		"c": cBytes(k.C.pub[:]), "s": cBytes(k.pinned[:]), "e": cBytes(k.Ce.pub[:]),
+	})
+	body := []byte{k.helloOuter}
+	body = append(body, k.C.pub[:]...)
+	body = append(body, k.Ce.pub[:]...)
+	body = append(body, k.n1[:]...)
+	body = append(body, sealBox(k.ss, k.n1, p1)...)
+	k.hello = mkFrame(0x00, body)
+	k.th0 = sha([]byte("coffer/1"), k.pinned[:])
+	k.th1 = sha(k.th0[:], k.hello)
+	return k.hello
+}
+
+// sealLink makes the Link as server key `server` would, for this
+// session's Ce and th1, and derives the session keys from it.
+func (k *kit) sealLink(server keyPair, sePub [32]byte) []byte {
+	p2 := cMap(map[string][]byte{"h": cText("link"), "se": cBytes(sePub[:]), "th": cBytes(k.th1[:])})
+	kes := boxKey(server, k.Ce.pub)
+	k.link = mkFrame(0x01, append(k.n2[:], sealBox(kes, k.n2, p2)...))
+	k.th2 = sha(k.th1[:], k.link)
+	k.ee = boxKey(k.Ce, sePub)
+	k.se = boxKey(k.C, sePub)
+	ikm := slices.Concat(k.es[:], k.ss[:], k.ee[:], k.se[:])
+	prk, err := hkdf.Extract(sha256.New, ikm, k.th2[:])
+	if err != nil {
+		panic(err)
+	}
+	cs, _ := hkdf.Expand(sha256.New, prk, "coffer/1 c2s", 32)
+	sc, _ := hkdf.Expand(sha256.New, prk, "coffer/1 s2c", 32)
+	copy(k.kcs[:], cs)
+	copy(k.ksc[:], sc)
+	k.haveKeys = true
+	return k.link
+}
+
+func (k *kit) keyNotFound(n [24]byte) []byte {
+	p := cMap(map[string][]byte{"h": cText("keynotfound"), "th": cBytes(k.th1[:])})
+	kss := boxKey(k.S, k.C.pub)
+	return mkFrame(0xaa, append(n[:], sealBox(kss, n, p)...))
+}
+
+func (k *kit) get(names []string) []byte {
+	m := map[string][]byte{"h": cText("get"), "th": cBytes(k.th2[:])}
+	if len(names) > 0 {
+		arr := cHead(4, uint64(len(names)))
+		for _, n := range names {
+			arr = append(arr, cText(n)...)
+		}
+		m["names"] = arr
+	}
+	return mkFrame(0x02, sealBox(k.kcs, counter(0), cMap(m)))
+}
+
+func (k *kit) bye() []byte {
+	return mkFrame(0x99, sealBox(k.kcs, counter(1), cMap(map[string][]byte{"h": cText("bye")})))
+}
+
+type shardInfo struct {
+	data      []byte
+	serial    uint64
+	dh        [32]byte
+	chunkSize int
+}
+
+// okGets returns the OkGet frames for the shard; lastFlag false leaves
+// `last` (and sh) out of the final chunk.
+func (k *kit) okGets(sh shardInfo, lastFlag bool) [][]byte {
+	var out [][]byte
+	sum := sha(sh.data)
+	for i, off := uint64(0), 0; ; i++ {
+		end := min(off+sh.chunkSize, len(sh.data))
+		last := end == len(sh.data)
+		m := map[string][]byte{
+			"h": cText("okget"), "i": cUint(i), "last": cBool(last && lastFlag),
+			"serial": cUint(sh.serial), "dh": cBytes(sh.dh[:]), "size": cUint(uint64(len(sh.data))),
+			"d": cBytes(sh.data[off:end]),
+		}
+		if last && lastFlag {
+			m["sh"] = cBytes(sum[:])
+		}
+		out = append(out, mkFrame(0x03, sealBox(k.ksc, counter(i), cMap(m))))
+		if last {
+			return out
+		}
+		off = end
+	}
+}
+
+func plainError(code uint64) []byte {
+	return mkFrame(0xff, cMap(map[string][]byte{"code": cUint(code)}))
+}
+
+// ---- vectors ----
+
+type vline struct {
+	dir string // "c>s" or "s>c"
+	raw []byte
+}
+
+type vector struct {
+	name   string
+	header [][2]string
+	lines  []vline
+}
+
+func (v *vector) set(k, val string)         { v.header = append(v.header, [2]string{k, val}) }
+func (v *vector) setHex(k string, b []byte) { v.set(k, hex.EncodeToString(b)) }
+func (v *vector) cs(raw []byte)             { v.lines = append(v.lines, vline{"c>s", raw}) }
+func (v *vector) sc(raw []byte)             { v.lines = append(v.lines, vline{"s>c", raw}) }
+
+func (v *vector) get(k string) string {
+	for _, kv := range v.header {
+		if kv[0] == k {
+			return kv[1]
+		}
+	}
+	return ""
+}
+
+func (v *vector) getHex(t testing.TB, k string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(v.get(k))
+	if err != nil {
+		t.Fatalf("%s: header %s: %v", v.name, k, err)
+	}
+	return b
+}
+
+func (v *vector) encode() []byte {
+	var b bytes.Buffer
+	for _, kv := range v.header {
+		fmt.Fprintf(&b, "%s: %s\n", kv[0], kv[1])
+	}
+	b.WriteString("\n")
+	for _, l := range v.lines {
+		fmt.Fprintf(&b, "%s: %x\n", l.dir, l.raw)
+	}
+	return b.Bytes()
+}
+
+func parseVector(name string, data []byte) (*vector, error) {
+	v := &vector{name: name}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<22)
+	inFrames := false
+	for sc.Scan() {
+		line := sc.Text()
+		if !inFrames {
+			if line == "" {
+				inFrames = true
+				continue
+			}
+			k, val, ok := strings.Cut(line, ": ")
+			if !ok {
+				return nil, fmt.Errorf("header line %q", line)
+			}
+			v.set(k, val)
+			continue
+		}
+		dir, h, ok := strings.Cut(line, ": ")
+		if !ok || (dir != "c>s" && dir != "s>c") {
+			return nil, fmt.Errorf("frame line %.20q", line)
+		}
+		raw, err := hex.DecodeString(h)
+		if err != nil {
+			return nil, err
+		}
+		v.lines = append(v.lines, vline{dir, raw})
+	}
+	return v, sc.Err()
+}
+
+// lowOrder8 is a point of order 8 on Curve25519.
+var lowOrder8 = mustHex32("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+
+func mustHex32(s string) (k [32]byte) {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 32 {
+		panic("bad hex")
+	}
+	copy(k[:], b)
+	return k
+}
+
+// gen holds what all vectors share: the static keys and the two shards.
+type gen struct {
+	S, C, U, W keyPair // server, client, an unknown client, a wrong server
+	small      shardInfo
+	big        shardInfo
+}
+
+func newGen() *gen {
+	r := newKitRand("static keys")
+	g := &gen{S: r.key(), C: r.key(), U: r.key(), W: r.key()}
+	dh := sha([]byte("sealed definition, serial 7"))
+	g.small = shardInfo{data: cMap(map[string][]byte{
+		"db.password": cText("hunter2"),
+		"port":        cUint(5432),
+		"debug":       cBool(true),
+		"ratio":       {0xf9, 0x38, 0x00}, // 0.5
+		"since":       cMap(map[string][]byte{"t": cText("date-local"), "v": cText("2026-01-02")}),
+	}), serial: 7, dh: dh, chunkSize: frame.MaxChunkBytes}
+	blob := bytes.Repeat([]byte("0123456789abcdef"), (2*frame.MaxChunkBytes+1000)/16+1)
+	data := cMap(map[string][]byte{"blob": cText(string(blob))})
+	// Trim the text so the shard is exactly two full chunks and 1000 bytes.
+	over := len(data) - (2*frame.MaxChunkBytes + 1000)
+	blob = blob[:len(blob)-over]
+	g.big = shardInfo{data: cMap(map[string][]byte{"blob": cText(string(blob))}), serial: 7, dh: dh, chunkSize: frame.MaxChunkBytes}
+	return g
+}
+
+// newKit starts a session of client c with server s (pinned = s.pub),
+// drawing Ce, n1, Se, n2 from the vector's stream in that order.
+func (g *gen) newKit(name string, c keyPair) (*kit, *kitRand) {
+	r := newKitRand(name)
+	k := &kit{S: g.S, C: c, pinned: g.S.pub, helloOuter: 1, helloV: 1}
+	k.Ce = r.key()
+	k.n1 = r.nonce()
+	k.Se = r.key()
+	k.n2 = r.nonce()
+	return k, r
+}
+
+// header writes the standard header lines of a vector.
+func (g *gen) header(v *vector, expect, comment string, k *kit, sh shardInfo, serverRand bool) {
+	v.set("expect", expect)
+	for _, c := range strings.Split(comment, "\n") {
+		v.set("comment", c)
+	}
+	v.setHex("server-static", g.S.sec[:])
+	v.setHex("server-static-pub", g.S.pub[:])
+	v.setHex("client-static", k.C.sec[:])
+	v.setHex("client-static-pub", k.C.pub[:])
+	v.setHex("server-clients", g.C.pub[:])
+	if k.pinned != g.S.pub {
+		v.setHex("pinned-server-pub", k.pinned[:])
+	}
+	v.setHex("client-ephemeral", k.Ce.sec[:])
+	v.setHex("client-ephemeral-pub", k.Ce.pub[:])
+	v.setHex("n1", k.n1[:])
+	if serverRand {
+		v.setHex("server-ephemeral", k.Se.sec[:])
+		v.setHex("server-ephemeral-pub", k.Se.pub[:])
+		v.setHex("n2", k.n2[:])
+	}
+	v.setHex("shard", sh.data)
+	v.set("serial", strconv.FormatUint(sh.serial, 10))
+	v.setHex("dh", sh.dh[:])
+	v.set("chunk-size", strconv.Itoa(sh.chunkSize))
+}
+
+func (g *gen) debug(v *vector, k *kit) {
+	v.setHex("th0", k.th0[:])
+	if k.th1 != ([32]byte{}) {
+		v.setHex("th1", k.th1[:])
+	}
+	v.setHex("k_ss", k.ss[:])
+	v.setHex("k_es", k.es[:])
+	if k.haveKeys {
+		v.setHex("th2", k.th2[:])
+		v.setHex("k_ee", k.ee[:])
+		v.setHex("k_se", k.se[:])
+		v.setHex("k_cs", k.kcs[:])
+		v.setHex("k_sc", k.ksc[:])
+	}
+}
+
+// fullSession builds the frames of a good session.
+func (g *gen) fullSession(name, comment string, sh shardInfo, names []string) (*vector, *kit) {
+	v := &vector{name: name}
+	k, _ := g.newKit(name, g.C)
+	g.header(v, "ok", comment, k, sh, true)
+	if len(names) > 0 {
+		v.set("names", strings.Join(names, ","))
+	}
+	v.cs(k.sealHello())
+	v.sc(k.sealLink(g.S, k.Se.pub))
+	v.cs(k.get(names))
+	for _, f := range k.okGets(sh, true) {
+		v.sc(f)
+	}
+	v.cs(k.bye())
+	g.debug(v, k)
+	return v, k
+}
+
+// chunked is a session whose shard the testkit cuts into small chunks,
+// for the client-side chunk vectors.
+func (g *gen) chunked(name, expect, comment string, order func(chunks [][]byte) [][]byte, lastFlag bool) *vector {
+	v := &vector{name: name}
+	k, _ := g.newKit(name, g.C)
+	sh := g.small
+	sh.chunkSize = 24
+	g.header(v, expect, comment, k, sh, true)
+	v.cs(k.sealHello())
+	v.sc(k.sealLink(g.S, k.Se.pub))
+	v.cs(k.get(nil))
+	for _, f := range order(k.okGets(sh, lastFlag)) {
+		v.sc(f)
+	}
+	g.debug(v, k)
+	return v
+}
+
+func (g *gen) vectors() []*vector {
+	var vs []*vector
+	add := func(v *vector) { vs = append(vs, v) }
+
+	full, fk := g.fullSession("full-session", "a whole session: Hello, Link, Get, one OkGet, Bye", g.small, nil)
+	add(full)
+	big, _ := g.fullSession("okget-3-chunks", "a shard of two full 61440-byte chunks and 1000 bytes, in three OkGet frames", g.big, nil)
+	add(big)
+	names, _ := g.fullSession("get-with-names", "Get names two values; the server's store returns the shard restricted to them", shardInfo{
+		data: cMap(map[string][]byte{"db.password": cText("hunter2"), "port": cUint(5432)}), serial: 7, dh: g.small.dh, chunkSize: frame.MaxChunkBytes,
+	}, []string{"db.password", "port"})
+	add(names)
+
+	{ // replayed Hello: a recorded Hello gets a fresh Link, the old Get fails
+		v := &vector{name: "replayed-hello"}
+		k, _ := g.newKit(v.name, g.C)
+		k.Ce, k.n1 = fk.Ce, fk.n1
+		g.header(v, "server:auth", "the Hello of full-session replayed: the server answers with a fresh Se,\nso the recorded Get does not open (plain Error auth)", k, g.small, true)
+		v.cs(k.sealHello())
+		v.sc(k.sealLink(g.S, k.Se.pub))
+		v.cs(full.lines[2].raw)
+		v.sc(plainError(3))
+		g.debug(v, k)
+		add(v)
+	}
+	{ // Get replayed into a fresh session
+		v := &vector{name: "replayed-get"}
+		k, _ := g.newKit(v.name, g.C)
+		g.header(v, "server:auth", "a fresh Hello and Link, then the Get of full-session: it does not open", k, g.small, true)
+		v.cs(k.sealHello())
+		v.sc(k.sealLink(g.S, k.Se.pub))
+		v.cs(full.lines[2].raw)
+		v.sc(plainError(3))
+		g.debug(v, k)
+		add(v)
+	}
+	{ // a recorded Link replayed to a client in a new session
+		v := &vector{name: "replayed-link"}
+		k, _ := g.newKit(v.name, g.C)
+		g.header(v, "client:server-auth", "the client sends a fresh Hello and gets the Link of full-session: it does not open under K(Ce,S)", k, g.small, false)
+		v.cs(k.sealHello())
+		v.sc(full.lines[1].raw)
+		g.debug(v, k)
+		add(v)
+	}
+	add(g.chunked("reordered-chunks", "client:protocol", "three 24-byte chunks sent in the order 1, 0, 2",
+		func(c [][]byte) [][]byte { return [][]byte{c[1], c[0], c[2]} }, true))
+	add(g.chunked("dropped-chunk", "client:protocol", "chunk 1 of three is dropped",
+		func(c [][]byte) [][]byte { return [][]byte{c[0], c[2]} }, true))
+	add(g.chunked("duplicated-chunk", "client:protocol", "chunk 0 is sent twice",
+		func(c [][]byte) [][]byte { return [][]byte{c[0], c[0], c[1], c[2]} }, true))
+	add(g.chunked("missing-last", "client:truncated", "every chunk has last = false; the server then closes",
+		func(c [][]byte) [][]byte { return c }, false))
+	{ // the client pinned the wrong key
+		v := &vector{name: "wrong-server-key"}
+		k, _ := g.newKit(v.name, g.C)
+		k.pinned = g.W.pub
+		g.header(v, "server:auth client:server-auth", "the client pinned another server key: the real server cannot open the proof", k, g.small, false)
+		v.cs(k.sealHello())
+		v.sc(plainError(3))
+		g.debug(v, k)
+		add(v)
+	}
+	{ // an impostor without S_sec answers with its own key
+		v := &vector{name: "impostor-link"}
+		k, _ := g.newKit(v.name, g.C)
+		g.header(v, "client:server-auth", "a man in the middle holding another key (server-ephemeral here is its) answers\nwith a Link under K(W,Ce): it does not open under K(Ce,S)", k, g.small, true)
+		v.cs(k.sealHello())
+		v.sc(k.sealLink(g.W, k.Se.pub))
+		g.debug(v, k)
+		add(v)
+	}
+	{ // unknown client with a valid proof
+		v := &vector{name: "unknown-client"}
+		k, r := g.newKit(v.name, g.U)
+		n := r.nonce()
+		g.header(v, "server:keynotfound client:unknown-client", "a client key the server does not know, with a valid proof: sealed KeyNotFound", k, g.small, false)
+		v.setHex("n-keynotfound", n[:])
+		v.cs(k.sealHello())
+		v.sc(k.keyNotFound(n))
+		g.debug(v, k)
+		add(v)
+	}
+	{ // bad proof: one flipped bit in the tag
+		v := &vector{name: "bad-proof"}
+		k, _ := g.newKit(v.name, g.C)
+		g.header(v, "server:auth", "a known client's Hello with one bit of the Poly1305 tag flipped", k, g.small, false)
+		h := k.sealHello()
+		h[3+89] ^= 0x01
+		v.cs(h)
+		v.sc(plainError(3))
+		g.debug(v, k)
+		add(v)
+	}
+	{ // low-order client key
+		v := &vector{name: "low-order-client-key"}
+		k, _ := g.newKit(v.name, g.C)
+		k.C = keyPair{sec: g.C.sec, pub: lowOrder8}
+		g.header(v, "server:auth", "C_pub is a point of order 8 (the box is sealed under K(C_sec, S) but names it)", k, g.small, false)
+		v.cs(k.sealHello())
+		v.sc(plainError(3))
+		g.debug(v, k)
+		add(v)
+	}
+	{ // low-order client ephemeral
+		v := &vector{name: "low-order-client-ephemeral"}
+		k, _ := g.newKit(v.name, g.C)
+		k.Ce = keyPair{sec: k.Ce.sec, pub: lowOrder8}
+		g.header(v, "server:auth", "a known client with a valid proof, but Ce_pub is a point of order 8", k, g.small, false)
+		v.cs(k.sealHello())
+		v.sc(plainError(3))
+		g.debug(v, k)
+		add(v)
+	}
+	{ // low-order server ephemeral
+		v := &vector{name: "low-order-server-ephemeral"}
+		k, _ := g.newKit(v.name, g.C)
+		g.header(v, "client:server-auth", "a Link sealed correctly under K(S,Ce) whose se is a point of order 8", k, g.small, true)
+		v.cs(k.sealHello())
+		v.sc(k.sealLink(g.S, lowOrder8))
+		k.haveKeys = false
+		g.debug(v, k)
+		add(v)
+	}
+	{ // frame-level rejects
+		k, _ := g.newKit("frames", g.C)
+		for _, c := range []struct {
+			name, expect, comment string
+			raw                   []byte
+		}{
+			{"oversized-frame", "server:malformed", "a Hello header declaring 65535 bytes: refused before reading the body", []byte{0xff, 0xff, 0x00}},
+			{"oversized-hello-257", "server:malformed", "a Hello header declaring 257 bytes (limit 256)", []byte{0x01, 0x01, 0x00}},
+			{"unknown-type", "server:malformed", "a frame of type 0x04", []byte{0x00, 0x00, 0x04}},
+			{"link-from-client", "server:malformed", "a Link where a Hello is expected", []byte{0x00, 0x00, 0x01}},
+		} {
+			v := &vector{name: c.name}
+			g.header(v, c.expect, c.comment, k, g.small, false)
+			v.cs(c.raw)
+			v.sc(plainError(1))
+			add(v)
+		}
+		v := &vector{name: "truncated-frame"}
+		g.header(v, "server:close", "the first 100 bytes of a 228-byte Hello, then the client closes its side", k, g.small, false)
+		v.cs(k.sealHello()[:100])
+		g.debug(v, k)
+		add(v)
+	}
+	{ // version 2
+		v := &vector{name: "version-2"}
+		k, _ := g.newKit(v.name, g.C)
+		k.helloOuter, k.helloV = 2, 2
+		g.header(v, "server:version", "a Hello with version byte 2 (and v: 2 inside)", k, g.small, false)
+		v.cs(k.sealHello())
+		v.sc(plainError(2))
+		g.debug(v, k)
+		add(v)
+	}
+	{ // reflected OkGet
+		v := &vector{name: "reflected-okget"}
+		k, _ := g.newKit(v.name, g.C)
+		g.header(v, "server:auth", "this session's own OkGet 0 (sealed under k_sc) sent back as the Get", k, g.small, true)
+		v.cs(k.sealHello())
+		v.sc(k.sealLink(g.S, k.Se.pub))
+		ok := k.okGets(g.small, true)[0]
+		v.cs(mkFrame(0x02, ok[3:]))
+		v.sc(plainError(3))
+		g.debug(v, k)
+		add(v)
+	}
+	{ // rollback
+		v := &vector{name: "rollback"}
+		k, _ := g.newKit(v.name, g.C)
+		g.header(v, "client:rollback", "the client requires serial 8; the server serves 7", k, g.small, true)
+		v.set("min-serial", "8")
+		v.cs(k.sealHello())
+		v.sc(k.sealLink(g.S, k.Se.pub))
+		v.cs(k.get(nil))
+		for _, f := range k.okGets(g.small, true) {
+			v.sc(f)
+		}
+		g.debug(v, k)
+		add(v)
+	}
+	return vs
+}
+
+// ---- the tests ----
+
+// TestVectorsUpToDate regenerates every vector and compares it with the
+// file (or rewrites the files with -update).
+func TestVectorsUpToDate(t *testing.T) {
+	vs := newGen().vectors()
+	if *updateVectors {
+		if err := os.MkdirAll(vectorDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		old, _ := filepath.Glob(filepath.Join(vectorDir, "*.txt"))
+		for _, p := range old {
+			os.Remove(p)
+		}
+	}
+	for _, v := range vs {
+		path := filepath.Join(vectorDir, v.name+".txt")
+		if *updateVectors {
+			if err := os.WriteFile(path, v.encode(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(got, v.encode()) {
+			t.Errorf("%s is missing or differs from the testkit; run go test ./coffer -run Vectors -update", path)
+		}
+	}
+}
+
+func loadVectors(t *testing.T) []*vector {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(vectorDir, "*.txt"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no vectors in %s (%v)", vectorDir, err)
+	}
+	var vs []*vector
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := parseVector(strings.TrimSuffix(filepath.Base(p), ".txt"), data)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		vs = append(vs, v)
+	}
+	return vs
+}
+
+func hasClass(v *vector, prefix string) (string, bool) {
+	for _, c := range strings.Fields(v.get("expect")) {
+		if c == "ok" {
+			return "ok", true
+		}
+		if after, ok := strings.CutPrefix(c, prefix); ok {
+			return after, true
+		}
+	}
+	return "", false
+}
+
+func TestVectorsServer(t *testing.T) {
+	for _, v := range loadVectors(t) {
+		class, ok := hasClass(v, "server:")
+		if !ok {
+			continue
+		}
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			got := replayServer(t, v, v.lines, -1)
+			if got.err != nil {
+				t.Fatal(got.err)
+			}
+			want := "close"
+			if class == "ok" {
+				want = "ok"
+			} else if class == "keynotfound" {
+				want = "keynotfound"
+			} else if class != "close" {
+				want = "error:" + class
+			}
+			if got.outcome != want {
+				t.Errorf("server outcome: got %s, want %s", got.outcome, want)
+			}
+		})
+	}
+}
+
+func TestVectorsClient(t *testing.T) {
+	for _, v := range loadVectors(t) {
+		class, ok := hasClass(v, "client:")
+		if !ok {
+			continue
+		}
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			res, err, srvErr := replayClient(t, v, v.lines, -1)
+			if srvErr != nil {
+				t.Fatalf("fake server: %v", srvErr)
+			}
+			if got := clientClass(err); got != class {
+				t.Fatalf("client: got %s (%v), want %s", got, err, class)
+			}
+			if class != "ok" {
+				return
+			}
+			enc, err := frame.EncodeShard(res.Shard)
+			if err != nil || !bytes.Equal(enc, v.getHex(t, "shard")) {
+				t.Errorf("shard: got %x, %v, want %s", enc, err, v.get("shard"))
+			}
+			if got := strconv.FormatUint(res.Version.Serial, 10); got != v.get("serial") {
+				t.Errorf("serial: got %s, want %s", got, v.get("serial"))
+			}
+			if got := hex.EncodeToString(res.Version.Hash[:]); got != v.get("dh") {
+				t.Errorf("dh: got %s, want %s", got, v.get("dh"))
+			}
+		})
+	}
+}
+
+// TestVectorsMutation flips every byte of every frame of full-session
+// (Bye aside: the server ignores it by design) and requires the receiver
+// of the flipped frame to refuse it: the server answers with an Error or
+// closes, the client returns an error and sends nothing further.
+func TestVectorsMutation(t *testing.T) {
+	var full *vector
+	for _, v := range loadVectors(t) {
+		if v.name == "full-session" {
+			full = v
+		}
+	}
+	if full == nil {
+		t.Fatal("no full-session vector")
+	}
+	for idx, l := range full.lines {
+		if l.raw[2] == 0x99 {
+			continue
+		}
+		t.Run(fmt.Sprintf("%s-%d", l.dir, idx), func(t *testing.T) {
+			t.Parallel()
+			for pos := range l.raw {
+				lines := slices.Clone(full.lines[:idx+1])
+				lines[idx].raw = slices.Clone(l.raw)
+				lines[idx].raw[pos] ^= 0xff
+				if l.dir == "c>s" {
+					got := replayServer(t, full, lines, idx)
+					if got.err != nil {
+						t.Fatalf("byte %d: %v", pos, got.err)
+					}
+					if got.outcome == "ok" || got.outcome == "keynotfound" || got.outcome == "accepted" {
+						t.Errorf("byte %d flipped: server outcome %s, want an Error or a close", pos, got.outcome)
+					}
+					continue
+				}
+				_, err, srvErr := replayClient(t, full, lines, idx)
+				if srvErr != nil {
+					t.Fatalf("byte %d: fake server: %v", pos, srvErr)
+				}
+				if err == nil {
+					t.Errorf("byte %d flipped: the client accepted it", pos)
+				}
+			}
+		})
+	}
+}
+
+// ---- replaying against the real server ----
+
+type fixedShards []byte
+
+func (s fixedShards) Shard(coffer.PublicKey, []string) ([]byte, error) {
+	return bytes.Clone(s), nil
+}
+
+func pubKey(t *testing.T, b []byte) coffer.PublicKey {
+	t.Helper()
+	var p coffer.PublicKey
+	if len(b) != 32 {
+		t.Fatalf("key of %d bytes", len(b))
+	}
+	copy(p[:], b)
+	return p
+}
+
+func privKey(t *testing.T, b []byte) *coffer.PrivateKey {
+	t.Helper()
+	var a [32]byte
+	copy(a[:], b)
+	k, err := coffer.NewPrivateKey(&a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+type serverResult struct {
+	outcome string // ok, keynotfound, error:CODE, close, accepted (mutation: a non-Error reply)
+	err     error  // the replay itself failed: a byte mismatch or a hang
+}
+
+// replayServer runs v's script against a fresh coffer.Server. When
+// mutated >= 0, lines[mutated] is a flipped frame: the script stops
+// there, and whatever the server sends next is classified instead of
+// compared.
+func replayServer(t *testing.T, v *vector, lines []vline, mutated int) serverResult {
+	t.Helper()
+	rnd := slices.Concat(v.getHex(t, "server-ephemeral"), v.getHex(t, "n2"), v.getHex(t, "n-keynotfound"))
+	srv := &coffer.Server{
+		Key:  privKey(t, v.getHex(t, "server-static")),
+		Rand: bytes.NewReader(rnd),
+		// No rate limit gets in the way of a replay.
+		ClientLimit: coffer.Limit{Rate: -1}, UnknownLimit: coffer.Limit{Rate: -1},
+		UnknownPerIPLimit: coffer.Limit{Rate: -1}, FailPerIPLimit: coffer.Limit{Rate: -1},
+	}
+	serial, _ := strconv.ParseUint(v.get("serial"), 10, 64)
+	snap := &coffer.Snapshot{Version: coffer.Version{Serial: serial}, Clients: map[coffer.PublicKey]string{},
+		Shards: fixedShards(v.getHex(t, "shard"))}
+	copy(snap.Version.Hash[:], v.getHex(t, "dh"))
+	for i, h := range strings.Split(v.get("server-clients"), ",") {
+		b, _ := hex.DecodeString(h)
+		snap.Clients[pubKey(t, b)] = fmt.Sprintf("client-%d", i)
+	}
+	srv.Swap(snap)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	defer func() {
+		srv.Close()
+		<-served
+	}()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	tc := conn.(*net.TCPConn)
+
+	last := byte(0)
+	for i, ln := range lines {
+		if ln.dir == "c>s" {
+			if _, err := conn.Write(ln.raw); err != nil {
+				return serverResult{err: fmt.Errorf("line %d: write: %v", i, err)}
+			}
+			if i == mutated {
+				break
+			}
+			continue
+		}
+		got, err := readRawFrame(conn)
+		if err != nil {
+			return serverResult{err: fmt.Errorf("line %d: reading the server's frame: %v", i, err)}
+		}
+		if !bytes.Equal(got, ln.raw) {
+			return serverResult{err: fmt.Errorf("line %d: server sent\n%x\nwant\n%x", i, got, ln.raw)}
+		}
+		last = ln.raw[2]
+	}
+	tc.CloseWrite()
+	// Whatever comes now must be nothing (a replay) or, after a mutated
+	// frame, at most an Error.
+	rest, err := io.ReadAll(conn)
+	if err != nil && mutated < 0 {
+		return serverResult{err: fmt.Errorf("after the script: %v", err)}
+	}
+	if mutated >= 0 {
+		if len(rest) == 0 {
+			return serverResult{outcome: "close"}
+		}
+		if len(rest) >= 3 && rest[2] == 0xff {
+			return serverResult{outcome: "error"}
+		}
+		return serverResult{outcome: "accepted"}
+	}
+	if len(rest) > 0 {
+		return serverResult{err: fmt.Errorf("server sent %d bytes more than the vector: %x", len(rest), rest[:min(len(rest), 64)])}
+	}
+	switch last {
+	case 0xff:
+		return serverResult{outcome: "error:" + errorName(lines[len(lines)-1].raw)}
+	case 0xaa:
+		return serverResult{outcome: "keynotfound"}
+	case 0x03:
+		return serverResult{outcome: "ok"}
+	}
+	return serverResult{outcome: "close"}
+}
+
+// errorName names the code of a plain Error frame from its last byte
+// (bodies are {code: n} with n < 24).
+func errorName(raw []byte) string {
+	if len(raw) != 10 {
+		return "sealed"
+	}
+	return map[byte]string{1: "malformed", 2: "version", 3: "auth", 4: "busy", 5: "unavailable", 6: "internal"}[raw[9]]
+}
+
+func readRawFrame(r io.Reader) ([]byte, error) {
+	h := make([]byte, 3)
+	if _, err := io.ReadFull(r, h); err != nil {
+		return nil, err
+	}
+	b := make([]byte, 3+(int(h[0])<<8|int(h[1])))
+	copy(b, h)
+	_, err := io.ReadFull(r, b[3:])
+	return b, err
+}
+
+// ---- replaying against the real client ----
+
+// replayClient runs coffer.Fetch against a fake server that plays the
+// s>c lines and compares what the client sends with the c>s lines. When
+// mutated >= 0 the script stops after lines[mutated] (an s>c frame) and
+// the fake server requires the client to send nothing more.
+func replayClient(t *testing.T, v *vector, lines []vline, mutated int) (*coffer.Result, error, error) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	srvErr := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			srvErr <- err
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		srvErr <- fakeServer(c.(*net.TCPConn), lines, mutated)
+	}()
+
+	pinned := v.getHex(t, "server-static-pub")
+	if p := v.get("pinned-server-pub"); p != "" {
+		pinned = v.getHex(t, "pinned-server-pub")
+	}
+	cfg := &coffer.ClientConfig{
+		Key:    privKey(t, v.getHex(t, "client-static")),
+		Server: pubKey(t, pinned),
+		Rand:   bytes.NewReader(slices.Concat(v.getHex(t, "client-ephemeral"), v.getHex(t, "n1"))),
+	}
+	if n := v.get("names"); n != "" {
+		cfg.Names = strings.Split(n, ",")
+	}
+	if m := v.get("min-serial"); m != "" {
+		cfg.MinSerial, _ = strconv.ParseUint(m, 10, 64)
+	}
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, ferr := coffer.Fetch(ctx, conn, cfg)
+	conn.Close()
+	return res, ferr, <-srvErr
+}
+
+func fakeServer(c *net.TCPConn, lines []vline, mutated int) error {
+	for i, ln := range lines {
+		if ln.dir == "s>c" {
+			c.Write(ln.raw) // the client may have given up already
+			if i == mutated {
+				break
+			}
+			continue
+		}
+		got := make([]byte, len(ln.raw))
+		n, err := io.ReadFull(c, got)
+		if err != nil {
+			if n == 0 {
+				return nil // the client stopped early, as failing clients do
+			}
+			return fmt.Errorf("line %d: read %d of %d bytes: %v", i, n, len(ln.raw), err)
+		}
+		if !bytes.Equal(got, ln.raw) {
+			return fmt.Errorf("line %d: client sent\n%x\nwant\n%x", i, got, ln.raw)
+		}
+	}
+	c.CloseWrite()
+	rest, _ := io.ReadAll(c)
+	if len(rest) > 0 {
+		return fmt.Errorf("the client sent %d bytes the vector does not have: %x", len(rest), rest[:min(len(rest), 64)])
+	}
+	return nil
+}
+
+// clientClass maps a Fetch error to a vector class.
+func clientClass(err error) string {
+	var re *coffer.RemoteError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, coffer.ErrServerAuth):
+		return "server-auth"
+	case errors.Is(err, coffer.ErrUnknownClient):
+		return "unknown-client"
+	case errors.Is(err, coffer.ErrRollback):
+		return "rollback"
+	case errors.Is(err, coffer.ErrProtocol):
+		return "protocol"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "truncated"
+	case errors.As(err, &re):
+		return "remote-error"
+	}
+	return "other"
+}
