@@ -57,16 +57,17 @@ func (e *RemoteError) Is(target error) bool {
 }
 
 // Retryable reports whether err may go away if the client tries again
-// later, with backoff: busy, unavailable and internal errors, other
-// unauthenticated replies, and transport errors. Errors that point at
-// configuration (unknown client, wrong pinned key, a refused proof, a
-// version mismatch) and rollback are not retryable.
+// later, with backoff (docs/protocol.md §6): Error{busy}, {unavailable}
+// and {internal}, unverifiable replies, and transport errors. Errors that
+// point at configuration or an attack (unknown client, server
+// authentication, a refused proof, a version mismatch, malformed
+// requests), protocol violations and rollback are not retryable.
 func Retryable(err error) bool {
 	switch {
 	case err == nil:
 		return false
 	case errors.Is(err, ErrUnknownClient), errors.Is(err, ErrServerAuth),
-		errors.Is(err, ErrRollback), errors.Is(err, context.Canceled):
+		errors.Is(err, ErrRollback), errors.Is(err, ErrProtocol), errors.Is(err, context.Canceled):
 		return false
 	}
 	var re *RemoteError
@@ -74,10 +75,8 @@ func Retryable(err error) bool {
 		switch re.Code {
 		case frame.CodeBusy, frame.CodeUnavailable, frame.CodeInternal:
 			return true
-		case frame.CodeAuth, frame.CodeVersion:
-			return false
 		}
-		return !re.Sealed
+		return false
 	}
 	if errors.Is(err, errUnverified) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) ||

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,20 @@ import (
 // Test helpers shared by the protocol, server, client, fuzz and
 // benchmark tests. Everything runs over real TCP on 127.0.0.1:0 or over
 // net.Pipe, with deterministic keys.
+
+// raceEnabled reports whether the test binary was built with -race.
+var raceEnabled = func() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}()
 
 // testKey returns a fixed private key made of seed.
 func testKey(tb testing.TB, seed byte) *PrivateKey {
@@ -156,8 +171,10 @@ func (fx *fixture) dial(tb testing.TB) net.Conn {
 
 // fetch runs one session over a fresh TCP connection.
 func (fx *fixture) fetch(tb testing.TB, cfg *ClientConfig) (*Result, error) {
-	tb.Helper()
-	c := fx.dial(tb)
+	c, err := net.Dial("tcp", fx.addr)
+	if err != nil {
+		return nil, err
+	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -1,0 +1,235 @@
+package coffer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+
+	"github.com/coffer-project/coffer/frame"
+)
+
+// proxySession runs a client against the real server through a proxy
+// that passes the Link and hands the server's OkGet frames (n of them)
+// to mutate before forwarding what it returns.
+func proxySession(t *testing.T, fx *fixture, cfg *ClientConfig, n int, mutate func([][]byte) [][]byte) (*Result, error) {
+	t.Helper()
+	cc, pc := net.Pipe() // client, proxy's client side
+	ps, sc := net.Pipe() // proxy's server side, server
+	served := make(chan struct{})
+	go func() { fx.srv.ServeConn(sc); close(served) }()
+	go io.Copy(ps, pc)
+	go func() {
+		f, err := frame.Read(ps)
+		if err != nil {
+			return
+		}
+		pc.Write(f.Raw)
+		var chunks [][]byte
+		for len(chunks) < n {
+			f, err := frame.Read(ps)
+			if err != nil {
+				break
+			}
+			chunks = append(chunks, f.Raw)
+		}
+		for _, c := range mutate(chunks) {
+			if _, err := pc.Write(c); err != nil {
+				return
+			}
+		}
+		pc.Close()
+	}()
+	res, err := Fetch(context.Background(), cc, cfg)
+	cc.Close()
+	pc.Close()
+	ps.Close()
+	<-served
+	return res, err
+}
+
+func TestChunkTampering(t *testing.T) {
+	fx := newFixture(t, 1, noLimits)
+	blob := bytes.Repeat([]byte{'x'}, 3*frame.MaxChunkBytes)
+	fx.shards.shards[fx.clients[0].Public()] = frame.Shard{"blob": {Kind: frame.KindString, Text: blob}}
+	const n = 4
+	_, recorded := fx.recordSession(t, fx.config(0))
+	if len(recorded) != 1+n {
+		t.Fatalf("got %d server frames, want a Link and %d OkGet", len(recorded), n)
+	}
+	foreign := recorded[2].Raw // chunk 1 of another session
+
+	tests := []struct {
+		name    string
+		mutate  func(c [][]byte) [][]byte
+		wantErr error // nil: any error
+	}{
+		{"reordered", func(c [][]byte) [][]byte { return [][]byte{c[0], c[2], c[1], c[3]} }, ErrProtocol},
+		{"dropped", func(c [][]byte) [][]byte { return [][]byte{c[0], c[2], c[3]} }, ErrProtocol},
+		{"duplicated", func(c [][]byte) [][]byte { return [][]byte{c[0], c[0], c[1], c[2], c[3]} }, ErrProtocol},
+		{"from another session", func(c [][]byte) [][]byte { return [][]byte{c[0], foreign, c[2], c[3]} }, ErrProtocol},
+		{"flipped byte", func(c [][]byte) [][]byte {
+			c[2] = bytes.Clone(c[2])
+			c[2][100] ^= 1
+			return c
+		}, ErrProtocol},
+		{"last missing", func(c [][]byte) [][]byte { return c[:3] }, io.EOF},
+		{"last truncated", func(c [][]byte) [][]byte { c[3] = c[3][:len(c[3])-1]; return c }, io.ErrUnexpectedEOF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := proxySession(t, fx, fx.config(0), n, tt.mutate)
+			if err == nil || res != nil {
+				t.Fatalf("got %v, %v; want no result and an error", res, err)
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("got %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+	t.Run("untouched", func(t *testing.T) {
+		res, err := proxySession(t, fx, fx.config(0), n, func(c [][]byte) [][]byte { return c })
+		if err != nil || !bytes.Equal(res.Shard["blob"].Text, blob) {
+			t.Errorf("got error %v, want the whole blob", err)
+		}
+	})
+}
+
+func TestRollback(t *testing.T) {
+	fx := newFixture(t, 1, noLimits)
+	// Garbage that would fail to decode: a refusal for rollback must come
+	// first, before the shard is buffered or decoded.
+	fx.shards.raw = map[PublicKey][]byte{fx.clients[0].Public(): {0xff, 0xfe}}
+	tests := []struct {
+		name      string
+		minSerial uint64
+		want      error
+	}{
+		{"older than the minimum", 8, ErrRollback},
+		{"equal to the minimum reaches decoding", 7, ErrProtocol},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := fx.config(0)
+			cfg.MinSerial = tt.minSerial
+			_, err := fx.fetch(t, cfg)
+			if !errors.Is(err, tt.want) {
+				t.Errorf("got %v, want %v", err, tt.want)
+			}
+			if errors.Is(err, ErrRollback) && Retryable(err) {
+				t.Errorf("Retryable(%v) = true, want false", err)
+			}
+		})
+	}
+}
+
+// fakeServer answers a client's Hello with the given bytes, then closes.
+func fakeServer(t *testing.T, reply []byte) error {
+	t.Helper()
+	cc, sc := net.Pipe()
+	defer cc.Close()
+	go func() {
+		defer sc.Close()
+		if _, err := frame.Read(sc); err != nil {
+			return
+		}
+		sc.Write(reply)
+	}()
+	_, err := Fetch(context.Background(), cc, &ClientConfig{Key: testKey(t, 100), Server: testKey(t, 1).Public()})
+	return err
+}
+
+func TestClientRefusesBadReplies(t *testing.T) {
+	plain := func(code frame.ErrorCode) []byte { return plainError(code) }
+	tests := []struct {
+		name      string
+		reply     []byte
+		want      error
+		retryable bool
+	}{
+		{"plain busy", plain(frame.CodeBusy), &RemoteError{Code: frame.CodeBusy}, true},
+		{"plain auth means the pinned key is wrong", plain(frame.CodeAuth), ErrServerAuth, false},
+		{"plain version", plain(frame.CodeVersion), &RemoteError{Code: frame.CodeVersion}, false},
+		{"garbage error body", []byte{0, 1, 0xff, 0xff}, errUnverified, true},
+		{"keynotfound that does not open", append([]byte{0, 60, 0xaa}, make([]byte, 60)...), errUnverified, true},
+		{"link that does not open", append([]byte{0, 100, 0x01}, make([]byte, 100)...), ErrServerAuth, false},
+		{"short link", []byte{0, 1, 0x01, 0}, ErrServerAuth, false},
+		{"okget before link", []byte{0, 0, 0x03}, frame.ErrUnexpected, false},
+		{"unknown type", []byte{0, 0, 0x04}, frame.ErrUnknownType, false},
+		{"oversized link", []byte{0xff, 0xff, 0x01}, frame.ErrTooLong, false},
+		{"nothing", nil, io.EOF, true},
+		{"truncated", []byte{0, 10, 0x01, 1}, io.ErrUnexpectedEOF, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := fakeServer(t, tt.reply)
+			var want *RemoteError
+			if errors.As(tt.want, &want) {
+				var got *RemoteError
+				if !errors.As(err, &got) || *got != *want {
+					t.Fatalf("got %v, want %v", err, want)
+				}
+			} else if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			if got := Retryable(err); got != tt.retryable {
+				t.Errorf("Retryable(%v) = %v, want %v", err, got, tt.retryable)
+			}
+		})
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{ErrUnknownClient, false},
+		{ErrServerAuth, false},
+		{ErrRollback, false},
+		{context.Canceled, false},
+		{&RemoteError{Code: frame.CodeBusy, Sealed: true}, true},
+		{&RemoteError{Code: frame.CodeUnavailable}, true},
+		{&RemoteError{Code: frame.CodeInternal, Sealed: true}, true},
+		{&RemoteError{Code: frame.CodeAuth}, false},
+		{&RemoteError{Code: frame.CodeMalformed}, false},
+		{&RemoteError{Code: 99}, false},
+		{&RemoteError{Code: frame.CodeMalformed, Sealed: true}, false},
+		{fmt.Errorf("dialing: %w", syscall.ECONNREFUSED), true},
+		{fmt.Errorf("reading: %w", io.ErrUnexpectedEOF), true},
+		{context.DeadlineExceeded, true},
+		{&net.OpError{Op: "dial", Err: errors.New("no route")}, true},
+		{fmt.Errorf("%w: okget 1", ErrProtocol), false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.err), func(t *testing.T) {
+			if got := Retryable(tt.err); got != tt.want {
+				t.Errorf("Retryable(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+	if !errors.Is(&RemoteError{Code: frame.CodeAuth, Sealed: true}, ErrAuth) {
+		t.Error("a RemoteError with code auth does not match ErrAuth")
+	}
+}
+
+func TestFetchContext(t *testing.T) {
+	cc, sc := net.Pipe()
+	defer sc.Close()
+	go io.Copy(io.Discard, sc) // a server that never answers
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, err := Fetch(ctx, cc, &ClientConfig{Key: testKey(t, 100), Server: testKey(t, 1).Public()})
+		done <- err
+	}()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+}

@@ -1,0 +1,193 @@
+package coffer
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coffer-project/coffer/frame"
+)
+
+// cycleReader returns the same bytes over and over. As a server's Rand
+// it gives every session the same Se and n2, so recorded client frames
+// replay into new sessions; only fuzzing and benchmarks use it.
+type cycleReader struct {
+	mu  sync.Mutex
+	b   []byte
+	off int
+}
+
+func (r *cycleReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range p {
+		p[i] = r.b[r.off]
+		r.off = (r.off + 1) % len(r.b)
+	}
+	return len(p), nil
+}
+
+func (r *cycleReader) reset() {
+	r.mu.Lock()
+	r.off = 0
+	r.mu.Unlock()
+}
+
+// sessionRandBytes is what a server session reads for a known client:
+// Se (32 bytes), then n2 (24 bytes).
+const sessionRandBytes = 32 + 24
+
+// replayServer is a server whose sessions are all alike: fixed key,
+// fixed randomness per session, one client (testKey 100) with a small
+// shard, no rate limits and short deadlines.
+type replayServer struct {
+	srv    *Server
+	rand   *cycleReader
+	client *PrivateKey
+	// A recorded session: the client's frames and the server's.
+	clientStream, serverStream []byte
+	clientFrames, serverFrames []frame.Frame
+}
+
+func newReplayServer(tb testing.TB, shard frame.Shard) *replayServer {
+	tb.Helper()
+	rs := &replayServer{client: testKey(tb, 100)}
+	b := make([]byte, sessionRandBytes)
+	detRand(9).Read(b)
+	rs.rand = &cycleReader{b: b}
+	rs.srv = &Server{Key: testKey(tb, 1), Rand: rs.rand,
+		HelloTimeout: time.Second, GetTimeout: time.Second, SessionTimeout: time.Second, ByeTimeout: time.Second}
+	noLimits(rs.srv)
+	ms := &memShards{shards: map[PublicKey]frame.Shard{rs.client.Public(): shard}}
+	rs.srv.Swap(&Snapshot{Version: Version{Serial: 3, Hash: [32]byte{3}}, Clients: map[PublicKey]string{rs.client.Public(): "c"}, Shards: ms})
+
+	cc, sc := net.Pipe()
+	tc := &tapConn{Conn: cc}
+	done := make(chan struct{})
+	go func() { rs.srv.ServeConn(sc); close(done) }()
+	if _, err := Fetch(context.Background(), tc, rs.clientConfig()); err != nil {
+		tb.Fatalf("recording a session: %v", err)
+	}
+	<-done
+	cc.Close()
+	rs.clientStream, rs.serverStream = tc.out.Bytes(), tc.in.Bytes()
+	rs.clientFrames, rs.serverFrames = splitFrames(tb, rs.clientStream), splitFrames(tb, rs.serverStream)
+	return rs
+}
+
+// clientConfig is the recorded client, with a fresh copy of its
+// deterministic randomness.
+func (rs *replayServer) clientConfig() *ClientConfig {
+	return &ClientConfig{Key: rs.client, Server: rs.srv.Key.Public(), Rand: detRand(5)}
+}
+
+// serve runs one server session fed with in, discarding what the server
+// writes, and fails if the session does not end.
+func (rs *replayServer) serve(tb testing.TB, in []byte) {
+	rs.rand.reset()
+	c, s := net.Pipe()
+	done := make(chan struct{})
+	go func() { rs.srv.ServeConn(s); close(done) }()
+	go func() {
+		c.Write(in)
+		c.Close()
+	}()
+	io.Copy(io.Discard, c)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		tb.Fatal("ServeConn did not return")
+	}
+}
+
+func fuzzShard() frame.Shard {
+	return frame.Shard{"a": str("x"), "n": {Kind: frame.KindInt, Int: 1}}
+}
+
+func FuzzServerSession(f *testing.F) {
+	rs := newReplayServer(f, fuzzShard())
+	f.Add(rs.clientStream)
+	for i := range rs.clientFrames {
+		f.Add(rs.clientFrames[i].Raw)
+		f.Add(bytes.Join([][]byte{rs.clientFrames[0].Raw, rs.clientFrames[i].Raw}, nil))
+	}
+	f.Add([]byte{0, 0, 0})
+	f.Add([]byte{0xff, 0xff, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		rs.serve(t, in)
+	})
+}
+
+// TestServerReplaysRecordedSession checks that the fuzz harness reaches
+// the end of a session with the recorded client frames.
+func TestServerReplaysRecordedSession(t *testing.T) {
+	rs := newReplayServer(t, fuzzShard())
+	before := rs.srv.ladders.Load()
+	var mu sync.Mutex
+	var outcome string
+	rs.srv.Audit = func(e AuditEvent) { mu.Lock(); outcome = e.Outcome; mu.Unlock() }
+	rs.serve(t, rs.clientStream)
+	if outcome != OutcomeOK {
+		t.Errorf("got outcome %q, want %q", outcome, OutcomeOK)
+	}
+	if got := rs.srv.ladders.Load() - before; got != 4 {
+		t.Errorf("got %d ladders, want 4", got)
+	}
+}
+
+// fetchFrom runs Fetch against a fake server that sends in, whatever the
+// client says, and returns the client's result.
+func fetchFrom(tb testing.TB, cfg *ClientConfig, in []byte) (*Result, error) {
+	cc, sc := net.Pipe()
+	go io.Copy(io.Discard, sc)
+	go func() {
+		sc.Write(in)
+		sc.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := Fetch(ctx, cc, cfg)
+	cc.Close()
+	if ctx.Err() != nil {
+		tb.Fatal("Fetch did not return before its deadline")
+	}
+	return res, err
+}
+
+func FuzzClientSession(f *testing.F) {
+	rs := newReplayServer(f, fuzzShard())
+	f.Add(rs.serverStream)
+	for _, fr := range rs.serverFrames {
+		f.Add(fr.Raw)
+	}
+	f.Add(plainError(frame.CodeBusy))
+	f.Add([]byte{0, 0, 0xaa})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		res, err := fetchFrom(t, rs.clientConfig(), in)
+		if (res == nil) == (err == nil) {
+			t.Fatalf("got result %v and error %v, want exactly one", res != nil, err)
+		}
+		if err == nil && !bytes.HasPrefix(in, rs.serverStream) {
+			// Only the genuine stream can succeed: every byte is sealed
+			// or hashed.
+			t.Fatalf("a stream other than the recorded one succeeded")
+		}
+	})
+}
+
+// TestClientReplaysRecordedSession checks that the fuzz harness reaches
+// a complete shard with the recorded server frames.
+func TestClientReplaysRecordedSession(t *testing.T) {
+	rs := newReplayServer(t, fuzzShard())
+	res, err := fetchFrom(t, rs.clientConfig(), rs.serverStream)
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	if got := string(res.Shard["a"].Text); got != "x" || res.Version.Serial != 3 {
+		t.Errorf("got a=%q serial %d, want a=x serial 3", got, res.Version.Serial)
+	}
+}

@@ -1,0 +1,440 @@
+package coffer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coffer-project/coffer/frame"
+)
+
+func TestLaddersPerSession(t *testing.T) {
+	ended := make(chan AuditEvent, 1)
+	fx := newFixture(t, 2, noLimits, func(s *Server) { s.Audit = func(e AuditEvent) { ended <- e } })
+	hello, _ := helloFrame(t, fx.config(0))
+	bad := bytes.Clone(hello)
+	bad[len(bad)-1] ^= 1
+	sendHello := func(raw []byte) func(t *testing.T) {
+		return func(t *testing.T) {
+			c := fx.dial(t)
+			c.Write(raw)
+			readReply(t, c)
+			c.Close()
+		}
+	}
+	tests := []struct {
+		name string
+		run  func(t *testing.T)
+		want uint64
+	}{
+		{"full session", func(t *testing.T) {
+			if _, err := fx.fetch(t, fx.config(1)); err != nil {
+				t.Fatal(err)
+			}
+		}, 4},
+		{"replayed hello", sendHello(hello), 2},
+		{"bad proof from a known key", sendHello(bad), 0},
+		{"unknown client", func(t *testing.T) {
+			fx.fetch(t, &ClientConfig{Key: testKey(t, 77), Server: fx.key.Public()})
+		}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := fx.srv.ladders.Load()
+			tt.run(t)
+			<-ended // the session has counted its ladders
+			if got := fx.srv.ladders.Load() - before; got != tt.want {
+				t.Errorf("got %d scalar multiplications, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDeadlines(t *testing.T) {
+	const short = 100 * time.Millisecond
+	fx := newFixture(t, 1, noLimits, func(s *Server) {
+		s.HelloTimeout, s.GetTimeout, s.SessionTimeout, s.ByeTimeout = short, 2*short, 3*short, short
+	})
+	hello, _ := helloFrame(t, fx.config(0))
+	tests := []struct {
+		name string
+		send []byte
+	}{
+		{"nothing", nil},
+		{"two header bytes", []byte{0, 200}},
+		{"body shorter than its length", append([]byte{0, 200, 0}, make([]byte, 50)...)},
+		{"hello without a get", hello},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			c := fx.dial(t)
+			c.Write(tt.send)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			io.Copy(io.Discard, c) // returns when the server closes
+			if d := time.Since(start); d < short || d > 5*time.Second {
+				t.Errorf("server closed after %v, want between %v and 5s", d, short)
+			}
+		})
+	}
+	t.Run("no bye", func(t *testing.T) {
+		c := fx.dial(t)
+		cl := &clientSession{cfg: fx.config(0), c: c, server: fx.key.Public()}
+		cl.ss, _ = cl.cfg.Key.boxKey(&cl.server)
+		if err := cl.sealHello(); err != nil {
+			t.Fatal(err)
+		}
+		f, err := frame.Read(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.openLink(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.sealGet(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.readShard(); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		io.Copy(io.Discard, c)
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("server closed %v after the last OkGet, want about %v", d, short)
+		}
+	})
+}
+
+func TestRateLimits(t *testing.T) {
+	t.Run("client key", func(t *testing.T) {
+		fx := newFixture(t, 1, noLimits, func(s *Server) { s.ClientLimit = Limit{Rate: 1e-9, Burst: 2} })
+		for i := range 2 {
+			if _, err := fx.fetch(t, fx.config(0)); err != nil {
+				t.Fatalf("session %d: %v", i, err)
+			}
+		}
+		_, err := fx.fetch(t, fx.config(0))
+		var re *RemoteError
+		if !errors.As(err, &re) || re.Code != frame.CodeBusy || !Retryable(err) {
+			t.Errorf("got %v, want a retryable Error{busy}", err)
+		}
+	})
+	t.Run("unknown keys", func(t *testing.T) {
+		fx := newFixture(t, 1, noLimits, func(s *Server) { s.UnknownLimit = Limit{Rate: 1e-9, Burst: 3} })
+		for i := range 3 {
+			_, err := fx.fetch(t, &ClientConfig{Key: testKey(t, byte(30+i)), Server: fx.key.Public()})
+			if !errors.Is(err, ErrUnknownClient) {
+				t.Fatalf("unknown client %d: got %v, want ErrUnknownClient", i, err)
+			}
+		}
+		_, err := fx.fetch(t, &ClientConfig{Key: testKey(t, 40), Server: fx.key.Public()})
+		var re *RemoteError
+		if !errors.As(err, &re) || re.Code != frame.CodeBusy {
+			t.Errorf("got %v, want Error{busy}", err)
+		}
+		if _, err := fx.fetch(t, fx.config(0)); err != nil {
+			t.Errorf("a known client after the unknown budget ran out: %v", err)
+		}
+	})
+	t.Run("failed authentications per address", func(t *testing.T) {
+		fx := newFixture(t, 1, noLimits, func(s *Server) { s.FailPerIPLimit = Limit{Rate: 1e-9, Burst: 2} })
+		bad, _ := helloFrame(t, fx.config(0))
+		bad[len(bad)-1] ^= 1
+		for i := range 2 {
+			c := fx.dial(t)
+			c.Write(bad)
+			if _, code := readReply(t, c); code != frame.CodeAuth {
+				t.Fatalf("bad proof %d: got code %d, want auth", i, code)
+			}
+		}
+		_, err := fx.fetch(t, fx.config(0))
+		var re *RemoteError
+		if !errors.As(err, &re) || re.Code != frame.CodeBusy {
+			t.Errorf("got %v, want Error{busy}", err)
+		}
+	})
+	t.Run("handshakes per address", func(t *testing.T) {
+		fx := newFixture(t, 1, noLimits, func(s *Server) { s.MaxHandshakesPerIP = 1 })
+		hello, _ := helloFrame(t, fx.config(0))
+		c := fx.dial(t)
+		c.Write(hello)
+		if typ, _ := readReply(t, c); typ != frame.TypeLink {
+			t.Fatalf("got %s, want Link", typ)
+		}
+		// c's session is now in its handshake, waiting for a Get.
+		_, err := fx.fetch(t, fx.config(0))
+		var re *RemoteError
+		if !errors.As(err, &re) || re.Code != frame.CodeBusy {
+			t.Errorf("got %v, want Error{busy}", err)
+		}
+		c.Close()
+	})
+}
+
+func TestUnavailable(t *testing.T) {
+	fx := newFixture(t, 1)
+	fx.srv.Swap(nil)
+	_, err := fx.fetch(t, fx.config(0))
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Code != frame.CodeUnavailable || !Retryable(err) {
+		t.Errorf("got %v, want a retryable Error{unavailable}", err)
+	}
+}
+
+func TestSealedError(t *testing.T) {
+	fx := newFixture(t, 1)
+	fx.shards.err = errors.New("store is broken")
+	_, err := fx.fetch(t, fx.config(0))
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Code != frame.CodeInternal || !re.Sealed || !Retryable(err) {
+		t.Errorf("got %v, want a retryable sealed Error{internal}", err)
+	}
+}
+
+// blockingShards blocks each Shard call until release is closed, so a
+// test can hold sessions inside a snapshot.
+type blockingShards struct {
+	inner   Shards
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingShards) Shard(c PublicKey, names []string) ([]byte, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return b.inner.Shard(c, names)
+}
+
+func TestSwap(t *testing.T) {
+	fx := newFixture(t, 1, noLimits)
+	key := fx.clients[0].Public()
+	gen := func(serial uint64) (*Snapshot, *memShards) {
+		ms := &memShards{shards: map[PublicKey]frame.Shard{key: {"gen": {Kind: frame.KindInt, Int: int64(serial)}}}}
+		return &Snapshot{Version: Version{Serial: serial}, Clients: map[PublicKey]string{key: "c"}, Shards: ms}, ms
+	}
+	a, aShards := gen(10)
+	blockA := &blockingShards{inner: aShards, entered: make(chan struct{}), release: make(chan struct{})}
+	a.Shards = blockA
+	fx.srv.Swap(a)
+
+	type result struct {
+		res *Result
+		err error
+	}
+	first := make(chan result)
+	go func() {
+		r, err := fx.fetch(t, fx.config(0))
+		first <- result{r, err}
+	}()
+	<-blockA.entered // the first session is inside snapshot a
+	b, _ := gen(11)
+	if prev := fx.srv.Swap(b); prev != a {
+		t.Fatalf("Swap returned %p, want snapshot a %p", prev, a)
+	}
+	select {
+	case <-a.Released():
+		t.Fatal("a released while a session still uses it")
+	default:
+	}
+	r, err := fx.fetch(t, fx.config(0))
+	if err != nil || r.Version.Serial != 11 || r.Shard["gen"].Int != 11 {
+		t.Fatalf("second session: got %+v, %v; want serial 11 with gen 11", r, err)
+	}
+	close(blockA.release)
+	got := <-first
+	if got.err != nil || got.res.Version.Serial != 10 || got.res.Shard["gen"].Int != 10 {
+		t.Fatalf("first session: got %+v, %v; want serial 10 with gen 10", got.res, got.err)
+	}
+	<-a.Released()
+	for _, e := range a.table {
+		if e.ss != ([32]byte{}) {
+			t.Error("a's K(S,C) table was not cleared on release")
+		}
+	}
+
+	t.Run("under load", func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for range 8 {
+			wg.Go(func() {
+				for range 8 {
+					r, err := fx.fetch(t, fx.config(0))
+					if err == nil && int64(r.Version.Serial) != r.Shard["gen"].Int {
+						err = fmt.Errorf("serial %d with gen %d", r.Version.Serial, r.Shard["gen"].Int)
+					}
+					if err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		var released []<-chan struct{}
+		for serial := uint64(12); serial < 20; serial++ {
+			next, _ := gen(serial)
+			released = append(released, fx.srv.Swap(next).Released())
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		for _, r := range released {
+			<-r
+		}
+	})
+}
+
+// goroutines waits until the goroutine count is at most want, or
+// reports the count after a generous bound.
+func goroutines(want int) int {
+	n := runtime.NumGoroutine()
+	for i := 0; i < 2000 && n > want; i++ {
+		time.Sleep(time.Millisecond)
+		n = runtime.NumGoroutine()
+	}
+	return n
+}
+
+func TestShutdown(t *testing.T) {
+	before := runtime.NumGoroutine()
+	fx := newFixture(t, 1, noLimits)
+	if _, err := fx.fetch(t, fx.config(0)); err != nil {
+		t.Fatal(err)
+	}
+	// Stalled connections: Shutdown must cut them when its context ends.
+	var conns []net.Conn
+	for range 5 {
+		c := fx.dial(t)
+		c.Write([]byte{0})
+		conns = append(conns, c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := fx.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown: got %v, want context.DeadlineExceeded", err)
+	}
+	if err := <-fx.serveCh; !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve: got %v, want ErrServerClosed", err)
+	}
+	fx.serveCh = nil
+	for _, c := range conns {
+		c.Close()
+	}
+	if got := goroutines(before); got > before {
+		t.Errorf("got %d goroutines after Shutdown, want at most %d", got, before)
+	}
+	if err := fx.srv.Serve(nil); !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve after Shutdown: got %v, want ErrServerClosed", err)
+	}
+}
+
+func TestShutdownWaitsForSessions(t *testing.T) {
+	fx := newFixture(t, 1, noLimits)
+	blocked := &blockingShards{inner: fx.shards, entered: make(chan struct{}), release: make(chan struct{})}
+	fx.srv.Swap(&Snapshot{Version: fx.snap.Version, Clients: fx.snap.Clients, Shards: blocked})
+	done := make(chan error)
+	go func() {
+		_, err := fx.fetch(t, fx.config(0))
+		done <- err
+	}()
+	<-blocked.entered
+	shut := make(chan error)
+	go func() { shut <- fx.srv.Shutdown(context.Background()) }()
+	close(blocked.release)
+	if err := <-done; err != nil {
+		t.Errorf("the session in flight during Shutdown: %v", err)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	<-fx.serveCh
+	fx.serveCh = nil
+}
+
+func TestAudit(t *testing.T) {
+	var mu sync.Mutex
+	var events []AuditEvent
+	fx := newFixture(t, 1, noLimits, func(s *Server) {
+		s.Audit = func(e AuditEvent) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	})
+	fx.fetch(t, fx.config(0))
+	fx.fetch(t, &ClientConfig{Key: testKey(t, 60), Server: fx.key.Public()})
+	bad, _ := helloFrame(t, fx.config(0))
+	bad[len(bad)-1] ^= 1
+	c := fx.dial(t)
+	c.Write(bad)
+	readReply(t, c)
+	c = fx.dial(t)
+	c.Write([]byte{0, 0, 0x04}) // no Hello parsed: no audit event
+	readReply(t, c)
+	fx.close(t)
+	want := []string{OutcomeOK, OutcomeUnknownClient, OutcomeAuthFailed}
+	if len(events) != len(want) {
+		t.Fatalf("got %d events %+v, want %d", len(events), events, len(want))
+	}
+	for i, e := range events {
+		if e.Outcome != want[i] {
+			t.Errorf("event %d: got outcome %q, want %q", i, e.Outcome, want[i])
+		}
+	}
+	if e := events[0]; e.Name != "client-0" || e.Serial != 7 || e.Values != 3 || e.Bytes == 0 {
+		t.Errorf("got ok event %+v, want name client-0, serial 7, 3 values", e)
+	}
+}
+
+// TestBootStorm: 10,000 distinct clients, each fetching once, 256 at a
+// time from 127.0.0.1, with the default limits: none may be refused.
+func TestBootStorm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boot storm in -short mode")
+	}
+	n, opts := 10000, []options{}
+	if raceEnabled {
+		// The race detector makes each ladder about 100 times slower,
+		// and these clients share the server's two CPUs: keep the
+		// default rate limits, relax the deadlines.
+		n = 1000
+		opts = append(opts, func(s *Server) { s.HelloTimeout, s.GetTimeout, s.SessionTimeout = time.Minute, time.Minute, time.Minute })
+	}
+	fx := newFixture(t, 0, opts...)
+	snap := &Snapshot{Version: Version{Serial: 1}, Clients: map[PublicKey]string{}, Shards: fx.shards}
+	keys := make([]*PrivateKey, n)
+	for i := range keys {
+		var b [32]byte
+		b[0], b[1], b[2] = byte(i), byte(i>>8), 0xb0
+		keys[i], _ = NewPrivateKey(&b)
+		snap.Clients[keys[i].Public()] = fmt.Sprint("c", i)
+		fx.shards.shards[keys[i].Public()] = frame.Shard{"k": str("v")}
+	}
+	fx.srv.Swap(snap)
+	work := make(chan int)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range 256 {
+		wg.Go(func() {
+			for i := range work {
+				if _, err := fx.fetch(t, &ClientConfig{Key: keys[i], Server: fx.key.Public()}); err != nil {
+					errs <- fmt.Errorf("client %d: %w", i, err)
+				}
+			}
+		})
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d clients in %v", n, time.Since(start))
+}
