@@ -1,0 +1,191 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"sync"
+
+	"github.com/coffer-project/coffer/coffer"
+	"github.com/coffer-project/coffer/frame"
+	"github.com/coffer-project/coffer/shard"
+)
+
+// storeShards serves one generation of the store to coffer.Server. It
+// holds the generation, not "the current one", so a session that started
+// before a reload keeps reading the definition it started with.
+type storeShards struct {
+	st  *shard.Store
+	gen uint64
+}
+
+// Shard implements coffer.Shards: the values as the store keeps them
+// (each already CBOR-encoded), assembled into one encoded shard. The
+// store's copies are cleared once assembled.
+func (s storeShards) Shard(client coffer.PublicKey, names []string) ([]byte, error) {
+	vals, err := s.st.Shard(s.gen, client, names)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, v := range vals {
+			clear(v)
+		}
+	}()
+	return frame.AssembleShard(vals)
+}
+
+// loader moves definitions from sealed files into the store and the
+// store's current generation into the server. One load runs at a time.
+type loader struct {
+	log     *slog.Logger
+	key     *coffer.PrivateKey
+	trusted []coffer.PublicKey
+	path    string // the sealed definition file
+	st      *shard.Store
+	srv     *coffer.Server
+
+	mu     sync.Mutex
+	served *coffer.Version // the installed snapshot's version; nil before the first
+	drops  sync.WaitGroup  // generations waiting for their sessions to end
+}
+
+// servedVersion returns the version the server serves, or nil.
+func (l *loader) servedVersion() *coffer.Version {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.served
+}
+
+// storeVersion returns the store's current version in coffer's type, or
+// nil when the store has nothing to serve.
+func storeVersion(st *shard.Store) *coffer.Version {
+	v, _, ok := st.Current()
+	if !ok {
+		return nil
+	}
+	return &coffer.Version{Serial: v.Serial, Hash: v.Hash}
+}
+
+// errUnchanged reports that the file holds the definition already served.
+var errUnchanged = errors.New("the definition is already current")
+
+// loadFile loads the sealed definition file if it is newer than the
+// store's, and installs it in the server. On any error the store and the
+// server are unchanged (Import is all or nothing) and the error says why,
+// without a value. errUnchanged is returned for the same file again.
+func (l *loader) loadFile() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	file, err := coffer.ReadSealedFile(l.path)
+	if err != nil {
+		return err
+	}
+	return l.importLocked(file, storeVersion(l.st), "load")
+}
+
+// importLocked opens file against cur (nil: accept any serial), imports
+// it and installs it. The caller holds l.mu.
+func (l *loader) importLocked(file []byte, cur *coffer.Version, why string) error {
+	def, ver, err := coffer.OpenDefinition(l.key, l.trusted, file, cur)
+	if errors.Is(err, coffer.ErrSameDefinition) {
+		return errUnchanged
+	}
+	if err != nil {
+		return err
+	}
+	defer def.Clear()
+	binary, err := coffer.SealedBinary(file)
+	if err != nil {
+		return err
+	}
+	if coffer.SealedHash(binary) != ver.Hash {
+		return errors.New("internal error: the sealed file's hash does not match its version")
+	}
+	l.log.Info("importing definition", "reason", why, "serial", ver.Serial,
+		"hash", hashPrefix(ver.Hash), "clients", len(def.Clients))
+	clients, encErr := storeClients(def)
+	prevGen, err := l.st.Import(shard.Version{Serial: ver.Serial, Hash: ver.Hash}, binary, clients)
+	if *encErr != nil {
+		return *encErr
+	}
+	if err != nil {
+		return err
+	}
+	return l.installLocked(prevGen)
+}
+
+// storeClients yields one store client per client key, with the values
+// encoded once per client. A value that fails to encode stops the
+// sequence; *err then says why and the import must be discarded.
+func storeClients(def *coffer.Definition) (iter.Seq[shard.Client], *error) {
+	var encErr error
+	seq := func(yield func(shard.Client) bool) {
+		for i := range def.Clients {
+			c := &def.Clients[i]
+			vals := make(map[string][]byte, len(c.Values))
+			for name, v := range c.Values {
+				b, err := v.MarshalCBOR()
+				if err != nil {
+					encErr = fmt.Errorf("client %q, value %q: %w", c.Name, name, err)
+					return
+				}
+				vals[name] = b
+			}
+			for _, k := range c.Keys {
+				if !yield(shard.Client{Key: k, Name: c.Name, Values: vals}) {
+					break
+				}
+			}
+			for _, b := range vals {
+				clear(b)
+			}
+			if encErr != nil {
+				return
+			}
+		}
+	}
+	return seq, &encErr
+}
+
+// installLocked makes the store's current generation the server's
+// snapshot; prevGen, if not 0, is dropped from the store once the last
+// session reading it has ended. The caller holds l.mu.
+func (l *loader) installLocked(prevGen uint64) error {
+	v, gen, ok := l.st.Current()
+	if !ok {
+		return errors.New("internal error: the store has no current definition after an import")
+	}
+	clients := make(map[coffer.PublicKey]string)
+	if err := l.st.Clients(gen, func(key [32]byte, name string) { clients[key] = name }); err != nil {
+		return fmt.Errorf("reading the stored clients: %w", err)
+	}
+	sn := &coffer.Snapshot{
+		Version: coffer.Version{Serial: v.Serial, Hash: v.Hash},
+		Clients: clients,
+		Shards:  storeShards{st: l.st, gen: gen},
+	}
+	prev := l.srv.Swap(sn)
+	l.served = &sn.Version
+	l.log.Info("serving definition", "serial", v.Serial, "hash", hashPrefix(v.Hash), "clients", len(clients), "generation", gen)
+	if prevGen == 0 {
+		return nil
+	}
+	l.drops.Add(1)
+	go func() {
+		defer l.drops.Done()
+		if prev != nil {
+			<-prev.Released()
+		}
+		if err := l.st.DropGeneration(prevGen); err != nil && !errors.Is(err, shard.ErrClosed) {
+			l.log.Warn("dropping the previous generation", "generation", prevGen, "err", err)
+			return
+		}
+		l.log.Debug("previous generation dropped", "generation", prevGen)
+	}()
+	return nil
+}
+
+// hashPrefix is the short form of a definition hash for logs.
+func hashPrefix(h [32]byte) string { return fmt.Sprintf("%x", h[:8]) }

@@ -1,0 +1,177 @@
+// Command coffer-server is the coffer daemon: it loads sealed definitions
+// into its encrypted store and serves each client its shard over coffer/1
+// (docs/server.md).
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+)
+
+const usage = `Usage: coffer-server [command] [options]
+
+Commands:
+  serve     run the daemon (the default when no command is given)
+  check     check the config, key file, data directory and sealed definition;
+            exit status 0 when ready to serve, 1 when not
+  inspect   print the stored definition: serial, hash, clients, names, sizes
+  audit     print the fetch audit
+  reload    make the running server load the sealed definition (SIGHUP)
+  keygen    write a new server key file (0600, never overwrites)
+  version   print the version
+
+Run 'coffer-server COMMAND -h' for a command's options. Configuration comes
+from --config (default /etc/coffer/server.toml), COFFER_* variables and
+flags, in increasing order of precedence (docs/server.md).
+
+Exit status: 0 success, 1 failure, 2 usage error.
+`
+
+// exitUsage is returned by a command whose arguments are wrong; the
+// usage has already been printed.
+var errUsage = errors.New("usage")
+
+// cliError is a failure with hint lines for the operator.
+type cliError struct {
+	err   error
+	hints []string
+}
+
+func (e *cliError) Error() string { return e.err.Error() }
+func (e *cliError) Unwrap() error { return e.err }
+
+// withHint wraps err with hint lines printed after the error.
+func withHint(err error, hints ...string) error {
+	if err == nil {
+		return nil
+	}
+	return &cliError{err: err, hints: hints}
+}
+
+// exitStatus is returned by a command that wants a particular exit code
+// without printing an error (check's "not ready").
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd, rest := "serve", args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, rest = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		if len(rest) > 0 && isVersionFlag(rest[0]) {
+			fmt.Fprintln(stdout, version())
+			return 0
+		}
+		if len(args) > 0 && isHelpFlag(args[0]) {
+			fmt.Fprint(stderr, usage)
+			return 0
+		}
+		err = cmdServe(rest, stdout, stderr)
+	case "check":
+		err = cmdCheck(rest, stdout, stderr)
+	case "inspect":
+		err = cmdInspect(rest, stdout, stderr)
+	case "audit":
+		err = cmdAudit(rest, stdout, stderr)
+	case "reload":
+		err = cmdReload(rest, stdout, stderr)
+	case "keygen":
+		err = cmdKeygen(rest, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, version())
+		return 0
+	case "help":
+		fmt.Fprint(stderr, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "coffer-server: error: unknown command %q\n", cmd)
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	return exitCode(err, stderr)
+}
+
+// exitCode prints err, if any, and maps it to the exit code.
+func exitCode(err error, stderr io.Writer) int {
+	var st exitStatus
+	var ce *cliError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	case errors.As(err, &st):
+		return int(st)
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "coffer-server: error: %v\n", ce.err)
+		for _, h := range ce.hints {
+			fmt.Fprintf(stderr, "hint: %s\n", h)
+		}
+		return 1
+	}
+	fmt.Fprintf(stderr, "coffer-server: error: %v\n", err)
+	return 1
+}
+
+func isHelpFlag(s string) bool {
+	return s == "-h" || s == "--h" || s == "-help" || s == "--help"
+}
+
+func isVersionFlag(s string) bool { return s == "-version" || s == "--version" }
+
+// version returns the module version and VCS revision from the build info.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "coffer-server (unknown version)"
+	}
+	v := "coffer-server " + bi.Main.Version
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += " (modified)"
+			}
+		}
+	}
+	return v + " " + bi.GoVersion
+}
+
+// parseFlags parses args with fs, printing help as usage text. It
+// returns flag.ErrHelp for -h, errUsage for a usage error (after the
+// usage), and errUsage too for stray positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, text string) error {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, text)
+			return flag.ErrHelp
+		}
+		fmt.Fprintf(stderr, "coffer-server: error: %v\n", err)
+		fmt.Fprint(stderr, text)
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "coffer-server: error: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprint(stderr, text)
+		return errUsage
+	}
+	return nil
+}

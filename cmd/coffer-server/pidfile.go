@@ -1,0 +1,140 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// pidFileName is the lock file in the data directory. Whoever holds its
+// flock owns the store: the running server, or an admin command (inspect,
+// audit, check) for the moment it reads. The kernel drops the lock when
+// the process dies, so kill -9 leaves nothing stale; the content (pid,
+// role, and for the server the version it serves) is only trusted while
+// the lock is held.
+const pidFileName = "coffer-server.pid"
+
+// holder is what a lock file says about the process holding it.
+type holder struct {
+	pid     int
+	role    string // "serve", "inspect", "audit" or "check"
+	version string // "serial hash" of the served definition, if any
+}
+
+// errStoreInUse is returned when another process holds the lock.
+type errStoreInUse struct{ h holder }
+
+func (e *errStoreInUse) Error() string {
+	if e.h.role == "serve" {
+		return fmt.Sprintf("store in use by a running server (pid %d)", e.h.pid)
+	}
+	if e.h.pid > 0 {
+		return fmt.Sprintf("store in use by coffer-server %s (pid %d)", e.h.role, e.h.pid)
+	}
+	return "store in use by another process"
+}
+
+// lockFile is a held lock on the data directory.
+type lockFile struct {
+	f *os.File
+}
+
+// lockDataDir creates dir (0700) if needed and takes the exclusive lock,
+// writing our pid and role into the file. It returns *errStoreInUse when
+// another process holds it.
+func lockDataDir(dir, role string) (*lockFile, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the data directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, pidFileName), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening the lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			h, _ := readHolder(dir)
+			return nil, &errStoreInUse{h}
+		}
+		return nil, fmt.Errorf("locking the data directory: %w", err)
+	}
+	lf := &lockFile{f: f}
+	if err := lf.write(role, ""); err != nil {
+		lf.release()
+		return nil, err
+	}
+	return lf, nil
+}
+
+// write replaces the file's content. Readers that race with it see a
+// short file and retry.
+func (lf *lockFile) write(role, version string) error {
+	content := fmt.Sprintf("%d\n%s\n%s\n", os.Getpid(), role, version)
+	if err := lf.f.Truncate(0); err != nil {
+		return fmt.Errorf("writing the lock file: %w", err)
+	}
+	if _, err := lf.f.WriteAt([]byte(content), 0); err != nil {
+		return fmt.Errorf("writing the lock file: %w", err)
+	}
+	return nil
+}
+
+// release removes the file while still holding the lock, then unlocks.
+func (lf *lockFile) release() {
+	if lf == nil || lf.f == nil {
+		return
+	}
+	os.Remove(lf.f.Name())
+	lf.f.Close()
+	lf.f = nil
+}
+
+// runningServer reports the process holding dir's lock, if any: ok is
+// false when nobody holds it (no server is running).
+func runningServer(dir string) (h holder, ok bool, err error) {
+	f, err := os.OpenFile(filepath.Join(dir, pidFileName), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return holder{}, false, nil
+	}
+	if err != nil {
+		return holder{}, false, err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return holder{}, false, nil
+	} else if !errors.Is(err, syscall.EWOULDBLOCK) {
+		return holder{}, false, err
+	}
+	h, err = readHolder(dir)
+	return h, err == nil, err
+}
+
+// readHolder parses the lock file, retrying a few times in case it is
+// being rewritten.
+func readHolder(dir string) (holder, error) {
+	var err error
+	for range 5 {
+		var data []byte
+		data, err = os.ReadFile(filepath.Join(dir, pidFileName))
+		if err != nil {
+			continue
+		}
+		lines := strings.SplitN(string(data), "\n", 4)
+		if len(lines) < 3 {
+			err = errors.New("lock file is being written")
+			continue
+		}
+		pid, perr := strconv.Atoi(lines[0])
+		if perr != nil || pid <= 0 {
+			err = errors.New("lock file holds no pid")
+			continue
+		}
+		return holder{pid: pid, role: lines[1], version: lines[2]}, nil
+	}
+	return holder{}, err
+}

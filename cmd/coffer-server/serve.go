@@ -1,0 +1,393 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/coffer-project/coffer/coffer"
+	"github.com/coffer-project/coffer/config"
+	"github.com/coffer-project/coffer/shard"
+)
+
+const serveUsage = `Usage: coffer-server [serve] [options]
+
+Run the daemon: open the store, load the sealed definition if it is newer
+than the stored one, listen, and serve coffer/1 until SIGTERM or SIGINT.
+SIGHUP (or 'coffer-server reload') loads the sealed definition again.
+Under systemd it reports readiness (Type=notify) and accepts a socket
+from socket activation (coffer-server.socket), which replaces --listen.
+
+` + configUsage + `
+Examples:
+  coffer-server --config /etc/coffer/server.toml
+  coffer-server serve --key server.key --data ./data --definition secrets.sealed \
+      --trusted cofferpk1... --listen 127.0.0.1:9187
+`
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	build := configFlags(fs)
+	if err := parseFlags(fs, args, stderr, serveUsage); err != nil {
+		return err
+	}
+	// First, before any key or secret is in memory.
+	if err := harden(); err != nil {
+		return err
+	}
+	cfg, err := build(os.Getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.Log)
+	if err := serve(cfg, log, os.Getenv); err != nil {
+		log.Error("coffer-server stopped on an error", "err", err)
+		return err
+	}
+	return nil
+}
+
+// newLogger returns the daemon's logger: one line per event on w.
+func newLogger(w io.Writer, c config.ServerLog) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level)) // checked by config.Validate
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// parseTrusted parses the trusted companion keys; at least one is needed.
+func parseTrusted(keys []string) ([]coffer.PublicKey, error) {
+	if len(keys) == 0 {
+		return nil, withHint(errors.New("no trusted companion keys configured"),
+			"set trusted = [\"cofferpk1...\"] in the config file, or pass --trusted",
+			"the key is printed by 'coffer-companion pubkey companion.key'")
+	}
+	out := make([]coffer.PublicKey, 0, len(keys))
+	for _, s := range keys {
+		k, err := coffer.ParsePublicKey(s)
+		if err != nil {
+			return nil, withHint(fmt.Errorf("trusted key %q: %w", s, err),
+				"copy the key again from 'coffer-companion pubkey companion.key'")
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// loadKey loads the server key file with a hint for the usual mistakes.
+func loadKey(path string) (*coffer.PrivateKey, error) {
+	k, err := coffer.LoadKeyFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, withHint(fmt.Errorf("loading the server key: %w", err),
+				"create it with 'coffer-server keygen -o "+path+"' (or 'coffer-companion keygen'),",
+				"then give its public key to the companion that seals definitions")
+		}
+		return nil, withHint(fmt.Errorf("loading the server key: %w", err), "chmod 600 "+path+" if the mode is the problem")
+	}
+	return k, nil
+}
+
+// openStore opens the store in dir with keys derived from key. With
+// repair, a store Badger cannot open is quarantined and reopened empty,
+// so that it is rebuilt from the kept sealed file.
+func openStore(dir string, key *coffer.PrivateKey, cfg *config.Server, log *slog.Logger, repair bool) (*shard.Store, error) {
+	sk, err := coffer.DeriveStoreKeys(key)
+	if err != nil {
+		return nil, err
+	}
+	defer sk.Clear()
+	opt := shard.Options{Logger: log, AuditMaxRecords: cfg.Audit.MaxRecords, AuditMaxAge: cfg.Audit.MaxAge}
+	st, err := shard.Open(dir, &sk.Badger, &sk.Seal, opt)
+	if errors.Is(err, shard.ErrCorrupt) && repair {
+		log.Error("the store does not open; moving it aside to rebuild it from the kept sealed file", "err", err)
+		moved, qerr := shard.Quarantine(dir)
+		if qerr != nil {
+			return nil, qerr
+		}
+		log.Warn("corrupt store quarantined", "path", moved)
+		st, err = shard.Open(dir, &sk.Badger, &sk.Seal, opt)
+	}
+	if err != nil {
+		return nil, storeHint(err, dir)
+	}
+	return st, nil
+}
+
+// storeHint adds the operator's next step to a store error.
+func storeHint(err error, dir string) error {
+	switch {
+	case errors.Is(err, shard.ErrWrongKey):
+		return withHint(fmt.Errorf("opening the store: %w", err),
+			"the key file is not the one the data directory "+dir+" was created with",
+			"use that key, or move the directory aside and let the server rebuild from the sealed definition")
+	case errors.Is(err, shard.ErrBadState):
+		return withHint(fmt.Errorf("opening the store: %w", err),
+			"the state file was damaged or written with another server key; see docs/server.md, \"Recovery\"")
+	case errors.Is(err, shard.ErrCorrupt):
+		return withHint(fmt.Errorf("opening the store: %w", err),
+			"'coffer-server serve' quarantines a corrupt store and rebuilds it from the kept sealed file")
+	case errors.Is(err, shard.ErrLocked):
+		return withHint(fmt.Errorf("opening the store: %w", err), "another process has "+dir+" open")
+	}
+	return fmt.Errorf("opening the store: %w", err)
+}
+
+// newServer maps the configuration onto coffer.Server.
+func newServer(cfg *config.Server, key *coffer.PrivateKey, st *shard.Store, log *slog.Logger) *coffer.Server {
+	l := cfg.Limits
+	return &coffer.Server{
+		Key:    key,
+		Logger: log,
+		Audit: func(e coffer.AuditEvent) {
+			st.Audit(shard.AuditRecord{Time: e.Time, Client: e.Client, Name: e.Name, Remote: e.Remote,
+				Serial: e.Serial, Values: e.Values, Outcome: e.Outcome})
+		},
+		MaxConns:           l.MaxConnections,
+		HelloTimeout:       l.HelloTimeout,
+		GetTimeout:         l.HandshakeTimeout,
+		SessionTimeout:     l.SessionTimeout,
+		ByeTimeout:         l.ByeTimeout,
+		FailPerIPLimit:     limit(l.FailedAuthPerAddress),
+		UnknownLimit:       limit(l.UnknownClients),
+		UnknownPerIPLimit:  limit(l.UnknownClientsPerAddress),
+		ClientLimit:        limit(l.PerClient),
+		MaxHandshakesPerIP: l.MaxHandshakesPerAddress,
+	}
+}
+
+// limit maps a configured rate onto coffer.Limit, where a zero Rate
+// means the default and a negative one no limit.
+func limit(r config.ServerRate) coffer.Limit {
+	if r.Rate == 0 {
+		return coffer.Limit{Rate: -1}
+	}
+	return coffer.Limit{Rate: r.Rate, Burst: r.Burst}
+}
+
+// serve runs the daemon until SIGTERM or SIGINT.
+func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string) error {
+	trusted, err := parseTrusted(cfg.Trusted)
+	if err != nil {
+		return err
+	}
+	key, err := loadKey(cfg.KeyFile)
+	if err != nil {
+		return err
+	}
+	sd, err := newNotifier(getenv)
+	if err != nil {
+		log.Warn("systemd notification disabled", "err", err)
+	}
+	lock, err := lockDataDir(cfg.DataDir, "serve")
+	if err != nil {
+		return withHint(err, "stop the other process first, or use another data directory")
+	}
+	defer lock.release()
+	st, err := openStore(cfg.DataDir, key, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	srv := newServer(cfg, key, st, log)
+	ld := &loader{log: log, key: key, trusted: trusted, path: cfg.Definition, st: st, srv: srv}
+	closeStore := func() {
+		ld.drops.Wait()
+		if err := st.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	}
+	if err := ld.start(); err != nil {
+		closeStore()
+		return err
+	}
+	listeners, err := listen(cfg.Listen, getenv, log)
+	if err != nil {
+		closeStore()
+		return err
+	}
+	d := &daemon{log: log, sd: sd, srv: srv, ld: ld, lock: lock}
+	err = d.run(listeners, cfg)
+	closeStore()
+	log.Info("stopped")
+	return err
+}
+
+// start brings the store up to date at startup: it rebuilds a store that
+// is behind its state file, loads the configured file if it is newer, and
+// installs what the store holds. It fails only when the store cannot be
+// brought to a state that is not older than what was served before.
+func (l *loader) start() error {
+	switch c := l.st.Condition(); c {
+	case shard.FirstRun:
+		l.log.Warn("first run: no state file and an empty store; the first valid definition is trusted as is (TOFU)")
+	case shard.StateUpdated, shard.StateRecreated:
+		l.log.Warn("store and state file disagreed; state file rewritten from the store", "condition", c.String())
+	case shard.NeedsRebuild:
+		if err := l.rebuild(); err != nil {
+			return err
+		}
+	}
+	err := l.loadFile()
+	switch {
+	case err == nil:
+	case errors.Is(err, errUnchanged):
+		l.log.Info("sealed definition is the stored one", "path", l.path)
+	case errors.Is(err, fs.ErrNotExist):
+		l.log.Warn("no sealed definition file", "path", l.path)
+	default:
+		l.log.Error("sealed definition refused; serving the stored one", "path", l.path, "reason", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, _, ok := l.st.Current(); !ok {
+		l.log.Warn("nothing to serve: clients get Error{unavailable} until a definition is loaded (SIGHUP)")
+		return nil
+	}
+	if l.served == nil {
+		return l.installLocked(0)
+	}
+	return nil
+}
+
+// rebuild imports the definition the state file names, from the kept
+// sealed file, or failing that from the configured file if it is that
+// definition or a newer one. Older data is never imported.
+func (l *loader) rebuild() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	state, _ := l.st.State()
+	l.log.Warn("store is behind the state file or empty; rebuilding from the kept sealed file",
+		"serial", state.Serial, "hash", hashPrefix(state.Hash))
+	kept, err := l.st.KeptSealed(state.Hash)
+	if err == nil {
+		if err = l.importLocked(kept, nil, "rebuild"); err == nil {
+			return nil
+		}
+	}
+	l.log.Error("rebuilding from the kept sealed file failed; trying the configured file", "err", err)
+	file, ferr := coffer.ReadSealedFile(l.path)
+	if ferr != nil {
+		return withHint(fmt.Errorf("rebuilding the store: %w; and %w", err, ferr),
+			"put the last sealed definition (serial "+fmt.Sprint(state.Serial)+") or a newer one at "+l.path)
+	}
+	cur := &coffer.Version{Serial: state.Serial, Hash: state.Hash}
+	if coffer.SealedHash(file) == state.Hash {
+		cur = nil
+	}
+	if ferr = l.importLocked(file, cur, "rebuild"); ferr != nil {
+		return withHint(fmt.Errorf("rebuilding the store: %w", ferr),
+			"the server never serves a definition older than serial "+fmt.Sprint(state.Serial),
+			"put that definition or a newer one at "+l.path)
+	}
+	return nil
+}
+
+// listen returns the socket-activated listeners, or one on addr.
+func listen(addr string, getenv func(string) string, log *slog.Logger) ([]net.Listener, error) {
+	ls, err := activationListeners(getenv)
+	if err != nil {
+		return nil, err
+	}
+	if ls != nil {
+		for _, l := range ls {
+			log.Info("listening (socket activation)", "addr", l.Addr().String())
+		}
+		return ls, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, withHint(fmt.Errorf("listening: %w", err), "is another coffer-server running? change listen or --listen")
+	}
+	log.Info("listening", "addr", l.Addr().String())
+	return []net.Listener{l}, nil
+}
+
+// daemon is the running server's signal loop.
+type daemon struct {
+	log  *slog.Logger
+	sd   *notifier
+	srv  *coffer.Server
+	ld   *loader
+	lock *lockFile
+}
+
+func (d *daemon) run(listeners []net.Listener, cfg *config.Server) error {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	serveErr := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() { serveErr <- d.srv.Serve(l) }()
+	}
+	d.ready()
+	var err error
+loop:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				d.reload()
+				continue
+			}
+			d.log.Info("shutting down", "signal", sig.String(), "grace", cfg.Limits.ShutdownTimeout.String())
+			break loop
+		case err = <-serveErr:
+			d.log.Error("listener failed; shutting down", "err", err)
+			break loop
+		}
+	}
+	d.notify("STOPPING=1")
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownTimeout)
+	defer cancel()
+	if serr := d.srv.Shutdown(ctx); serr != nil {
+		d.log.Warn("sessions still running at the deadline were closed", "err", serr)
+	}
+	return err
+}
+
+// reload loads the sealed file again on SIGHUP.
+func (d *daemon) reload() {
+	d.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+	d.log.Info("reload requested", "path", d.ld.path)
+	err := d.ld.loadFile()
+	switch {
+	case err == nil:
+	case errors.Is(err, errUnchanged):
+		d.log.Info("reload: the sealed definition is already current")
+	default:
+		d.log.Error("reload: sealed definition refused; still serving the current one", "reason", err)
+	}
+	d.ready()
+}
+
+// ready records the served version in the lock file and tells systemd.
+func (d *daemon) ready() {
+	status := "serving nothing (no definition loaded)"
+	version := ""
+	if v := d.ld.servedVersion(); v != nil {
+		status = fmt.Sprintf("serving serial %d", v.Serial)
+		version = fmt.Sprintf("%d %x", v.Serial, v.Hash)
+	}
+	if err := d.lock.write("serve", version); err != nil {
+		d.log.Warn("updating the lock file", "err", err)
+	}
+	d.notify("READY=1\nSTATUS=" + status)
+}
+
+func (d *daemon) notify(state string) {
+	if err := d.sd.notify(state); err != nil {
+		d.log.Warn("systemd notification failed", "err", err, "state", strings.SplitN(state, "\n", 2)[0])
+	}
+}

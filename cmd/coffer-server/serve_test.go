@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/coffer-project/coffer/coffer"
+	"github.com/coffer-project/coffer/frame"
+)
+
+func TestServeFetch(t *testing.T) {
+	f := newFixture(t, "web", "db")
+	f.next(t, "one", 0)
+	p := f.start(t)
+	for _, c := range []string{"web", "db"} {
+		r, err := p.fetch(c)
+		if err != nil {
+			t.Fatalf("fetch %s: %v", c, err)
+		}
+		if err := wantShard(r, "one"); err != nil {
+			t.Error(err)
+		}
+		if r.Version.Serial != 1 || r.Version.Hash != f.last {
+			t.Errorf("got version %d %x, want 1 %x", r.Version.Serial, r.Version.Hash[:8], f.last[:8])
+		}
+	}
+	_, err := fetchFrom(p.addr, f.server.Public(), genKey(t))
+	if !errors.Is(err, coffer.ErrUnknownClient) {
+		t.Errorf("unknown client: got %v, want ErrUnknownClient", err)
+	}
+	p.stop()
+	if _, err := os.Stat(filepath.Join(f.dataDir, pidFileName)); !os.IsNotExist(err) {
+		t.Errorf("lock file left after a clean stop: %v", err)
+	}
+
+	// A restart serves the stored definition, also without the file.
+	os.Remove(f.defPath)
+	p = f.start(t)
+	r, err := p.fetch("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wantShard(r, "one"); err != nil {
+		t.Error(err)
+	}
+	p.logs.wait(t, 0, `no sealed definition file`)
+
+	// The audit holds the sessions, without values; inspect lists names.
+	p.stop()
+	out, _, code := f.run(t, nil, append([]string{"audit", "--json", "--limit", "0"}, f.args()...)...)
+	if code != 0 || strings.Count(out, `"outcome":"ok"`) != 3 || !strings.Contains(out, `"outcome":"unknown-client"`) {
+		t.Errorf("audit: exit %d, got\n%s\nwant 3 ok records and an unknown-client", code, out)
+	}
+	out, _, code = f.run(t, nil, append([]string{"inspect"}, f.args()...)...)
+	if code != 0 || !strings.Contains(out, "serial:     1") || !strings.Contains(out, `"canary"`) {
+		t.Errorf("inspect: exit %d, got\n%s", code, out)
+	}
+}
+
+// TestNothingToServe: no definition and an empty store serve
+// Error{unavailable}; a SIGHUP after the file appears loads it.
+func TestNothingToServe(t *testing.T) {
+	f := newFixture(t, "web")
+	p := f.start(t)
+	p.logs.wait(t, 0, `nothing to serve`)
+	_, err := p.fetch("web")
+	var re *coffer.RemoteError
+	if !errors.As(err, &re) || re.Code != frame.CodeUnavailable {
+		t.Fatalf("got %v, want Error{unavailable}", err)
+	}
+	f.next(t, "one", 0)
+	n := p.logs.count()
+	p.signal(syscall.SIGHUP)
+	p.waitNotify("RELOADING=1")
+	p.logs.wait(t, n, `msg="serving definition" serial=1`)
+	r, err := p.fetch("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wantShard(r, "one"); err != nil {
+		t.Error(err)
+	}
+	p.stop()
+}
+
+// TestReloadUnderLoad: clients fetch continuously while SIGHUP installs
+// newer definitions; every fetch sees one whole definition, and serials
+// never go back.
+func TestReloadUnderLoad(t *testing.T) {
+	f := newFixture(t, "web", "db")
+	f.next(t, "gen1", 0)
+	p := f.start(t)
+	tags := map[uint64]string{1: "gen1"}
+	var tagsMu sync.Mutex
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var fetches atomic.Int64
+	errs := make(chan error, 8)
+	for _, c := range []string{"web", "db", "web", "db"} {
+		wg.Go(func() {
+			var last uint64
+			for ctx.Err() == nil {
+				r, err := p.fetch(c)
+				if err != nil {
+					errs <- err
+					return
+				}
+				tagsMu.Lock()
+				tag := tags[r.Version.Serial]
+				tagsMu.Unlock()
+				if err := wantShard(r, tag); err != nil {
+					errs <- err
+					return
+				}
+				if r.Version.Serial < last {
+					errs <- errors.New("serial went back")
+					return
+				}
+				last = r.Version.Serial
+				fetches.Add(1)
+			}
+		})
+	}
+	for serial := uint64(2); serial <= 4; serial++ {
+		tag := "gen" + string(rune('0'+serial))
+		tagsMu.Lock()
+		tags[serial] = tag
+		tagsMu.Unlock()
+		f.next(t, tag, 200)
+		n := p.logs.count()
+		p.signal(syscall.SIGHUP)
+		p.logs.wait(t, n, `msg="serving definition" serial=`+string(rune('0'+serial)))
+	}
+	// Let each worker see the last definition at least once more.
+	for start := fetches.Load(); fetches.Load() < start+8; {
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		default:
+		}
+	}
+	cancel()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	r, err := p.fetch("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wantShard(r, "gen4"); err != nil || r.Version.Serial != 4 {
+		t.Errorf("after the reloads: serial %d, %v", r.Version.Serial, err)
+	}
+	p.logs.wait(t, 0, `previous generation dropped`)
+	p.stop()
+}
+
+// TestRefusedDefinitions: an older, an untrusted, a forked and a garbage
+// definition are refused with a logged reason, and the current one keeps
+// being served. (The companion refuses to seal broken TOML, so the TOML
+// errors' canary checks live in config and coffer.)
+func TestRefusedDefinitions(t *testing.T) {
+	f := newFixture(t, "web")
+	f.next(t, "one", 0)
+	older, err := os.ReadFile(f.defPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.next(t, "two", 0)
+	current := mustRead(t, f.defPath)
+	p := f.start(t)
+	cases := []struct {
+		name   string
+		sealed []byte
+	}{
+		{"older", older},
+		{"untrusted author", f.seal(t, f.stranger, 3, f.last, f.defTOML("evil", 0))},
+		{"wrong previous hash", f.seal(t, f.author, 3, [32]byte{1}, f.defTOML("fork", 0))},
+		{"garbage", []byte("coffer-def\x00" + canary)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f.write(t, tc.sealed)
+			n := p.logs.count()
+			p.signal(syscall.SIGHUP)
+			line, _ := p.logs.wait(t, n, `reload: sealed definition refused`)
+			if !strings.Contains(line, "reason=") {
+				t.Errorf("refusal without a reason: %s", line)
+			}
+			p.waitReady()
+			r, err := p.fetch("web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := wantShard(r, "two"); err != nil || r.Version.Serial != 2 {
+				t.Errorf("after refusing: serial %d, %v", r.Version.Serial, err)
+			}
+		})
+	}
+	// The same file again is a no-op.
+	f.write(t, current)
+	n := p.logs.count()
+	p.signal(syscall.SIGHUP)
+	p.logs.wait(t, n, `already current`)
+	p.stop()
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestKill9DuringLoad kills the server in the middle of importing a big
+// definition; the restarted server opens the store and serves the old or
+// the new definition whole, then the new one.
+func TestKill9DuringLoad(t *testing.T) {
+	f := newFixture(t, "web")
+	f.next(t, "old", 0)
+	p := f.start(t)
+	f.next(t, "new", 3000)
+	n := p.logs.count()
+	p.signal(syscall.SIGHUP)
+	p.logs.wait(t, n, `msg="importing definition"`)
+	p.cmd.Process.Kill()
+	<-p.done
+
+	// Without the file the store alone decides: old or new, whole.
+	if err := os.Rename(f.defPath, f.defPath+".new"); err != nil {
+		t.Fatal(err)
+	}
+	p = f.start(t)
+	r, err := p.fetch("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := map[uint64]string{1: "old", 2: "new"}[r.Version.Serial]
+	if err := wantShard(r, tag); err != nil {
+		t.Errorf("after kill -9: %v", err)
+	}
+	p.stop()
+
+	// With the file back, the new definition is loaded at start.
+	if err := os.Rename(f.defPath+".new", f.defPath); err != nil {
+		t.Fatal(err)
+	}
+	p = f.start(t)
+	r, err = p.fetch("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wantShard(r, "new"); err != nil || r.Version.Serial != 2 {
+		t.Errorf("after restart with the file: serial %d, %v", r.Version.Serial, err)
+	}
+	p.stop()
+}
+
+// TestSocketActivation passes a bound listener as fd 3 with LISTEN_FDS and
+// LISTEN_PID set to the server's own pid by a shell that then execs it.
+func TestSocketActivation(t *testing.T) {
+	f := newFixture(t, "web")
+	f.next(t, "one", 0)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // the duplicate in lf stays open and listening
+	wrap := []string{"/bin/sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"`}
+	p := f.launch(t, wrap, []*os.File{lf}, append(f.args(), "--listen", "127.0.0.1:1")...)
+	lf.Close()
+	p.addr = addr
+	msg := p.waitReady()
+	if !strings.Contains(msg, "STATUS=serving serial 1") {
+		t.Errorf("got notification %q, want a STATUS with the serial", msg)
+	}
+	p.logs.wait(t, 0, `listening \(socket activation\)" addr=`+addr)
+	r, err := p.fetch("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wantShard(r, "one"); err != nil {
+		t.Error(err)
+	}
+	p.stop()
+}
+
+// TestInheritedListenFDs: LISTEN_FDS meant for another process (wrong
+// LISTEN_PID) is ignored and --listen is used.
+func TestInheritedListenFDs(t *testing.T) {
+	f := newFixture(t, "web")
+	f.next(t, "one", 0)
+	t.Setenv("LISTEN_PID", "1")
+	t.Setenv("LISTEN_FDS", "1")
+	p := f.start(t)
+	if _, err := p.fetch("web"); err != nil {
+		t.Fatal(err)
+	}
+	p.stop()
+}
