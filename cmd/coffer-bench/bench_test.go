@@ -32,9 +32,6 @@ func TestQuickRun(t *testing.T) {
 			t.Skipf("cmd/%s does not exist yet", p)
 		}
 	}
-	if errors.Is(writeKeyFile(filepath.Join(t.TempDir(), "k"), nil), errNoKeyfile) {
-		t.Skip("coffer.WriteKeyFile does not exist yet")
-	}
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+string(os.PathSeparator),
 		"../coffer-server", "../coffer-client", "../coffer-companion", ".")

@@ -8,10 +8,8 @@ import (
 	"github.com/coffer-project/coffer/coffer"
 )
 
-// Until coffer.WriteKeyFile and coffer.SealDefinition land (issue 3).
-var errNoKeyfile = errors.New("coffer.WriteKeyFile and coffer.SealDefinition are not there yet")
-
-func writeKeyFile(path string, k *coffer.PrivateKey) error { return errNoKeyfile }
+// Until coffer.SealDefinition lands (issue 3).
+var errNoKeyfile = errors.New("coffer.SealDefinition is not there yet: use -companion")
 
 func sealInProcess(author *coffer.PrivateKey, server coffer.PublicKey, toml []byte) ([]byte, error) {
 	return nil, errNoKeyfile

@@ -10,8 +10,6 @@ import (
 	"github.com/coffer-project/coffer/coffer"
 )
 
-func writeKeyFile(path string, k *coffer.PrivateKey) error { return coffer.WriteKeyFile(path, k) }
-
 // sealInProcess parses the definition as the companion does and seals it
 // with serial 1 for the server.
 func sealInProcess(author *coffer.PrivateKey, server coffer.PublicKey, toml []byte) ([]byte, error) {

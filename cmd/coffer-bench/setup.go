@@ -70,7 +70,7 @@ func newFixture(dir string, opt *options) (*fixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeKeyFile(fx.clientKey, first); err != nil {
+	if err := coffer.WriteKeyFile(fx.clientKey, first); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(fx.clientKeys, raw, 0o600); err != nil {
@@ -96,7 +96,7 @@ func newKeyFile(path string) (*coffer.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return k, writeKeyFile(path, k)
+	return k, coffer.WriteKeyFile(path, k)
 }
 
 // clientPublics derives the public key of each raw private key in raw,
