@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -32,16 +33,23 @@ Examples:
   coffer-client exec --pristine --prefix APP_ --wait 60s -- /usr/bin/app
 `
 
-func (e *env) exec(args []string) error {
-	var (
-		c        commonFlags
-		prefix   string
-		pristine bool
-	)
+type execFlags struct {
+	commonFlags
+	prefix   string
+	pristine bool
+}
+
+func (e *env) execFlagSet() (*flag.FlagSet, *execFlags) {
+	var x execFlags
 	fs := e.newFlagSet("exec", execUsage)
-	c.register(fs)
-	fs.StringVar(&prefix, "prefix", "", "")
-	fs.BoolVar(&pristine, "pristine", false, "")
+	x.register(fs)
+	fs.StringVar(&x.prefix, "prefix", "", "")
+	fs.BoolVar(&x.pristine, "pristine", false, "")
+	return fs, &x
+}
+
+func (e *env) exec(args []string) error {
+	fs, x := e.execFlagSet()
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
 	}
@@ -49,14 +57,14 @@ func (e *env) exec(args []string) error {
 	if len(argv) == 0 {
 		return usageErr("exec needs a command: coffer-client exec [flags] -- CMD [ARG...]")
 	}
-	if err := checkPrefix(prefix); err != nil {
+	if err := checkPrefix(x.prefix); err != nil {
 		return usageErr("%v", err)
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return fmt.Errorf("command %q: %w", argv[0], bareErr(err))
 	}
-	s, err := e.open(fs, &c)
+	s, err := e.open(fs, &x.commonFlags)
 	if err != nil {
 		return err
 	}
@@ -65,10 +73,10 @@ func (e *env) exec(args []string) error {
 		return err
 	}
 	var base []string
-	if !pristine {
+	if !x.pristine {
 		base = os.Environ()
 	}
-	environ, err := buildEnv(base, prefix, sh.values)
+	environ, err := buildEnv(base, x.prefix, sh.values)
 	if err != nil {
 		return err
 	}

@@ -50,9 +50,10 @@ func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 	deadline := time.Now().Add(f.wait)
 	order := append([]string(nil), f.servers...)
 	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	var fails []string // the last round's failures, for the final error
+	var stale error
 	for round := 0; ; round++ {
-		var fails []string
-		var stale error
+		var now []string
 		for _, addr := range order {
 			if f.wait > 0 && !time.Now().Before(deadline) {
 				break
@@ -70,7 +71,10 @@ func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 			case !coffer.Retryable(err):
 				return nil, &exitError{code: exitFailure, err: fmt.Errorf("%s: %w", addr, err)}
 			}
-			fails = append(fails, addr+": "+err.Error())
+			now = append(now, addr+": "+err.Error())
+		}
+		if len(now) > 0 {
+			fails = now
 		}
 		remaining := time.Until(deadline)
 		if remaining <= 0 || ctx.Err() != nil {

@@ -74,7 +74,7 @@ func envText(name string, v frame.Value) ([]byte, error) {
 
 // renderEnv writes `export NAME='value'` lines for POSIX sh. Inside
 // single quotes every byte is literal, newlines included; a single quote
-// is written as '\'' (close, escaped quote, reopen).
+// closes the quoted part, is written as \', and the quoted part reopens.
 func renderEnv(s frame.Shard, names []string, envs map[string]string) ([]byte, error) {
 	var out []byte
 	for _, n := range names {

@@ -53,7 +53,7 @@ type getFlags struct {
 	format, prefix, out, mode, owner, group string
 }
 
-func (e *env) get(args []string) error {
+func (e *env) getFlagSet() (*flag.FlagSet, *getFlags) {
 	var g getFlags
 	fs := e.newFlagSet("get", getUsage)
 	g.register(fs)
@@ -63,6 +63,11 @@ func (e *env) get(args []string) error {
 	fs.StringVar(&g.mode, "mode", "", "")
 	fs.StringVar(&g.owner, "owner", "", "")
 	fs.StringVar(&g.group, "group", "", "")
+	return fs, &g
+}
+
+func (e *env) get(args []string) error {
+	fs, g := e.getFlagSet()
 	args, err := parseInterleaved(fs, args)
 	if err != nil {
 		return parseErr(err)
