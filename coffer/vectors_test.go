@@ -226,8 +226,10 @@ func (k *kit) keyNotFound(n [24]byte) []byte {
 	return mkFrame(0xaa, append(n[:], sealBox(kss, n, p)...))
 }
 
-func (k *kit) get(names []string) []byte {
-	m := map[string][]byte{"h": cText("get"), "th": cBytes(k.th2[:])}
+func (k *kit) get(names []string) []byte { return k.getTH(k.th2, names) }
+
+func (k *kit) getTH(th [32]byte, names []string) []byte {
+	m := map[string][]byte{"h": cText("get"), "th": cBytes(th[:])}
 	if len(names) > 0 {
 		arr := cHead(4, uint64(len(names)))
 		for _, n := range names {
@@ -275,6 +277,10 @@ func (k *kit) okGets(sh shardInfo, lastFlag bool) [][]byte {
 
 func plainError(code uint64) []byte {
 	return mkFrame(0xff, cMap(map[string][]byte{"code": cUint(code)}))
+}
+
+func (k *kit) sealedError(n uint64, code uint64) []byte {
+	return mkFrame(0xff, sealBox(k.ksc, counter(n), cMap(map[string][]byte{"h": cText("error"), "code": cUint(code)})))
 }
 
 // ---- vectors ----
@@ -658,6 +664,28 @@ func (g *gen) vectors() []*vector {
 		g.debug(v, k)
 		add(v)
 	}
+	{ // Get that opens but carries the wrong transcript hash
+		v := &vector{name: "get-wrong-th"}
+		k, _ := g.newKit(v.name, g.C)
+		g.header(v, "server:auth", "a Get sealed under the right k_cs whose th is th1 instead of th2:\nthe server answers with an Error sealed under k_sc, counter 0", k, g.small, true)
+		v.cs(k.sealHello())
+		v.sc(k.sealLink(g.S, k.Se.pub))
+		v.cs(k.getTH(k.th1, nil))
+		v.sc(k.sealedError(0, 3))
+		g.debug(v, k)
+		add(v)
+	}
+	{ // Get that opens but names an invalid value name
+		v := &vector{name: "get-bad-name"}
+		k, _ := g.newKit(v.name, g.C)
+		g.header(v, "server:malformed", "a Get whose names holds \".hidden\": a sealed Error malformed", k, g.small, true)
+		v.cs(k.sealHello())
+		v.sc(k.sealLink(g.S, k.Se.pub))
+		v.cs(k.get([]string{".hidden"}))
+		v.sc(k.sealedError(0, 1))
+		g.debug(v, k)
+		add(v)
+	}
 	{ // rollback
 		v := &vector{name: "rollback"}
 		k, _ := g.newKit(v.name, g.C)
@@ -959,7 +987,7 @@ func replayServer(t *testing.T, v *vector, lines []vline, mutated int) serverRes
 	}
 	switch last {
 	case 0xff:
-		return serverResult{outcome: "error:" + errorName(lines[len(lines)-1].raw)}
+		return serverResult{outcome: "error:" + errorName(t, v, lines[len(lines)-1].raw)}
 	case 0xaa:
 		return serverResult{outcome: "keynotfound"}
 	case 0x03:
@@ -968,13 +996,22 @@ func replayServer(t *testing.T, v *vector, lines []vline, mutated int) serverRes
 	return serverResult{outcome: "close"}
 }
 
-// errorName names the code of a plain Error frame from its last byte
-// (bodies are {code: n} with n < 24).
-func errorName(raw []byte) string {
+// errorName names the code of an Error frame from the last byte of its
+// CBOR (codes are below 24). A sealed Error (the vectors have them only
+// right after Get) is opened under k_sc with counter 0.
+func errorName(t *testing.T, v *vector, raw []byte) string {
+	body := raw[3:]
 	if len(raw) != 10 {
-		return "sealed"
+		var k [32]byte
+		copy(k[:], v.getHex(t, "k_sc"))
+		n := counter(0)
+		pt, ok := box.OpenAfterPrecomputation(nil, body, &n, &k)
+		if !ok {
+			return "unopenable"
+		}
+		body = pt
 	}
-	return map[byte]string{1: "malformed", 2: "version", 3: "auth", 4: "busy", 5: "unavailable", 6: "internal"}[raw[9]]
+	return map[byte]string{1: "malformed", 2: "version", 3: "auth", 4: "busy", 5: "unavailable", 6: "internal"}[body[len(body)-1]]
 }
 
 func readRawFrame(r io.Reader) ([]byte, error) {
