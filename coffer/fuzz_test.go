@@ -3,8 +3,11 @@ package coffer
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -189,5 +192,34 @@ func TestClientReplaysRecordedSession(t *testing.T) {
 	}
 	if got := string(res.Shard["a"].Text); got != "x" || res.Version.Serial != 3 {
 		t.Errorf("got a=%q serial %d, want a=x serial 3", got, res.Version.Serial)
+	}
+}
+
+// TestWriteFuzzSeeds writes the recorded sessions as seed files under
+// testdata/fuzz when COFFER_WRITE_SEEDS=1. The recordings are
+// deterministic (fixed keys, fixed randomness), so the files are stable.
+func TestWriteFuzzSeeds(t *testing.T) {
+	if os.Getenv("COFFER_WRITE_SEEDS") != "1" {
+		t.Skip("set COFFER_WRITE_SEEDS=1 to rewrite testdata/fuzz seeds")
+	}
+	rs := newReplayServer(t, fuzzShard())
+	seeds := map[string][]byte{
+		"FuzzServerSession/session":   rs.clientStream,
+		"FuzzServerSession/hello":     rs.clientFrames[0].Raw,
+		"FuzzServerSession/hello-get": bytes.Join([][]byte{rs.clientFrames[0].Raw, rs.clientFrames[1].Raw}, nil),
+		"FuzzServerSession/version-2": append([]byte{0, 1, 0}, 2),
+		"FuzzClientSession/session":   rs.serverStream,
+		"FuzzClientSession/link":      rs.serverFrames[0].Raw,
+		"FuzzClientSession/busy":      plainError(frame.CodeBusy),
+		"FuzzClientSession/auth":      plainError(frame.CodeAuth),
+	}
+	for name, b := range seeds {
+		path := filepath.Join("testdata", "fuzz", name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", b), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -85,6 +85,7 @@ func TestDeadlines(t *testing.T) {
 		})
 	}
 	t.Run("no bye", func(t *testing.T) {
+		fx := newFixture(t, 1, noLimits, func(s *Server) { s.ByeTimeout = short })
 		c := fx.dial(t)
 		cl := &clientSession{cfg: fx.config(0), c: c, server: fx.key.Public()}
 		cl.ss, _ = cl.cfg.Key.boxKey(&cl.server)
