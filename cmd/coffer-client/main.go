@@ -162,8 +162,10 @@ func (e *env) open(fs *flag.FlagSet, c *commonFlags) (*session, error) {
 
 // shard is a fetched (or cached) shard with where it came from.
 type shard struct {
-	values frame.Shard
-	res    *fetchResult // nil when it came from the cache
+	values  frame.Shard
+	res     *fetchResult // nil when it came from the cache
+	whole   bool         // all of this client's values, not selected NAMEs
+	fetched time.Time
 }
 
 // fetchShard fetches the shard, falling back to the cache only when no
@@ -184,7 +186,7 @@ func (e *env) fetchShard(s *session, names []string) (*shard, error) {
 		if err := checkNames(res.Shard, names); err != nil {
 			return nil, err
 		}
-		return &shard{values: res.Shard, res: res}, nil
+		return &shard{values: res.Shard, res: res, whole: len(names) == 0, fetched: time.Now()}, nil
 	}
 	if !errors.Is(err, errUnreachable) || s.cache == "" {
 		return nil, err
@@ -204,7 +206,8 @@ func (e *env) fetchShard(s *session, names []string) (*shard, error) {
 }
 
 // commit records a shard fetched from a server: the state's serial, then
-// the cache. It runs only after the output succeeded.
+// the cache, which only a whole shard replaces, so a cache always holds
+// every value. It runs only after the output succeeded.
 func (e *env) commit(s *session, sh *shard) error {
 	if sh.res == nil {
 		return nil
@@ -214,8 +217,8 @@ func (e *env) commit(s *session, sh *shard) error {
 			return err
 		}
 	}
-	if s.cache != "" {
-		if err := writeCache(s.cache, s.key, s.serverKey, sh.res.Result, time.Now()); err != nil {
+	if s.cache != "" && sh.whole {
+		if err := writeCache(s.cache, s.key, s.serverKey, sh.res.Result, sh.fetched); err != nil {
 			return fmt.Errorf("cache %s: %w", s.cache, err)
 		}
 	}

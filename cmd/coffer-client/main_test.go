@@ -668,6 +668,13 @@ func TestCache(t *testing.T) {
 			t.Errorf("got %q, want -5432", r.stdout)
 		}
 	})
+	t.Run("a fetch of some names does not replace it", func(t *testing.T) {
+		before, _ := os.ReadFile(cache)
+		fx.run(nil, append([]string{"get", "--format", "raw", "port"}, fx.base("--server", ts.addr, "--cache", cache)...)...).want(t, exitOK)
+		if after, _ := os.ReadFile(cache); !bytes.Equal(before, after) {
+			t.Error("the cache was replaced by a partial shard")
+		}
+	})
 	t.Run("too old", func(t *testing.T) {
 		get(down, "--max-age", "1ns").want(t, exitUnreachable)
 	})
