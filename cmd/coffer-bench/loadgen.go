@@ -147,7 +147,8 @@ func (lg *loadgen) prepare(keysPath, serverKey string, cf certFiles) error {
 
 // run drives lg.conc workers, each running one session after another,
 // until the duration is over (sessions started before then finish) or,
-// with -count, until every client has fetched once.
+// with -count, until every client has fetched once (the duration is then
+// only a bound).
 func (lg *loadgen) run() phaseResult {
 	var (
 		next     atomic.Int64
@@ -168,6 +169,9 @@ func (lg *loadgen) run() phaseResult {
 			local := make([]time.Duration, 0, 1024)
 			var d net.Dialer
 			for {
+				if time.Now().After(deadline) {
+					break
+				}
 				var idx int
 				if lg.count > 0 {
 					i := next.Add(1) - 1
@@ -176,9 +180,6 @@ func (lg *loadgen) run() phaseResult {
 					}
 					idx = order[i]
 				} else {
-					if time.Now().After(deadline) {
-						break
-					}
 					idx = rng.IntN(lg.clients)
 				}
 				t0 := time.Now()

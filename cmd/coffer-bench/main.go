@@ -119,6 +119,10 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	b := newBench(opt, stdout, stderr)
 	figs, err := b.run(ctx)
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "coffer-bench: interrupted; every child process stopped")
+		return 1
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "coffer-bench: error: %v\n", err)
 		return 1
