@@ -1,0 +1,147 @@
+package coffer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/coffer-project/coffer/config"
+	"github.com/coffer-project/coffer/frame"
+)
+
+// Client is one client name of a definition: the machines that share it
+// (one public key each) and the values they may fetch.
+type Client struct {
+	Name   string
+	Keys   []PublicKey
+	Values frame.Shard
+}
+
+// Definition is a parsed and checked secrets definition. ParseDefinition
+// fills Clients; OpenDefinition also fills the fields from the sealed
+// envelope.
+type Definition struct {
+	Clients []Client // sorted by Name
+
+	Author  PublicKey // the companion key that sealed it
+	Created time.Time // informational; never used for ordering
+	Forced  bool      // sealed with --force: the previous hash was not checked
+}
+
+// Clear zeroes every value's text. The caller calls it once the values are
+// stored; Go cannot promise erasure, but the bytes need not linger.
+func (d *Definition) Clear() {
+	for _, c := range d.Clients {
+		for n, v := range c.Values {
+			clear(v.Text)
+			delete(c.Values, n)
+		}
+	}
+}
+
+// ParseDefinition parses a TOML definition with config.ParseDefinition and
+// checks what config cannot: every public key (format, checksum, low-order
+// and non-canonical points), no key used twice, secret names by the
+// protocol's rules, and each encoded shard within frame.MaxShardBytes.
+// Errors name the line and the client, never a value.
+func ParseDefinition(src []byte) (*Definition, error) {
+	cd, err := config.ParseDefinition(src)
+	if err != nil {
+		return nil, err
+	}
+	defer cd.Clear()
+	def := &Definition{Clients: make([]Client, 0, len(cd.Clients))}
+	owner := make(map[PublicKey]string)
+	for i := range cd.Clients {
+		c, err := convertClient(src, &cd.Clients[i], owner)
+		if err != nil {
+			def.Clear()
+			return nil, err
+		}
+		def.Clients = append(def.Clients, c)
+	}
+	return def, nil
+}
+
+// convertClient parses the keys and converts the values of one client.
+// owner maps each key seen so far to its client name.
+func convertClient(src []byte, cc *config.DefinitionClient, owner map[PublicKey]string) (Client, error) {
+	c := Client{Name: cc.Name, Keys: make([]PublicKey, 0, len(cc.Keys)), Values: make(frame.Shard, len(cc.Values))}
+	keyErr := func(i int, err error) error {
+		line := config.Line(src, "clients", cc.Name)
+		return fmt.Errorf("coffer: definition: line %d: client %q, key %d: %w", line, cc.Name, i+1, err)
+	}
+	for i, text := range cc.Keys {
+		k, err := ParsePublicKey(text)
+		if err != nil {
+			return c, keyErr(i, err)
+		}
+		if other, dup := owner[k]; dup {
+			if other == cc.Name {
+				return c, keyErr(i, fmt.Errorf("key %s is listed twice", k))
+			}
+			return c, keyErr(i, fmt.Errorf("key %s is also listed for client %q", k, other))
+		}
+		owner[k] = cc.Name
+		c.Keys = append(c.Keys, k)
+	}
+	for n, v := range cc.Values {
+		if err := frame.ValidName(n); err != nil {
+			return c, fmt.Errorf("coffer: definition: client %q: %w", cc.Name, err)
+		}
+		fv, err := frameValue(v)
+		if err != nil {
+			return c, fmt.Errorf("coffer: definition: client %q, value %q: %w", cc.Name, n, err)
+		}
+		c.Values[n] = fv
+	}
+	enc, err := frame.EncodeShard(c.Values)
+	if err != nil {
+		return c, fmt.Errorf("coffer: definition: client %q: %w", cc.Name, err)
+	}
+	size := len(enc)
+	clear(enc)
+	if size > frame.MaxShardBytes {
+		line := config.Line(src, cc.Name)
+		return c, fmt.Errorf("coffer: definition: line %d: client %q: shard of %d bytes exceeds the limit of %d", line, cc.Name, size, frame.MaxShardBytes)
+	}
+	return c, nil
+}
+
+// frameKinds maps each config kind to the frame kind of the same name.
+var frameKinds = map[config.Kind]frame.Kind{
+	config.KindString: frame.KindString, config.KindInt: frame.KindInt,
+	config.KindFloat: frame.KindFloat, config.KindBool: frame.KindBool,
+	config.KindDateTime: frame.KindDateTime, config.KindLocalDateTime: frame.KindLocalDateTime,
+	config.KindLocalDate: frame.KindLocalDate, config.KindLocalTime: frame.KindLocalTime,
+}
+
+// frameValue converts a config value by kind; the text is copied so that
+// clearing the config definition does not clear the result.
+func frameValue(v config.Value) (frame.Value, error) {
+	k, ok := frameKinds[v.Kind]
+	if !ok {
+		return frame.Value{}, errors.New("unknown value kind")
+	}
+	fv := frame.Value{Kind: k, Int: v.Int, Float: v.Float, Bool: v.Bool}
+	if v.Text != nil {
+		fv.Text = append([]byte(nil), v.Text...)
+	}
+	return fv, nil
+}
+
+// checkKeys refuses a client key equal to the author's or the server's
+// key: a definition must not make the server or the companion a client.
+func (d *Definition) checkKeys(author, server PublicKey) error {
+	for _, c := range d.Clients {
+		for i, k := range c.Keys {
+			switch k {
+			case author:
+				return fmt.Errorf("%w: client %q, key %d is the companion key that sealed the definition", ErrMalformedDefinition, c.Name, i+1)
+			case server:
+				return fmt.Errorf("%w: client %q, key %d is the server's key", ErrMalformedDefinition, c.Name, i+1)
+			}
+		}
+	}
+	return nil
+}
