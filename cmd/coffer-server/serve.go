@@ -95,7 +95,11 @@ func loadKey(path string) (*coffer.PrivateKey, error) {
 				"create it with 'coffer-server keygen -o "+path+"' (or 'coffer-companion keygen'),",
 				"then give its public key to the companion that seals definitions")
 		}
-		return nil, withHint(fmt.Errorf("loading the server key: %w", err), "chmod 600 "+path+" if the mode is the problem")
+		if errors.Is(err, coffer.ErrKeyFileMode) {
+			return nil, fmt.Errorf("loading the server key: %w", err) // the error names the fix
+		}
+		return nil, withHint(fmt.Errorf("loading the server key: %w", err),
+			"the key file holds one coffersk1... line, as written by 'coffer-server keygen'")
 	}
 	return k, nil
 }
