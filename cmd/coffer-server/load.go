@@ -105,48 +105,58 @@ func (l *loader) importLocked(file []byte, cur *coffer.Version, why string) erro
 	}
 	l.log.Info("importing definition", "reason", why, "serial", ver.Serial,
 		"hash", hashPrefix(ver.Hash), "clients", len(def.Clients))
-	clients, encErr := storeClients(def)
-	prevGen, err := l.st.Import(shard.Version{Serial: ver.Serial, Hash: ver.Hash}, binary, clients)
-	if *encErr != nil {
-		return *encErr
+	enc, err := encodeValues(def)
+	if err != nil {
+		return err
 	}
+	prevGen, err := l.st.Import(shard.Version{Serial: ver.Serial, Hash: ver.Hash}, binary, storeClients(def, enc))
+	clearEncoded(enc)
 	if err != nil {
 		return err
 	}
 	return l.installLocked(prevGen)
 }
 
-// storeClients yields one store client per client key, with the values
-// encoded once per client. A value that fails to encode stops the
-// sequence; *err then says why and the import must be discarded.
-func storeClients(def *coffer.Definition) (iter.Seq[shard.Client], *error) {
-	var encErr error
-	seq := func(yield func(shard.Client) bool) {
+// encodeValues encodes every client's values as the store keeps them,
+// before the import starts, so an import never stops half-way on a value
+// that cannot be encoded. clearEncoded zeroes them afterwards.
+func encodeValues(def *coffer.Definition) ([]map[string][]byte, error) {
+	out := make([]map[string][]byte, len(def.Clients))
+	for i := range def.Clients {
+		c := &def.Clients[i]
+		out[i] = make(map[string][]byte, len(c.Values))
+		for name, v := range c.Values {
+			b, err := v.MarshalCBOR()
+			if err != nil {
+				clearEncoded(out)
+				return nil, fmt.Errorf("client %q, value %q: %w", c.Name, name, err)
+			}
+			out[i][name] = b
+		}
+	}
+	return out, nil
+}
+
+func clearEncoded(enc []map[string][]byte) {
+	for _, m := range enc {
+		for _, b := range m {
+			clear(b)
+		}
+	}
+}
+
+// storeClients yields one store client per client key; keys of one name
+// share its encoded values.
+func storeClients(def *coffer.Definition, enc []map[string][]byte) iter.Seq[shard.Client] {
+	return func(yield func(shard.Client) bool) {
 		for i := range def.Clients {
-			c := &def.Clients[i]
-			vals := make(map[string][]byte, len(c.Values))
-			for name, v := range c.Values {
-				b, err := v.MarshalCBOR()
-				if err != nil {
-					encErr = fmt.Errorf("client %q, value %q: %w", c.Name, name, err)
+			for _, k := range def.Clients[i].Keys {
+				if !yield(shard.Client{Key: k, Name: def.Clients[i].Name, Values: enc[i]}) {
 					return
 				}
-				vals[name] = b
-			}
-			for _, k := range c.Keys {
-				if !yield(shard.Client{Key: k, Name: c.Name, Values: vals}) {
-					break
-				}
-			}
-			for _, b := range vals {
-				clear(b)
-			}
-			if encErr != nil {
-				return
 			}
 		}
 	}
-	return seq, &encErr
 }
 
 // installLocked makes the store's current generation the server's
