@@ -1,0 +1,313 @@
+// Command coffer-companion generates keys and seals secrets definitions
+// so that only the coffer server can open them and the server can tell a
+// trusted companion key sealed them (docs/definition.md, docs/files.md).
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/coffer-project/coffer/coffer"
+	"github.com/coffer-project/coffer/config"
+)
+
+const prog = "coffer-companion"
+
+// Environment variables standing in for the common flags.
+const (
+	envKey       = "COFFER_KEY"
+	envServerKey = "COFFER_SERVER_KEY"
+)
+
+const mainUsage = `usage: coffer-companion COMMAND [options] [arguments]
+
+Generate keys and seal secrets definitions for a coffer server.
+
+commands:
+  keygen -o FILE              write a new secret key file, print its public key
+  pubkey FILE                 print the public key of a secret key file
+  seal [options] FILE.toml    seal a definition to the server
+  open [options] FILE.sealed  print the definition inside a sealed file
+  edit [options] FILE.sealed  edit a sealed definition in $EDITOR and re-seal it
+  check FILE.toml             validate a definition without sealing it
+  inspect [options] FILE.sealed
+                              print a sealed file's metadata (no secrets)
+
+Run 'coffer-companion COMMAND -h' for a command's options.
+
+environment:
+  COFFER_KEY         default for --key (the companion's secret key file)
+  COFFER_SERVER_KEY  default for --server (the server's public key)
+
+exit status: 0 success, 1 failure, 2 usage error.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// command is one subcommand: its usage text and its body, which gets the
+// arguments after the command name.
+type command struct {
+	usage string
+	run   func(c *cli, args []string) error
+}
+
+var commands = map[string]command{
+	"keygen":  {keygenUsage, (*cli).keygen},
+	"pubkey":  {pubkeyUsage, (*cli).pubkey},
+	"seal":    {sealUsage, (*cli).seal},
+	"open":    {openUsage, (*cli).open},
+	"edit":    {editUsage, (*cli).edit},
+	"check":   {checkUsage, (*cli).check},
+	"inspect": {inspectUsage, (*cli).inspect},
+}
+
+// cli carries the output streams of one run.
+type cli struct {
+	stdout, stderr io.Writer
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, mainUsage)
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, mainUsage)
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "%s: error: unknown command %q\n", prog, args[0])
+		fmt.Fprint(stderr, mainUsage)
+		return 2
+	}
+	c := &cli{stdout: stdout, stderr: stderr}
+	err := cmd.run(c, args[1:])
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stderr, cmd.usage)
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "%s: error: %s\n", prog, ue.msg)
+		fmt.Fprint(stderr, cmd.usage)
+		return 2
+	}
+	fmt.Fprintf(stderr, "%s: error: %s\n", prog, oneLine(err.Error()))
+	for _, h := range hints(err) {
+		fmt.Fprintf(stderr, "hint: %s\n", h)
+	}
+	return 1
+}
+
+// usageError is a command line mistake: exit 2, after the usage text.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// hinted is an error with hint lines for the user.
+type hinted struct {
+	err   error
+	hints []string
+}
+
+func (h *hinted) Error() string { return h.err.Error() }
+func (h *hinted) Unwrap() error { return h.err }
+
+func withHints(err error, hints ...string) error { return &hinted{err: err, hints: hints} }
+
+// hints returns the hint lines for an error: its own, or a general one
+// for a class of errors.
+func hints(err error) []string {
+	var h *hinted
+	if errors.As(err, &h) {
+		return h.hints
+	}
+	var de *config.DefinitionError
+	switch {
+	case errors.As(err, &de):
+		return []string{"the definition format and its limits are in docs/definition.md"}
+	case errors.Is(err, coffer.ErrKeyChecksum):
+		return []string{"a public key has a typo or was cut short; copy it again from 'coffer-companion pubkey'"}
+	case errors.Is(err, coffer.ErrWrongServer):
+		return []string{"check --server: it must be the public key of the server the file was sealed to"}
+	}
+	return nil
+}
+
+// oneLine keeps an error on one line of stderr.
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// newFlags returns a FlagSet that reports errors to the caller only.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseArgs parses flags anywhere among the arguments and returns the
+// positional ones. "--" ends the flags.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%v", err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" && len(args) > 0 {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// keyFlags are --key and --server with their environment defaults.
+type keyFlags struct {
+	key, server string
+}
+
+func (kf *keyFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&kf.key, "key", os.Getenv(envKey), "")
+	fs.StringVar(&kf.server, "server", os.Getenv(envServerKey), "")
+}
+
+// given reports whether either was set, by flag or environment.
+func (kf *keyFlags) given() bool { return kf.key != "" || kf.server != "" }
+
+// load reads the companion key file and the server's public key.
+func (kf *keyFlags) load() (*coffer.PrivateKey, coffer.PublicKey, error) {
+	if kf.key == "" {
+		return nil, coffer.PublicKey{}, usagef("--key is required (or set %s)", envKey)
+	}
+	if kf.server == "" {
+		return nil, coffer.PublicKey{}, usagef("--server is required (or set %s)", envServerKey)
+	}
+	server, err := parseServerKey(kf.server)
+	if err != nil {
+		return nil, coffer.PublicKey{}, err
+	}
+	k, err := coffer.LoadKeyFile(kf.key)
+	if err != nil {
+		return nil, coffer.PublicKey{}, err
+	}
+	if k.Public() == server {
+		return nil, coffer.PublicKey{}, withHints(errors.New("--server is the companion's own public key"),
+			"give the server's public key: run 'coffer-companion pubkey' on the server's key file")
+	}
+	return k, server, nil
+}
+
+// parseServerKey takes a public key's text, or the path of a file whose
+// first line that is not a comment is one (such as keygen's output).
+func parseServerKey(s string) (coffer.PublicKey, error) {
+	if len(s) >= 9 && strings.EqualFold(s[:9], "cofferpk1") {
+		k, err := coffer.ParsePublicKey(s)
+		if err != nil {
+			return k, fmt.Errorf("--server: %w", err)
+		}
+		return k, nil
+	}
+	data, err := readSmallFile(s, 4<<10)
+	if err != nil {
+		return coffer.PublicKey{}, withHints(fmt.Errorf("--server: %w", err), "give the server's public key (cofferpk1...) or a file holding it")
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		k, err := coffer.ParsePublicKey(line)
+		if err != nil {
+			return k, fmt.Errorf("--server: %s: %w", s, err)
+		}
+		return k, nil
+	}
+	return coffer.PublicKey{}, fmt.Errorf("--server: %s holds no public key", s)
+}
+
+// readSmallFile reads a regular file of at most max bytes, checking the
+// size before reading.
+func readSmallFile(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() > max {
+		return nil, fmt.Errorf("%s has %d bytes, more than the limit of %d", path, fi.Size(), max)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		clear(data)
+		return nil, fmt.Errorf("%s grew past the limit of %d bytes", path, max)
+	}
+	return data, nil
+}
+
+// writeFileAtomic writes data to a temporary file in path's directory
+// with the given mode, syncs it and renames it over path, so a reader
+// sees the old file or the new one, never a part.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err = f.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
