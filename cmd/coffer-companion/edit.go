@@ -112,7 +112,11 @@ func (c *cli) runEditor(text []byte) ([]byte, error) {
 	cleanup := func() { once.Do(func() { os.RemoveAll(dir) }) }
 	defer cleanup()
 	var editing atomic.Bool
+	var editor atomic.Pointer[os.Process]
 	stop := handleSignals(&editing, func() {
+		if p := editor.Load(); p != nil {
+			p.Signal(syscall.SIGTERM)
+		}
 		cleanup()
 		fmt.Fprintf(c.stderr, "%s: error: interrupted; the temporary plaintext was removed and nothing was written\n", prog)
 		os.Exit(1)
@@ -134,17 +138,23 @@ func (c *cli) runEditor(text []byte) ([]byte, error) {
 	if werr != nil {
 		return nil, werr
 	}
-	editor := os.Getenv("EDITOR")
-	if editor == "" {
-		editor = "vi"
+	name := os.Getenv("EDITOR")
+	if name == "" {
+		name = "vi"
 	}
-	cmd := exec.Command("/bin/sh", "-c", editor+` "$1"`, "sh", file)
+	// $EDITOR may hold arguments ("code -w"); the shell splits them and
+	// execs the editor, so signals reach it directly.
+	cmd := exec.Command("/bin/sh", "-c", "exec "+name+` "$1"`, "sh", file)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stderr, os.Stderr
 	editing.Store(true)
-	err = cmd.Run()
+	if err = cmd.Start(); err == nil {
+		editor.Store(cmd.Process)
+		err = cmd.Wait()
+		editor.Store(nil)
+	}
 	editing.Store(false)
 	if err != nil {
-		return nil, withHints(fmt.Errorf("editor %q failed: %w; nothing was written", editor, err),
+		return nil, withHints(fmt.Errorf("editor %q failed: %w; nothing was written", name, err),
 			"the temporary plaintext was removed; set $EDITOR to an editor that exits 0 when you save")
 	}
 	edited, err := readSmallFile(file, config.MaxDefinitionBytes)
@@ -154,7 +164,8 @@ func (c *cli) runEditor(text []byte) ([]byte, error) {
 	return edited, nil
 }
 
-// handleSignals calls abort on SIGTERM or SIGHUP, and on SIGINT unless
+// handleSignals calls abort (which stops the editor, removes the
+// plaintext and exits) on SIGTERM or SIGHUP, and on SIGINT unless
 // the editor is running (the editor owns Ctrl-C, and the terminal sends
 // it to both of us). It returns a function that stops the handling.
 func handleSignals(editing *atomic.Bool, abort func()) (stop func()) {
@@ -179,4 +190,3 @@ func handleSignals(editing *atomic.Bool, abort func()) (stop func()) {
 		close(done)
 	}
 }
-

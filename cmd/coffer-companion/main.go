@@ -142,6 +142,8 @@ func hints(err error) []string {
 		return []string{"the definition format and its limits are in docs/definition.md"}
 	case errors.Is(err, coffer.ErrKeyChecksum):
 		return []string{"a public key has a typo or was cut short; copy it again from 'coffer-companion pubkey'"}
+	case errors.Is(err, coffer.ErrKeyFormat), errors.Is(err, coffer.ErrWeakKey):
+		return []string{"public keys look like cofferpk1...; print one with 'coffer-companion pubkey KEYFILE'"}
 	case errors.Is(err, coffer.ErrWrongServer):
 		return []string{"check --server: it must be the public key of the server the file was sealed to"}
 	}

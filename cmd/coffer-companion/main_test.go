@@ -1,0 +1,405 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coffer-project/coffer/coffer"
+)
+
+// binary is the coffer-companion built once for all tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "coffer-companion-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "coffer-companion")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building coffer-companion: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// canary is a secret value; it must never reach stderr or an error.
+const canary = "canary-companion-c4d2a8"
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// companion runs the binary in dir with a clean environment plus env.
+func companion(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + filepath.Join(dir, "tmp")}, env...)
+	os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	r := result{code, so.String(), se.String()}
+	if strings.Contains(r.stderr, canary) {
+		t.Errorf("stderr contains a secret value:\n%s", r.stderr)
+	}
+	return r
+}
+
+func (r result) want(t *testing.T, code int, stderrHas ...string) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("got exit %d, want %d\nstdout: %s\nstderr: %s", r.code, code, r.stdout, r.stderr)
+	}
+	for _, s := range stderrHas {
+		if !strings.Contains(r.stderr, s) {
+			t.Errorf("stderr %q does not contain %q", r.stderr, s)
+		}
+	}
+}
+
+// setup makes a companion key, a server key and two client keys, and a
+// definition, in a fresh directory.
+type setup struct {
+	dir, server, toml string
+	env               []string
+}
+
+func newSetup(t *testing.T) *setup {
+	dir := t.TempDir()
+	s := &setup{dir: dir}
+	companion(t, dir, nil, "keygen", "-o", "companion.key").want(t, 0)
+	r := companion(t, dir, nil, "keygen", "-o", "server.key")
+	r.want(t, 0)
+	s.server = strings.TrimSpace(r.stdout)
+	web := strings.TrimSpace(companion(t, dir, nil, "keygen", "-o", "web.key").stdout)
+	w1 := strings.TrimSpace(companion(t, dir, nil, "keygen", "-o", "w1.key").stdout)
+	s.toml = fmt.Sprintf("[clients]\nweb = %q\nworker = [%q]\n[web]\npassword = %q\nport = 5432\nat = 1979-05-27T07:32:00\n", web, w1, canary)
+	s.write(t, "secrets.toml", s.toml)
+	s.env = []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + s.server}
+	return s
+}
+
+func (s *setup) write(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(s.dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (s *setup) read(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestKeygenAndPubkey(t *testing.T) {
+	dir := t.TempDir()
+	r := companion(t, dir, nil, "keygen", "-o", "k")
+	r.want(t, 0)
+	pub := strings.TrimSpace(r.stdout)
+	if _, err := coffer.ParsePublicKey(pub); err != nil || strings.Count(r.stdout, "\n") != 1 {
+		t.Fatalf("keygen printed %q: %v", r.stdout, err)
+	}
+	fi, _ := os.Stat(filepath.Join(dir, "k"))
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("got mode %04o, want 0600", fi.Mode().Perm())
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "k"))
+	if strings.Contains(r.stdout+r.stderr, "coffersk1") {
+		t.Error("keygen printed the secret key")
+	}
+	r = companion(t, dir, nil, "pubkey", "k")
+	r.want(t, 0)
+	if strings.TrimSpace(r.stdout) != pub {
+		t.Errorf("pubkey printed %q, want %q", r.stdout, pub)
+	}
+	t.Run("never overwrites", func(t *testing.T) {
+		companion(t, dir, nil, "keygen", "-o", "k").want(t, 1, "already exists", "hint:")
+		if again, _ := os.ReadFile(filepath.Join(dir, "k")); !bytes.Equal(again, data) {
+			t.Error("key file changed")
+		}
+	})
+	t.Run("readable key refused", func(t *testing.T) {
+		os.Chmod(filepath.Join(dir, "k"), 0o644)
+		defer os.Chmod(filepath.Join(dir, "k"), 0o600)
+		r := companion(t, dir, nil, "pubkey", "k")
+		r.want(t, 1, "mode 0644", "chmod 600 k")
+		if r.stdout != "" {
+			t.Errorf("stdout %q, want nothing", r.stdout)
+		}
+	})
+}
+
+func TestUsage(t *testing.T) {
+	dir := t.TempDir()
+	for _, cmd := range []string{"keygen", "pubkey", "seal", "open", "edit", "check", "inspect"} {
+		t.Run(cmd+" -h", func(t *testing.T) {
+			r := companion(t, dir, nil, cmd, "-h")
+			r.want(t, 0, "usage: coffer-companion "+cmd)
+			if r.stdout != "" {
+				t.Errorf("help went to stdout")
+			}
+		})
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", nil, "usage:"},
+		{"unknown command", []string{"frobnicate"}, "unknown command"},
+		{"unknown flag", []string{"seal", "--bogus", "x"}, "bogus"},
+		{"keygen without -o", []string{"keygen"}, "-o FILE"},
+		{"seal without key", []string{"seal", "--server", "x", "s.toml"}, "--key is required"},
+		{"seal without server", []string{"seal", "--key", "k", "s.toml"}, "--server is required"},
+		{"force without serial", []string{"seal", "--force", "s.toml"}, "--force needs --serial"},
+		{"force with previous", []string{"seal", "--force", "--serial", "3", "--previous", "p", "s.toml"}, "exclude"},
+		{"serial alone", []string{"seal", "--serial", "3", "s.toml"}, "--serial needs"},
+		{"two files", []string{"check", "a", "b"}, "one definition file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			companion(t, dir, nil, tc.args...).want(t, 2, tc.want)
+		})
+	}
+	r := companion(t, dir, nil, "-h")
+	r.want(t, 0, "COFFER_KEY", "COFFER_SERVER_KEY")
+}
+
+// TestSealOpenInspect is the round trip: seal, open, inspect with and
+// without keys, armor, and a chain with --previous.
+func TestSealOpenInspect(t *testing.T) {
+	s := newSetup(t)
+	companion(t, s.dir, s.env, "seal", "-o", "v1.sealed", "secrets.toml").want(t, 0, "serial 1")
+	fi, _ := os.Stat(filepath.Join(s.dir, "v1.sealed"))
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("sealed file mode %04o, want 0600", fi.Mode().Perm())
+	}
+	if bytes.Contains(s.read(t, "v1.sealed"), []byte(canary)) {
+		t.Fatal("sealed file contains the plaintext")
+	}
+	r := companion(t, s.dir, s.env, "open", "v1.sealed")
+	r.want(t, 0)
+	if r.stdout != s.toml {
+		t.Errorf("open printed %q, want the definition", r.stdout)
+	}
+	// Flags instead of the environment, and flags after the file.
+	r = companion(t, s.dir, nil, "open", "v1.sealed", "--key", "companion.key", "--server", s.server)
+	r.want(t, 0)
+
+	r = companion(t, s.dir, nil, "inspect", "v1.sealed")
+	r.want(t, 0)
+	if !strings.Contains(r.stdout, "UNVERIFIED") || strings.Contains(r.stdout, "serial") {
+		t.Errorf("inspect without keys printed:\n%s", r.stdout)
+	}
+	r = companion(t, s.dir, s.env, "inspect", "v1.sealed")
+	r.want(t, 0)
+	for _, w := range []string{"(verified)", "serial:   1", "previous: none (first definition)", "web (1 keys): at, password, port", "worker (1 keys)", s.server} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("inspect output lacks %q:\n%s", w, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, canary) {
+		t.Error("inspect printed a secret value")
+	}
+
+	companion(t, s.dir, s.env, "seal", "--previous", "v1.sealed", "--armor", "-o", "v2.sealed", "secrets.toml").want(t, 0, "serial 2")
+	v2 := s.read(t, "v2.sealed")
+	if !bytes.HasPrefix(v2, []byte("-----BEGIN COFFER DEFINITION-----\n")) {
+		t.Errorf("--armor wrote %q...", v2[:20])
+	}
+	r = companion(t, s.dir, s.env, "inspect", "v2.sealed")
+	bin1, _ := coffer.ReadSealedFile(filepath.Join(s.dir, "v1.sealed"))
+	h1 := coffer.SealedHash(bin1)
+	if !strings.Contains(r.stdout, "serial:   2") || !strings.Contains(r.stdout, fmt.Sprintf("previous: %x", h1)) {
+		t.Errorf("inspect of v2:\n%s", r.stdout)
+	}
+	companion(t, s.dir, s.env, "seal", "--force", "--serial", "7", "-o", "v7.sealed", "secrets.toml").want(t, 0, "warning: --force")
+	r = companion(t, s.dir, s.env, "inspect", "v7.sealed")
+	if !strings.Contains(r.stdout, "serial:   7") || !strings.Contains(r.stdout, "forced") {
+		t.Errorf("inspect of forced:\n%s", r.stdout)
+	}
+	// The server side accepts the chain v1 -> v2 and refuses v1 again.
+	serverKey, err := coffer.LoadKeyFile(filepath.Join(s.dir, "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	companionKey, _ := coffer.LoadKeyFile(filepath.Join(s.dir, "companion.key"))
+	trusted := []coffer.PublicKey{companionKey.Public()}
+	_, cur, err := coffer.OpenDefinition(serverKey, trusted, bin1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, cur, err = coffer.OpenDefinition(serverKey, trusted, v2, &cur); err != nil || cur.Serial != 2 {
+		t.Fatalf("v2: %v", err)
+	}
+	if _, _, err = coffer.OpenDefinition(serverKey, trusted, bin1, &cur); !errors.Is(err, coffer.ErrRollback) {
+		t.Errorf("v1 after v2: got %v, want ErrRollback", err)
+	}
+}
+
+func TestSealErrors(t *testing.T) {
+	s := newSetup(t)
+	companion(t, s.dir, s.env, "seal", "-o", "v1.sealed", "secrets.toml").want(t, 0)
+	other := strings.TrimSpace(companion(t, s.dir, nil, "keygen", "-o", "other.key").stdout)
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want []string
+	}{
+		{"invalid toml", s.env, []string{"seal", "-o", "x", s.write(t, "bad.toml", "[clients]\nweb = [\""+canary+"\"]\n")}, []string{"line 2", "hint:"}},
+		{"array value", s.env, []string{"seal", "-o", "x", s.write(t, "arr.toml", s.toml+"list = [\""+canary+"\"]\n")}, []string{"arrays", "line 8"}},
+		{"server key typo", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + s.server[:20] + "x" + s.server[21:]}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"--server"}},
+		{"own key as server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + strings.TrimSpace(companion(t, s.dir, nil, "pubkey", "companion.key").stdout)}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"own public key"}},
+		{"missing key file", []string{"COFFER_KEY=nope.key", "COFFER_SERVER_KEY=" + s.server}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"nope.key"}},
+		{"previous sealed by another key", []string{"COFFER_KEY=other.key", "COFFER_SERVER_KEY=" + s.server}, []string{"seal", "--previous", "v1.sealed", "-o", "x", "secrets.toml"}, []string{"another companion key", "--serial"}},
+		{"previous for another server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + other}, []string{"seal", "--previous", "v1.sealed", "-o", "x", "secrets.toml"}, []string{"does not open"}},
+		{"open with wrong server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + other}, []string{"open", "v1.sealed"}, []string{"does not open", "hint:"}},
+		{"open not sealed", s.env, []string{"open", "secrets.toml"}, []string{"not a sealed definition"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := companion(t, s.dir, tc.env, tc.args...)
+			r.want(t, 1, tc.want...)
+			if r.stdout != "" {
+				t.Errorf("stdout %q, want nothing", r.stdout)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "x")); err == nil {
+		t.Error("a failed seal wrote its output")
+	}
+	// Another companion may extend a chain it cannot open, naming the serial.
+	r := companion(t, s.dir, []string{"COFFER_KEY=other.key", "COFFER_SERVER_KEY=" + s.server}, "seal", "--previous", "v1.sealed", "--serial", "2", "-o", "v2.sealed", "secrets.toml")
+	r.want(t, 0, "serial 2")
+}
+
+func TestCheck(t *testing.T) {
+	s := newSetup(t)
+	r := companion(t, s.dir, nil, "check", "secrets.toml")
+	r.want(t, 0)
+	if !strings.Contains(r.stdout, "ok: 2 clients, 2 public keys, 3 values") {
+		t.Errorf("check printed %q", r.stdout)
+	}
+	web := strings.Split(s.toml, "\"")[1]
+	for name, src := range map[string]string{
+		"duplicate key":  fmt.Sprintf("[clients]\na = %q\nb = %q\n", web, web),
+		"unknown client": s.toml + "[nobody]\nx = \"" + canary + "\"\n",
+		"bad key":        "[clients]\na = \"cofferpk1" + canary + "\"\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			companion(t, s.dir, nil, "check", s.write(t, "c.toml", src)).want(t, 1, "line")
+		})
+	}
+	companion(t, s.dir, nil, "check", "examples-do-not-exist.toml").want(t, 1)
+}
+
+// writeEditor writes a shell script to use as $EDITOR.
+func writeEditor(t *testing.T, s *setup, body string) string {
+	t.Helper()
+	p := filepath.Join(s.dir, "editor.sh")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tmpEmpty checks no plaintext is left in the test's TMPDIR.
+func tmpEmpty(t *testing.T, s *setup) {
+	t.Helper()
+	entries, _ := os.ReadDir(filepath.Join(s.dir, "tmp"))
+	for _, e := range entries {
+		t.Errorf("left behind in TMPDIR: %s", e.Name())
+	}
+}
+
+func TestEdit(t *testing.T) {
+	s := newSetup(t)
+	companion(t, s.dir, s.env, "seal", "-o", "v.sealed", "secrets.toml").want(t, 0)
+	orig := s.read(t, "v.sealed")
+
+	t.Run("success", func(t *testing.T) {
+		// The editor checks its file is private, then appends a value.
+		ed := writeEditor(t, s, `[ "$(stat -c %a "$1")" = 600 ] || exit 3
+[ "$(stat -c %a "$(dirname "$1")")" = 700 ] || exit 4
+echo 'added = "new"' >> "$1"`)
+		companion(t, s.dir, append(s.env, "EDITOR="+ed), "edit", "v.sealed").want(t, 0, "serial 2")
+		tmpEmpty(t, s)
+		r := companion(t, s.dir, s.env, "open", "v.sealed")
+		if r.stdout != s.toml+"added = \"new\"\n" {
+			t.Errorf("after edit open printed %q", r.stdout)
+		}
+		r = companion(t, s.dir, s.env, "inspect", "v.sealed")
+		h := coffer.SealedHash(orig)
+		if !strings.Contains(r.stdout, "serial:   2") || !strings.Contains(r.stdout, fmt.Sprintf("previous: %x", h)) {
+			t.Errorf("inspect after edit:\n%s", r.stdout)
+		}
+		if fi, _ := os.Stat(filepath.Join(s.dir, "v.sealed")); fi.Mode().Perm() != 0o600 {
+			t.Errorf("mode %04o after edit", fi.Mode().Perm())
+		}
+	})
+	before := s.read(t, "v.sealed")
+	tests := []struct {
+		name, editor string
+		code         int
+		want         string
+	}{
+		{"invalid toml", `echo 'broken = [' >> "$1"`, 1, "discarded"},
+		{"array value", `echo 'x = ["` + canary + `"]' >> "$1"`, 1, "arrays"},
+		{"editor fails", `exit 7`, 1, "editor"},
+		{"editor killed", `kill -KILL $$`, 1, "editor"},
+		{"no change", `true`, 0, "no changes"},
+		{"sigterm to companion", `kill -TERM $PPID; exec sleep 5`, 1, "interrupted"},
+		{"sighup to companion", `kill -HUP $PPID; exec sleep 5`, 1, "interrupted"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ed := writeEditor(t, s, tc.editor)
+			companion(t, s.dir, append(s.env, "EDITOR="+ed), "edit", "v.sealed").want(t, tc.code, tc.want)
+			tmpEmpty(t, s)
+			if !bytes.Equal(s.read(t, "v.sealed"), before) {
+				t.Error("the sealed file changed")
+			}
+		})
+	}
+	t.Run("armored stays armored", func(t *testing.T) {
+		companion(t, s.dir, s.env, "seal", "--armor", "-o", "a.sealed", "secrets.toml").want(t, 0)
+		ed := writeEditor(t, s, `echo 'y = 1' >> "$1"`)
+		companion(t, s.dir, append(s.env, "EDITOR="+ed), "edit", "a.sealed").want(t, 0)
+		if !bytes.HasPrefix(s.read(t, "a.sealed"), []byte("-----BEGIN")) {
+			t.Error("edit of an armored file wrote binary")
+		}
+		tmpEmpty(t, s)
+	})
+	t.Run("file changed during edit", func(t *testing.T) {
+		ed := writeEditor(t, s, `echo 'z = 1' >> "$1"; cp `+filepath.Join(s.dir, "a.sealed")+` `+filepath.Join(s.dir, "v.sealed"))
+		companion(t, s.dir, append(s.env, "EDITOR="+ed), "edit", "v.sealed").want(t, 1, "changed while you were editing")
+		tmpEmpty(t, s)
+	})
+}
