@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/coffer-project/coffer/coffer"
+)
+
+var (
+	serverBinOnce sync.Once
+	serverBin     string
+	serverBinErr  error
+)
+
+// buildServer builds the real coffer-server once, on first use, so the
+// tests that do not need it do not wait for Badger to compile.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	serverBinOnce.Do(func() {
+		serverBin = filepath.Join(filepath.Dir(clientBin), "coffer-server")
+		out, err := exec.Command("go", "build", "-o", serverBin, "../coffer-server").CombinedOutput()
+		if err != nil {
+			serverBinErr = err
+			serverBin = string(out)
+		}
+	})
+	if serverBinErr != nil {
+		t.Fatalf("building coffer-server: %v\n%s", serverBinErr, serverBin)
+	}
+	return serverBin
+}
+
+const realDefinition = `
+[clients]
+app = "CLIENT"
+
+[app]
+password = "` + canary + ` it's \"q\" $HOME"
+port = 5432
+ratio = 0.25
+whole = 2.0
+debug = false
+cutoff = 2026-12-31
+nightly = 02:30:00
+local = 2026-01-02T03:04:05
+not_after = 2027-01-31T23:59:59Z
+pem = """
+-----BEGIN-----
+abc
+-----END-----
+"""
+
+[app.db]
+password = "db-` + canary + `"
+`
+
+// TestRealServer runs the client against the real coffer-server binary
+// serving a sealed definition: the TOML values must come back as the
+// same kinds and values.
+func TestRealServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds coffer-server")
+	}
+	bin := buildServer(t)
+	dir := t.TempDir()
+	client, _ := coffer.GenerateKey(rand.Reader)
+	server, _ := coffer.GenerateKey(rand.Reader)
+	author, _ := coffer.GenerateKey(rand.Reader)
+	clientKey, serverKey := filepath.Join(dir, "client.key"), filepath.Join(dir, "server.key")
+	for path, k := range map[string]*coffer.PrivateKey{clientKey: client, serverKey: server} {
+		if err := coffer.WriteKeyFile(path, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	def := []byte(strings.Replace(realDefinition, "CLIENT", client.Public().String(), 1))
+	sealed, err := coffer.SealDefinition(author, server.Public(), &coffer.Envelope{Serial: 1, Created: time.Now(), TOML: def}, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defPath := filepath.Join(dir, "secrets.sealed")
+	if err := os.WriteFile(defPath, sealed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := startRealServer(t, bin, "serve", "--key", serverKey, "--data", filepath.Join(dir, "data"),
+		"--definition", defPath, "--trusted", author.Public().String(), "--listen", "127.0.0.1:0")
+
+	var want map[string]any // the definition's [app] table, flattened
+	if _, err := toml.Decode(string(def), &want); err != nil {
+		t.Fatal(err)
+	}
+	flat := want["app"].(map[string]any)
+	flat["db.password"] = flat["db"].(map[string]any)["password"]
+	delete(flat, "db")
+
+	fx := &fixture{t: t, dir: dir, client: client, keyFile: clientKey, server: server, config: filepath.Join(dir, "empty.toml")}
+	os.WriteFile(fx.config, nil, 0o644)
+	t.Run("toml", func(t *testing.T) {
+		r := fx.run(nil, append([]string{"get", "--format", "toml"}, fx.base("--server", addr)...)...)
+		r.want(t, exitOK)
+		var got map[string]any
+		if _, err := toml.Decode(string(r.stdout), &got); err != nil {
+			t.Fatalf("toml: %v\n%s", err, r.stdout)
+		}
+		if len(got) != len(flat) {
+			t.Errorf("got %d values, want %d", len(got), len(flat))
+		}
+		for k, w := range flat {
+			g := got[k]
+			if gt, ok := g.(time.Time); ok {
+				wt := w.(time.Time)
+				if !gt.Equal(wt) || gt.Location().String() != wt.Location().String() {
+					t.Errorf("%s: got %v, want %v", k, gt, wt)
+				}
+			} else if g != w {
+				t.Errorf("%s: got %#v, want %#v", k, g, w)
+			}
+		}
+	})
+	t.Run("json", func(t *testing.T) {
+		r := fx.run(nil, append([]string{"get", "--format", "json", "port", "whole", "nightly"}, fx.base("--server", addr)...)...)
+		r.want(t, exitOK)
+		var got map[string]any
+		if err := json.Unmarshal(r.stdout, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got["port"] != 5432.0 || got["whole"] != 2.0 || got["nightly"] != "02:30:00" || !bytes.Contains(r.stdout, []byte("2.0")) {
+			t.Errorf("got %s", r.stdout)
+		}
+	})
+	t.Run("exec", func(t *testing.T) {
+		r := fx.run(nil, append(append([]string{"exec", "--pristine"}, fx.base("--server", addr)...),
+			"--", "sh", "-c", `printf '%s|%s' "$DB_PASSWORD" "$PEM"`)...)
+		r.want(t, exitOK)
+		if want := "db-" + canary + "|" + flat["pem"].(string); string(r.stdout) != want {
+			t.Errorf("got %q, want %q", r.stdout, want)
+		}
+	})
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening addr=([0-9.:]+)`)
+
+// startRealServer starts coffer-server and returns its address, read from
+// its "listening" log line. The server is stopped with SIGTERM at cleanup.
+func startRealServer(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = environ()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	sc := bufio.NewScanner(stderr)
+	addr := ""
+	for addr == "" && sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+			addr = m[1]
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		rest := bufio.NewScanner(stderr) // drain, so the server never blocks on its log
+		for rest.Scan() {
+		}
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		<-done
+		cmd.Wait()
+	})
+	if addr == "" {
+		t.Fatalf("coffer-server did not start:\n%s", log.Bytes())
+	}
+	return addr
+}
