@@ -28,8 +28,8 @@ func head(major byte, n uint64) []byte {
 		byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
 }
 
-func tstr(s string) []byte { return append(head(3, uint64(len(s))), s...) }
-func bstr(b []byte) []byte { return append(head(2, uint64(len(b))), b...) }
+func tstr(s string) []byte  { return append(head(3, uint64(len(s))), s...) }
+func bstr(b []byte) []byte  { return append(head(2, uint64(len(b))), b...) }
 func uint_(n uint64) []byte { return head(0, n) }
 func mapOf(pairs ...[]byte) []byte {
 	return cat(append([][]byte{head(5, uint64(len(pairs)/2))}, pairs...)...)
