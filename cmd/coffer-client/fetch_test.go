@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coffer-project/coffer/coffer"
+	"github.com/coffer-project/coffer/frame"
+)
+
+func TestFailover(t *testing.T) {
+	fx := newFixture(t)
+	ts := fx.serve(nil, 1)
+	// The order is shuffled; enough runs put the closed port first.
+	for i := range 6 {
+		r := fx.run(nil, append([]string{"get", "--format", "raw", "port"},
+			fx.base("--server", closedAddr(t)+","+ts.addr, "--server", closedAddr(t))...)...)
+		r.want(t, exitOK)
+		if string(r.stdout) != "-5432" {
+			t.Errorf("run %d: got %q, want -5432", i, r.stdout)
+		}
+	}
+}
+
+// TestRetryLateServer starts the server only after the client has logged
+// its first retry.
+func TestRetryLateServer(t *testing.T) {
+	fx := newFixture(t)
+	addr := closedAddr(t)
+	cmd := exec.Command(clientBin, append([]string{"get", "--format", "raw", "port"},
+		fx.base("--server", addr, "--wait", "60s", "--timeout", "2s")...)...)
+	cmd.Env = environ()
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	sc := bufio.NewScanner(errPipe)
+	started := false
+	for sc.Scan() {
+		stderr.Write(sc.Bytes())
+		stderr.WriteByte('\n')
+		if !started && strings.HasPrefix(sc.Text(), "coffer-client: retry 1 ") {
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				cmd.Process.Kill()
+				t.Fatalf("listening on %s again: %v", addr, err)
+			}
+			fx.serve(l, 1)
+			started = true
+		}
+	}
+	err = cmd.Wait()
+	fx.checkStderr(stderr.Bytes())
+	if err != nil || !started {
+		t.Fatalf("got %v (server started: %v), want success after a retry; stderr:\n%s", err, started, stderr.Bytes())
+	}
+	if stdout.String() != "-5432" {
+		t.Errorf("got %q, want -5432", stdout.String())
+	}
+}
+
+func TestDeadline(t *testing.T) {
+	fx := newFixture(t)
+	t.Run("refused", func(t *testing.T) {
+		r := fx.run(nil, append([]string{"get"}, fx.base("--server", closedAddr(t), "--wait", "700ms")...)...)
+		r.want(t, exitUnreachable)
+		if !bytes.Contains(r.stderr, []byte("coffer-client: retry 1 ")) || !bytes.Contains(r.stderr, []byte("no server answered within 700ms")) {
+			t.Errorf("stderr lacks the retry or the final line:\n%s", r.stderr)
+		}
+	})
+	t.Run("silent server", func(t *testing.T) {
+		// The kernel accepts; nobody ever answers the Hello.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		r := fx.run(nil, append([]string{"get"}, fx.base("--server", l.Addr().String(), "--timeout", "300ms")...)...)
+		r.want(t, exitUnreachable)
+	})
+	t.Run("no wait means one attempt", func(t *testing.T) {
+		r := fx.run(nil, append([]string{"get"}, fx.base("--server", closedAddr(t))...)...)
+		r.want(t, exitUnreachable)
+		if bytes.Contains(r.stderr, []byte("retry")) {
+			t.Errorf("retried without --wait:\n%s", r.stderr)
+		}
+	})
+}
+
+func TestAuthFailures(t *testing.T) {
+	fx := newFixture(t)
+	ts := fx.serve(nil, 1)
+	other, _ := coffer.GenerateKey(rand.Reader)
+	t.Run("wrong pinned key", func(t *testing.T) {
+		r := fx.run(nil, append([]string{"get", "--server", ts.addr, "--wait", "60s"},
+			fx.base("--server-key", other.Public().String())...)...)
+		r.want(t, exitAuth)
+		if bytes.Contains(r.stderr, []byte("retry")) {
+			t.Errorf("retried an authentication failure:\n%s", r.stderr)
+		}
+	})
+	ts2 := fx.serve(nil, 1)
+	ts2.swap(1, map[coffer.PublicKey]frame.Shard{other.Public(): {"x": str("y")}})
+	t.Run("unknown client", func(t *testing.T) {
+		r := fx.run(nil, append([]string{"get"}, fx.base("--server", ts2.addr, "--wait", "60s")...)...)
+		r.want(t, exitAuth)
+		if !bytes.Contains(r.stderr, []byte(fx.client.Public().String())) || bytes.Contains(r.stderr, []byte("retry")) {
+			t.Errorf("want one failure naming the client key, no retry:\n%s", r.stderr)
+		}
+	})
+	t.Run("no failover after an unknown client", func(t *testing.T) {
+		// The order is shuffled: each run either reaches the good server
+		// first or stops at the one that does not know this client.
+		stopped := 0
+		for range 12 {
+			r := fx.run(nil, append([]string{"get"}, fx.base("--server", ts2.addr+","+ts.addr)...)...)
+			if r.code == exitAuth {
+				stopped++
+			} else {
+				r.want(t, exitOK)
+			}
+		}
+		if stopped == 0 {
+			t.Error("every run failed over past the server that does not know this client")
+		}
+	})
+}
+
+func TestFreshness(t *testing.T) {
+	fx := newFixture(t)
+	ts := fx.serve(nil, 5)
+	get := func(args ...string) result {
+		return fx.run(nil, append([]string{"get", "--format", "raw", "port"}, fx.base(append([]string{"--server", ts.addr}, args...)...)...)...)
+	}
+	t.Run("min serial", func(t *testing.T) {
+		get("--min-serial", "5").want(t, exitOK)
+		r := get("--min-serial", "6")
+		r.want(t, exitFailure)
+		if len(r.stdout) != 0 {
+			t.Errorf("got output %q from a refused server", r.stdout)
+		}
+	})
+	t.Run("state", func(t *testing.T) {
+		state := filepath.Join(fx.dir, "state")
+		get("--state", state).want(t, exitOK)
+		data, err := os.ReadFile(state)
+		if err != nil || !bytes.Contains(data, []byte(fx.server.Public().String()+" 5\n")) {
+			t.Fatalf("state file: %v\n%s", err, data)
+		}
+		if fi, _ := os.Stat(state); fi.Mode().Perm() != 0o600 {
+			t.Errorf("state mode %v, want 0600", fi.Mode())
+		}
+		ts.swap(4, map[coffer.PublicKey]frame.Shard{fx.client.Public(): fx.shard}) // rolled back
+		r := get("--state", state)
+		r.want(t, exitFailure)
+		if !bytes.Contains(r.stderr, []byte("older")) {
+			t.Errorf("stderr does not explain the rollback:\n%s", r.stderr)
+		}
+		ts.swap(7, map[coffer.PublicKey]frame.Shard{fx.client.Public(): fx.shard})
+		get("--state", state).want(t, exitOK)
+		if data, _ := os.ReadFile(state); !bytes.Contains(data, []byte(" 7\n")) {
+			t.Errorf("state not raised to 7:\n%s", data)
+		}
+		os.WriteFile(state, []byte("garbage\n"), 0o600)
+		get("--state", state).want(t, exitFailure)
+	})
+}
+
+func TestCache(t *testing.T) {
+	fx := newFixture(t)
+	ts := fx.serve(nil, 5)
+	cache := filepath.Join(fx.dir, "cache")
+	state := filepath.Join(fx.dir, "state")
+	down := closedAddr(t)
+	get := func(server string, args ...string) result {
+		return fx.run(nil, append([]string{"get", "--format", "json"},
+			fx.base(append([]string{"--server", server, "--cache", cache, "--state", state}, args...)...)...)...)
+	}
+	t.Run("absent cache", func(t *testing.T) {
+		get(down).want(t, exitUnreachable)
+	})
+	t.Run("written after a fetch", func(t *testing.T) {
+		get(ts.addr).want(t, exitOK)
+		fi, err := os.Stat(cache)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("cache: %v, mode %v; want 0600", err, fi)
+		}
+		if data, _ := os.ReadFile(cache); bytes.Contains(data, []byte(canary)) {
+			t.Error("cache holds the plaintext")
+		}
+	})
+	t.Run("used when no server answers", func(t *testing.T) {
+		r := get(down)
+		r.want(t, exitOK)
+		checkJSON(t, r.stdout, fx.shard)
+		if !bytes.Contains(r.stderr, []byte("using the cache")) {
+			t.Errorf("cache use not reported:\n%s", r.stderr)
+		}
+	})
+	t.Run("names from the cache", func(t *testing.T) {
+		r := fx.run(nil, append([]string{"get", "--format", "raw", "port"}, fx.base("--server", down, "--cache", cache)...)...)
+		r.want(t, exitOK)
+		if string(r.stdout) != "-5432" {
+			t.Errorf("got %q, want -5432", r.stdout)
+		}
+	})
+	t.Run("a fetch of some names does not replace it", func(t *testing.T) {
+		before, _ := os.ReadFile(cache)
+		fx.run(nil, append([]string{"get", "--format", "raw", "port"}, fx.base("--server", ts.addr, "--cache", cache)...)...).want(t, exitOK)
+		if after, _ := os.ReadFile(cache); !bytes.Equal(before, after) {
+			t.Error("the cache was replaced by a partial shard")
+		}
+	})
+	t.Run("too old", func(t *testing.T) {
+		get(down, "--max-age", "1ns").want(t, exitUnreachable)
+	})
+	t.Run("below the min serial", func(t *testing.T) {
+		get(down, "--min-serial", "6").want(t, exitUnreachable)
+	})
+	t.Run("another client key", func(t *testing.T) {
+		other := newFixture(t)
+		r := fx.run(nil, append([]string{"get"}, other.base("--server", down, "--cache", cache, "--server-key", fx.server.Public().String())...)...)
+		r.want(t, exitUnreachable)
+	})
+	t.Run("not after an authentication failure", func(t *testing.T) {
+		ts.swap(6, map[coffer.PublicKey]frame.Shard{})
+		get(ts.addr).want(t, exitAuth)
+	})
+	t.Run("below the remembered serial", func(t *testing.T) {
+		ts.swap(9, map[coffer.PublicKey]frame.Shard{fx.client.Public(): fx.shard})
+		get(ts.addr).want(t, exitOK) // state and cache now at 9
+		os.WriteFile(state, []byte(fx.server.Public().String()+" 10\n"), 0o600)
+		r := get(down)
+		r.want(t, exitUnreachable)
+		if !bytes.Contains(r.stderr, []byte("below the required 10")) {
+			t.Errorf("stderr does not say why the cache was refused:\n%s", r.stderr)
+		}
+	})
+}
