@@ -233,6 +233,7 @@ func (cl *clientSession) sealGet() error {
 		return fmt.Errorf("coffer: encoding get: %w", err)
 	}
 	b, err := cl.cs.seal(appendHeader(nil, frame.TypeGet), pt)
+	clear(pt) // the names
 	if err == nil {
 		b, err = finishFrame(b, 0)
 	}

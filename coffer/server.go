@@ -169,16 +169,23 @@ func setDefault(d *time.Duration, def time.Duration) {
 // next (about 37 µs each, spread over all CPUs), leaving out and logging
 // clients with weak keys. Sessions already running keep the snapshot
 // they started with; prev.Released() is closed when the last of them
-// ends. A nil next makes the server answer Error{unavailable}.
+// ends. A nil next makes the server answer Error{unavailable}. Swapping
+// in the snapshot already installed does nothing; a snapshot installed
+// before (here or on another Server) is installed as a fresh copy, which
+// is what a later Swap returns.
 func (s *Server) Swap(next *Snapshot) (prev *Snapshot) {
 	s.init()
 	if next != nil {
+		if next == s.snap.Load() {
+			return next
+		}
+		if !next.claim() {
+			next = &Snapshot{Version: next.Version, Clients: next.Clients, Shards: next.Shards}
+			next.claim()
+		}
 		for _, k := range next.precompute(s.Key) {
 			s.log.Warn("skipping client with a weak key", "client", k.Fingerprint(), "name", next.Clients[k])
 		}
-		next.mu.Lock()
-		next.initLocked()
-		next.mu.Unlock()
 		s.log.Info("definition installed", "serial", next.Version.Serial, "clients", len(next.table))
 	}
 	prev = s.snap.Swap(next)

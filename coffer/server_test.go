@@ -208,7 +208,10 @@ type blockingShards struct {
 }
 
 func (b *blockingShards) Shard(c PublicKey, names []string) ([]byte, error) {
-	b.entered <- struct{}{}
+	select {
+	case b.entered <- struct{}{}:
+	case <-b.release: // released: no longer blocks or announces
+	}
 	<-b.release
 	return b.inner.Shard(c, names)
 }
@@ -260,6 +263,22 @@ func TestSwap(t *testing.T) {
 		}
 	}
 
+	t.Run("reinstall", func(t *testing.T) {
+		cur := fx.srv.snap.Load()
+		if got := fx.srv.Swap(cur); got != cur {
+			t.Errorf("swapping in the current snapshot returned %p, want it back %p", got, cur)
+		}
+		fx.srv.Swap(a) // retired and released: installed as a copy
+		if r, err := fx.fetch(t, fx.config(0)); err != nil || r.Version.Serial != 10 {
+			t.Fatalf("after reinstalling a: got %+v, %v; want serial 10", r, err)
+		}
+		next, _ := gen(12)
+		prev := fx.srv.Swap(next)
+		if prev == a || prev.Version.Serial != 10 {
+			t.Errorf("got prev %p serial %d, want a copy of a", prev, prev.Version.Serial)
+		}
+		<-prev.Released()
+	})
 	t.Run("under load", func(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make(chan error, 64)

@@ -319,6 +319,9 @@ func (ss *session) openGet(f frame.Frame) ([]string, error) {
 // OkGet chunks of at most frame.MaxChunkBytes, each sealed under k_sc
 // with the next counter. The shard is zeroed afterwards.
 func (ss *session) sendShard(names []string) error {
+	if ss.snap.Shards == nil {
+		return fail(frame.CodeInternal, OutcomeError, "snapshot without shards")
+	}
 	shard, err := ss.snap.Shards.Shard(ss.client, names)
 	if err != nil {
 		ss.s.log.Warn("reading a shard failed", "client", ss.client.Fingerprint(), "err", err)

@@ -38,6 +38,7 @@ type Snapshot struct {
 	table map[PublicKey]*clientEntry
 
 	mu       sync.Mutex
+	claimed  bool          // installed by a Swap
 	refs     int           // sessions using this snapshot
 	retired  bool          // swapped out
 	released chan struct{} // closed when retired and refs == 0
@@ -64,6 +65,19 @@ func (sn *Snapshot) initLocked() {
 	if sn.released == nil {
 		sn.released = make(chan struct{})
 	}
+}
+
+// claim marks the snapshot as installed, once: its table belongs to one
+// Server key and one installation.
+func (sn *Snapshot) claim() bool {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if sn.claimed {
+		return false
+	}
+	sn.claimed = true
+	sn.initLocked()
+	return true
 }
 
 // acquire counts a session in, unless the snapshot is already retired.
