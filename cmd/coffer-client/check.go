@@ -21,12 +21,17 @@ knows this client, serves a fresh definition). It fetches the shard to
 prove all of that, but prints only counts, never names or values. There
 are no retries; --wait is ignored.
 
-Exit status: 0 when every server serves this client, 4 when any server
-fails authentication or does not know this client, 3 when no server is
-reachable, 2 for a configuration error (including the key file), and 1
-when only some servers serve this client.
+` + connectionUsage + `
+Exit status:
+  0  every server serves this client
+  1  only some servers serve this client
+  2  usage or configuration error (flags, config file, key file)
+  3  no server serves this client (unreachable, busy or stale)
+  4  a server failed authentication or does not know this client
 
-` + commonUsage
+Example:
+  coffer-client check --server a:9187,b:9187
+`
 
 func (e *env) check(args []string) error {
 	var c commonFlags

@@ -75,9 +75,9 @@ func TestRetryLateServer(t *testing.T) {
 func TestDeadline(t *testing.T) {
 	fx := newFixture(t)
 	t.Run("refused", func(t *testing.T) {
-		r := fx.run(nil, append([]string{"get"}, fx.base("--server", closedAddr(t), "--wait", "700ms")...)...)
+		r := fx.run(nil, append([]string{"get"}, fx.base("--server", closedAddr(t), "--wait", "1500ms")...)...)
 		r.want(t, exitUnreachable)
-		if !bytes.Contains(r.stderr, []byte("coffer-client: retry 1 ")) || !bytes.Contains(r.stderr, []byte("no server answered within 700ms")) {
+		if !bytes.Contains(r.stderr, []byte("coffer-client: retry 1 ")) || !bytes.Contains(r.stderr, []byte("no server answered within 1.5s")) {
 			t.Errorf("stderr lacks the retry or the final line:\n%s", r.stderr)
 		}
 	})

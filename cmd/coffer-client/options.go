@@ -80,24 +80,35 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.maxAge, "max-age", 0, "")
 }
 
-const commonUsage = `Connection options (flag, then environment, then config file):
-  --config FILE       client config file (default /etc/coffer/client.toml,
-                      ignored when absent)                     COFFER_CONFIG
-  --server ADDR       server host[:port] (default port 9187); comma-separated
-                      or repeated; tried in a shuffled order   COFFER_SERVER
-  --server-key KEY    the pinned server public key, cofferpk1... COFFER_SERVER_KEY
-  --key FILE          this client's private key file
-                      (default /etc/coffer/client.key)         COFFER_KEY
-  --timeout D         limit of one connection attempt (default 5s) COFFER_TIMEOUT
-  --wait D            keep retrying with backoff for up to D (default 0:
-                      try each server once)                    COFFER_WAIT
-  --min-serial N      refuse a definition older than serial N  COFFER_MIN_SERIAL
-  --state FILE        remember the highest serial seen and refuse older
-                      servers                                  COFFER_STATE
-  --cache FILE        sealed copy of the last good shard, used only when no
-                      server answers within --wait             COFFER_CACHE
-  --max-age D         oldest cache that may be used (default 24h) COFFER_MAX_AGE
+// commonUsage is the usage text of the connection options and the exit
+// statuses, shared by get and exec.
+const commonUsage = connectionUsage + exitStatusUsage
 
+const connectionUsage = `Connection options (each flag overrides its COFFER_* variable, which
+overrides the config file):
+  --config FILE     client config file; default /etc/coffer/client.toml,
+                    ignored when absent (COFFER_CONFIG)
+  --server ADDR     host[:port], default port 9187; comma-separated or
+                    repeated; tried in a shuffled order (COFFER_SERVER)
+  --server-key KEY  the pinned server public key, cofferpk1...
+                    (COFFER_SERVER_KEY)
+  --key FILE        this client's private key file; default
+                    /etc/coffer/client.key (COFFER_KEY)
+  --timeout D       limit of one connection attempt; default 5s
+                    (COFFER_TIMEOUT)
+  --wait D          keep retrying with backoff for up to D; default 0: try
+                    each server once (COFFER_WAIT)
+  --min-serial N    refuse a definition older than serial N
+                    (COFFER_MIN_SERIAL)
+  --state FILE      remember the highest serial seen; refuse a server that
+                    serves an older one (COFFER_STATE)
+  --cache FILE      sealed copy of the last good shard, used only when no
+                    server answers within --wait (COFFER_CACHE)
+  --max-age D       oldest cache that may be used; default 24h
+                    (COFFER_MAX_AGE)
+`
+
+const exitStatusUsage = `
 Exit status:
   0  success
   1  any other failure (a stale server, a missing name, an output error)
