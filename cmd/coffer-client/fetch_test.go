@@ -249,4 +249,26 @@ func TestCache(t *testing.T) {
 			t.Errorf("stderr does not say why the cache was refused:\n%s", r.stderr)
 		}
 	})
+	t.Run("not when a server answered stale", func(t *testing.T) {
+		// The cache (serial 9) would pass --min-serial 5, but a server
+		// answered, so its refusal stands.
+		ts.swap(4, map[coffer.PublicKey]frame.Shard{fx.client.Public(): fx.shard})
+		r := fx.run(nil, append([]string{"get"}, fx.base("--server", ts.addr, "--cache", cache, "--min-serial", "5")...)...)
+		r.want(t, exitFailure)
+		if len(r.stdout) != 0 || bytes.Contains(r.stderr, []byte("using the cache")) {
+			t.Errorf("the cache was used after a stale answer:\n%s", r.stderr)
+		}
+	})
+	t.Run("nothing recorded when the output fails", func(t *testing.T) {
+		ts.swap(11, map[coffer.PublicKey]frame.Shard{fx.client.Public(): fx.shard})
+		before, _ := os.ReadFile(cache)
+		fx.run(nil, append([]string{"get", "--format", "env", "--out", filepath.Join(fx.dir, "no", "such", "file")},
+			fx.base("--server", ts.addr, "--cache", cache, "--state", state)...)...).want(t, exitFailure)
+		if after, _ := os.ReadFile(cache); !bytes.Equal(before, after) {
+			t.Error("the cache was replaced although the output failed")
+		}
+		if data, _ := os.ReadFile(state); bytes.Contains(data, []byte(" 11\n")) {
+			t.Error("the state was raised although the output failed")
+		}
+	})
 }
