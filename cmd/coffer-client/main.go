@@ -195,8 +195,9 @@ func (e *env) fetchShard(s *session, names []string) (*shard, error) {
 		maxAge: s.maxAge, names: names, now: time.Now()})
 	if cerr != nil {
 		var xe *exitError
-		errors.As(err, &xe)
-		xe.hints = append(xe.hints, cerr.Error())
+		if errors.As(err, &xe) {
+			xe.hints = append(xe.hints, cerr.Error())
+		}
 		return nil, err
 	}
 	fmt.Fprintf(e.stderr, "coffer-client: warning: %v\n", err)
