@@ -92,3 +92,17 @@ func resetPeakRSS(pid int) bool {
 	_, err = f.Write([]byte("5"))
 	return f.Close() == nil && err == nil
 }
+
+// loadAvg returns the machine's 1-minute load average, or 0.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}

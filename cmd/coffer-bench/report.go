@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -14,6 +15,7 @@ import (
 // one JSON line; field names are stable so runs can be compared.
 type figures struct {
 	Time      string  `json:"time"`
+	Revision  string  `json:"revision,omitempty"` // the commit coffer-bench was built from
 	GoVersion string  `json:"go"`
 	CPUs      int     `json:"cpus"`
 	Clients   int     `json:"clients"`
@@ -24,6 +26,9 @@ type figures struct {
 	Conc      []int   `json:"conc"`
 	StormConc int     `json:"storm_conc"`
 	Quick     bool    `json:"quick"`
+	// LoadAvg is the machine's 1-minute load average at the start and
+	// the end: other busy processes show up in every figure.
+	LoadAvg [2]float64 `json:"loadavg"`
 
 	DefinitionBytes int     `json:"definition_bytes"`
 	ShardBytes      int     `json:"shard_bytes"`
@@ -102,6 +107,8 @@ type target struct {
 func newFigures(opt *options) *figures {
 	f := &figures{
 		Time:      time.Now().UTC().Format(time.RFC3339),
+		Revision:  revision(),
+		LoadAvg:   [2]float64{loadAvg(), 0},
 		GoVersion: runtime.Version(),
 		CPUs:      runtime.NumCPU(),
 		Clients:   opt.clients,
@@ -120,6 +127,33 @@ func newFigures(opt *options) *figures {
 		f.Load[t] = map[string]*loadFig{}
 	}
 	return f
+}
+
+// revision returns the VCS revision stamped into the binary, with
+// "+dirty" when the tree had local changes, or "".
+func revision() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev + dirty
 }
 
 func newStormFig(out *phaseOut, before memStat, reset bool) *stormFig {
@@ -200,6 +234,7 @@ func ratio(a, b float64) float64 {
 
 // finish computes the floor, the ratios and the targets.
 func (f *figures) finish() {
+	f.LoadAvg[1] = loadAvg()
 	for _, c := range f.Conc {
 		k := concKey(c)
 		co, tl, mt := f.Load["coffer"][k], f.Load["tls"][k], f.Load["mtls"][k]
@@ -263,8 +298,9 @@ var targetNames = map[string]string{
 
 // printReport prints the table and, last, the JSON line.
 func printReport(w io.Writer, f *figures) error {
-	fmt.Fprintf(w, "\ncoffer-bench  %s  %s  %d CPUs  %d clients x %d secrets of %d B  phases %gs x %d rounds (medians)\n\n",
-		f.Time, f.GoVersion, f.CPUs, f.Clients, f.Secrets, f.ValueSize, f.PhaseS, f.Rounds)
+	fmt.Fprintf(w, "\ncoffer-bench %s  %s  %s  %d CPUs  %d clients x %d secrets of %d B  phases %gs x %d rounds (medians)\n\n",
+		f.Revision, f.Time, f.GoVersion, f.CPUs, f.Clients, f.Secrets, f.ValueSize, f.PhaseS, f.Rounds)
+	fmt.Fprintf(w, "load average %.1f at the start, %.1f at the end (other processes on the machine are in every figure)\n\n", f.LoadAvg[0], f.LoadAvg[1])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "definition\t%.1f MiB TOML, encoded shard %d B\t\n", float64(f.DefinitionBytes)/(1<<20), f.ShardBytes)
 	fmt.Fprintf(tw, "seal\t%.0f ms\t%s\n", f.SealMs, f.SealMethod)
