@@ -421,7 +421,9 @@ func TestBootStorm(t *testing.T) {
 		// and these clients share the server's two CPUs: keep the
 		// default rate limits, relax the deadlines.
 		n = 1000
-		opts = append(opts, func(s *Server) { s.HelloTimeout, s.GetTimeout, s.SessionTimeout = time.Minute, time.Minute, time.Minute })
+		opts = append(opts, func(s *Server) {
+			s.HelloTimeout, s.GetTimeout, s.SessionTimeout = time.Minute, time.Minute, time.Minute
+		})
 	}
 	fx := newFixture(t, 0, opts...)
 	snap := &Snapshot{Version: Version{Serial: 1}, Clients: map[PublicKey]string{}, Shards: fx.shards}

@@ -105,7 +105,7 @@ func (ss *session) run() error {
 	// The shard is out; Bye is a courtesy. Wait for it briefly, then close.
 	ss.c.SetDeadline(minTime(time.Now().Add(s.ByeTimeout), ss.start.Add(s.SessionTimeout)))
 	if f, err = frame.Read(ss.c, frame.TypeBye); err == nil {
-		ss.openBye(f)
+		_ = ss.openBye(f) // a bad Bye changes nothing
 	}
 	return nil
 }
@@ -365,14 +365,18 @@ func (ss *session) sendShard(names []string) error {
 	}
 }
 
-// openBye checks the client's Bye; the session ends either way.
-func (ss *session) openBye(f frame.Frame) {
+// openBye checks the client's Bye. The shard is already delivered, so
+// the caller closes whatever the result (docs/protocol.md §4.5).
+func (ss *session) openBye(f frame.Frame) error {
 	pt, err := ss.cs.open(nil, f.Body())
 	if err != nil {
-		return
+		return err
 	}
 	var p frame.ByePayload
-	_ = frame.Unmarshal(pt, &p)
+	if err := frame.Unmarshal(pt, &p); err != nil {
+		return err
+	}
+	return p.Validate()
 }
 
 // sendError sends Error{code}: sealed under k_sc once a Get has opened,
