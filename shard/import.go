@@ -145,56 +145,65 @@ func (st *Store) writeGen(gen uint64, clients iter.Seq[Client]) (uint64, error) 
 	wb := st.db.NewWriteBatch()
 	defer wb.Cancel()
 	var (
-		a      arena
-		ns     nonces
-		aad    []byte
-		rec    []byte
-		n      uint64
-		writes int
-		seen   = map[[32]byte]bool{}
-		err    error
+		a     arena
+		ns    nonces
+		aad   []byte
+		plain []byte
+		names []string
+		n     uint64
+		seen  = map[[32]byte]bool{}
 	)
+	defer func() { clear(plain) }()
 	for c := range clients {
-		if seen[c.Key] {
-			return 0, fmt.Errorf("shard: client %q: duplicate client key", c.Name)
+		if err := checkClient(&c, seen); err != nil {
+			return 0, err
 		}
-		seen[c.Key] = true
-		if len(c.Name) == 0 || len(c.Name) > maxNameBytes {
-			return 0, fmt.Errorf("shard: client name of %d bytes (want 1..%d)", len(c.Name), maxNameBytes)
-		}
-		for name, val := range c.Values {
-			if len(name) == 0 || len(name) > maxNameBytes {
-				return 0, fmt.Errorf("shard: client %q: value name of %d bytes (want 1..%d)", c.Name, len(name), maxNameBytes)
-			}
-			if len(val) > maxValueBytes {
-				return 0, fmt.Errorf("shard: client %q: value %q of %d bytes exceeds %d", c.Name, name, len(val), maxValueBytes)
-			}
-			k := valueKey(a.take(len(prefixValue)+8+32+len(name)), gen, &c.Key, name)
-			aad = valueAAD(aad[:0], gen, &c.Key, []byte(name))
-			sv := st.seal.seal(a.take(len(val)+sealOverhead), ns.next(), val, aad)
-			if err = wb.Set(k, sv); err != nil {
-				return 0, fmt.Errorf("shard: writing generation %d: %w", gen, err)
-			}
-			if writes++; writes%1000 == 0 {
-				st.step("batch")
-			}
-		}
-		rec = binary.BigEndian.AppendUint32(rec[:0], uint32(len(c.Values)))
-		rec = append(rec, c.Name...)
-		aad = clientAAD(aad[:0], gen, &c.Key)
-		k := clientKey(a.take(len(prefixClient)+8+32), gen, &c.Key)
-		if err = wb.Set(k, st.seal.seal(a.take(len(rec)+sealOverhead), ns.next(), rec, aad)); err != nil {
+		clear(plain)
+		plain, names = appendBlob(plain[:0], c.Values, names)
+		aad = shardAAD(aad[:0], gen, &c.Key)
+		k := shardKey(a.take(len(prefixShard)+8+32), gen, &c.Key)
+		v := st.seal.seal(a.take(len(plain)+sealOverhead), ns.next(), plain, aad)
+		if err := wb.Set(k, v); err != nil {
 			return 0, fmt.Errorf("shard: writing generation %d: %w", gen, err)
 		}
-		n++
+		plain = binary.BigEndian.AppendUint32(plain[:0], uint32(len(c.Values)))
+		plain = append(plain, c.Name...)
+		aad = clientAAD(aad[:0], gen, &c.Key)
+		k = clientKey(a.take(len(prefixClient)+8+32), gen, &c.Key)
+		if err := wb.Set(k, st.seal.seal(a.take(len(plain)+sealOverhead), ns.next(), plain, aad)); err != nil {
+			return 0, fmt.Errorf("shard: writing generation %d: %w", gen, err)
+		}
+		if n++; n%100 == 0 {
+			st.step("batch")
+		}
 	}
-	if err = wb.Flush(); err != nil {
+	if err := wb.Flush(); err != nil {
 		return 0, fmt.Errorf("shard: writing generation %d: %w", gen, err)
 	}
-	if err = st.db.Sync(); err != nil {
+	if err := st.db.Sync(); err != nil {
 		return 0, fmt.Errorf("shard: syncing generation %d: %w", gen, err)
 	}
 	return n, nil
+}
+
+// checkClient checks one client's key, names and sizes.
+func checkClient(c *Client, seen map[[32]byte]bool) error {
+	if seen[c.Key] {
+		return fmt.Errorf("shard: client %q: duplicate client key", c.Name)
+	}
+	seen[c.Key] = true
+	if len(c.Name) == 0 || len(c.Name) > maxNameBytes {
+		return fmt.Errorf("shard: client name of %d bytes (want 1..%d)", len(c.Name), maxNameBytes)
+	}
+	for name := range c.Values {
+		if len(name) == 0 || len(name) > maxNameBytes {
+			return fmt.Errorf("shard: client %q: value name of %d bytes (want 1..%d)", c.Name, len(name), maxNameBytes)
+		}
+	}
+	if size := blobSize(c.Values); size > maxShardBytes {
+		return fmt.Errorf("shard: client %q: shard of %d bytes exceeds %d", c.Name, size, maxShardBytes)
+	}
+	return nil
 }
 
 // flip points m/cur at next in one transaction and syncs.
@@ -236,8 +245,15 @@ func (st *Store) DropGeneration(g uint64) error {
 func (st *Store) dropGen(g uint64) error {
 	st.dropMu.Lock()
 	defer st.dropMu.Unlock()
-	if err := st.db.DropPrefix(genPrefix(nil, prefixValue, g), genPrefix(nil, prefixClient, g)); err != nil {
+	if err := st.db.DropPrefix(genPrefix(nil, prefixShard, g), genPrefix(nil, prefixClient, g)); err != nil {
 		return fmt.Errorf("shard: dropping generation %d: %w", g, err)
+	}
+	// Shards above the value threshold live in the value log, which
+	// DropPrefix does not shrink. Rewrite files that are mostly garbage.
+	for range maxVlogGC {
+		if err := st.db.RunValueLogGC(0.5); err != nil {
+			break // badger.ErrNoRewrite: nothing (more) worth rewriting
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -14,115 +15,46 @@ import (
 // verified: all of them when names is empty, else only those of names
 // that exist (a missing name is simply absent from the map). It returns
 // ErrNotFound for a client the generation does not hold and ErrTampered
-// when a value or the client record fails authentication, or when values
-// were removed. The returned slices are the caller's; clear them when
-// done. Safe for concurrent use; one read transaction, one AEAD open per
-// value.
+// when the stored shard fails authentication. The values share one
+// buffer, the caller's; clear them when done. Safe for concurrent use:
+// one read transaction, one lookup and one AEAD open.
 func (st *Store) Shard(gen uint64, client [32]byte, names []string) (map[string][]byte, error) {
 	if st.closed.Load() {
 		return nil, ErrClosed
 	}
-	var out map[string][]byte
+	var plain []byte
 	err := st.db.View(func(txn *badger.Txn) error {
-		want, err := st.clientRecord(txn, gen, &client)
-		if err != nil {
-			return err
-		}
-		if len(names) > 0 {
-			out, err = st.namedValues(txn, gen, &client, names)
-			return err
-		}
-		out, err = st.allValues(txn, gen, &client, want)
-		return err
-	})
-	if err != nil {
-		for _, v := range out {
-			clear(v)
-		}
-		return nil, err
-	}
-	return out, nil
-}
-
-// clientRecord opens the client's record and returns its value count.
-func (st *Store) clientRecord(txn *badger.Txn, gen uint64, client *[32]byte) (int, error) {
-	var kb [len(prefixClient) + 8 + 32]byte
-	item, err := txn.Get(clientKey(kb[:0], gen, client))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, ErrNotFound
-	}
-	if err != nil {
-		return 0, fmt.Errorf("shard: reading client: %w", err)
-	}
-	var ab [len(aadClient) + 8 + 32]byte
-	var count int
-	err = item.Value(func(sealed []byte) error {
-		rec, err := st.seal.open(sealed, clientAAD(ab[:0], gen, client))
-		if err != nil || len(rec) < 4 {
-			return ErrTampered
-		}
-		count = int(binary.BigEndian.Uint32(rec))
-		return nil
-	})
-	return count, err
-}
-
-func (st *Store) allValues(txn *badger.Txn, gen uint64, client *[32]byte, want int) (map[string][]byte, error) {
-	out := make(map[string][]byte, want)
-	var pb [len(prefixValue) + 8 + 32]byte
-	prefix := valueKey(pb[:0], gen, client, "")
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchSize: 16})
-	defer it.Close()
-	var ab [128]byte
-	for it.Rewind(); it.Valid(); it.Next() {
-		item := it.Item()
-		name := item.Key()[len(prefix):]
-		v, err := st.openItem(item, valueAAD(ab[:0], gen, client, name))
-		if err != nil {
-			return out, err
-		}
-		out[string(name)] = v
-	}
-	if len(out) != want {
-		return out, fmt.Errorf("%w: client holds %d values, its record says %d", ErrTampered, len(out), want)
-	}
-	return out, nil
-}
-
-func (st *Store) namedValues(txn *badger.Txn, gen uint64, client *[32]byte, names []string) (map[string][]byte, error) {
-	out := make(map[string][]byte, len(names))
-	var kb, ab [128]byte
-	for _, name := range names {
-		if _, dup := out[name]; dup || len(name) == 0 || len(name) > maxNameBytes {
-			continue
-		}
-		item, err := txn.Get(valueKey(kb[:0], gen, client, name))
+		var kb [len(prefixShard) + 8 + 32]byte
+		item, err := txn.Get(shardKey(kb[:0], gen, &client))
 		if errors.Is(err, badger.ErrKeyNotFound) {
-			continue
+			return ErrNotFound
 		}
 		if err != nil {
-			return out, fmt.Errorf("shard: reading value: %w", err)
+			return fmt.Errorf("shard: reading shard: %w", err)
 		}
-		v, err := st.openItem(item, valueAAD(ab[:0], gen, client, []byte(name)))
-		if err != nil {
-			return out, err
+		var ab [len(aadShard) + 8 + 32]byte
+		return item.Value(func(sealed []byte) error {
+			plain, err = st.seal.open(sealed, shardAAD(ab[:0], gen, &client))
+			return err
+		})
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrTampered) {
+			return nil, err
 		}
-		out[name] = v
+		return nil, fmt.Errorf("shard: reading shard: %w", err)
+	}
+	out := make(map[string][]byte, max(len(names), 8))
+	err = parseBlob(plain, nil, func(name, value []byte) {
+		if len(names) == 0 || slices.Contains(names, string(name)) {
+			out[string(name)] = value
+		}
+	})
+	if err != nil {
+		clear(plain)
+		return nil, fmt.Errorf("%w: %v", ErrTampered, err)
 	}
 	return out, nil
-}
-
-func (st *Store) openItem(item *badger.Item, aad []byte) ([]byte, error) {
-	var v []byte
-	err := item.Value(func(sealed []byte) error {
-		var err error
-		v, err = st.seal.open(sealed, aad)
-		return err
-	})
-	if err != nil && !errors.Is(err, ErrTampered) {
-		return nil, fmt.Errorf("shard: reading value: %w", err)
-	}
-	return v, err
 }
 
 // Clients calls fn with the key and name of every client of generation
@@ -184,7 +116,7 @@ type Stats struct {
 	HasCurrent   bool
 	Clients      int   // clients of the current generation
 	Values       int   // values of the current generation
-	ValueBytes   int64 // their sealed size
+	ShardBytes   int64 // sealed size of its shards
 	DiskBytes    int64 // every file under the data directory
 	LSMBytes     int64 // Badger's estimate of its tables
 	VLogBytes    int64 // Badger's estimate of its value log
@@ -205,8 +137,8 @@ func (st *Store) Stats() (Stats, error) {
 	if c := st.cur.Load(); c != nil {
 		s.Version, s.Generation, s.HasCurrent = c.Version, c.Gen, true
 		err := st.db.View(func(txn *badger.Txn) error {
-			s.Clients = countPrefix(txn, genPrefix(nil, prefixClient, c.Gen), nil)
-			s.Values = countPrefix(txn, genPrefix(nil, prefixValue, c.Gen), &s.ValueBytes)
+			s.Clients, s.Values = st.countClients(txn, c.Gen)
+			s.ShardBytes = sizePrefix(txn, genPrefix(nil, prefixShard, c.Gen))
 			return nil
 		})
 		if err != nil {
@@ -225,15 +157,34 @@ func (st *Store) Stats() (Stats, error) {
 	return s, err
 }
 
-func countPrefix(txn *badger.Txn, prefix []byte, size *int64) int {
+// countClients counts the clients of gen and their values, from the
+// client records; a record that does not open counts no value.
+func (st *Store) countClients(txn *badger.Txn, gen uint64) (clients, values int) {
+	prefix := genPrefix(nil, prefixClient, gen)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+	defer it.Close()
+	var ab [len(aadClient) + 8 + 32]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		clients++
+		var key [32]byte
+		copy(key[:], it.Item().Key()[len(prefix):])
+		it.Item().Value(func(sealed []byte) error {
+			if rec, err := st.seal.open(sealed, clientAAD(ab[:0], gen, &key)); err == nil && len(rec) >= 4 {
+				values += int(binary.BigEndian.Uint32(rec))
+			}
+			return nil
+		})
+	}
+	return clients, values
+}
+
+// sizePrefix sums the stored sizes under prefix.
+func sizePrefix(txn *badger.Txn, prefix []byte) int64 {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
-	n := 0
+	var n int64
 	for it.Rewind(); it.Valid(); it.Next() {
-		n++
-		if size != nil {
-			*size += it.Item().ValueSize()
-		}
+		n += it.Item().ValueSize()
 	}
 	return n
 }

@@ -17,7 +17,7 @@ const (
 	valueKeyLabel = "coffer/1 shard value key"
 	stateKeyLabel = "coffer/1 shard state key"
 
-	aadValue  = "coffer/1 value"
+	aadShard  = "coffer/1 shard"
 	aadClient = "coffer/1 client"
 	aadCur    = "coffer/1 cur"
 )
@@ -31,14 +31,14 @@ const (
 )
 
 // nonceBatch is how many nonces one crypto/rand read fills during an
-// import, so 100,000 values cost a few hundred reads, not 100,000.
+// import, so 10,000 clients cost a few dozen reads, not 20,000.
 const nonceBatch = 1024
 
-// sealer binds stored records to their place in the keyspace. Values,
+// sealer binds stored records to their place in the keyspace. Shards,
 // client records and the current-generation pointer are AES-256-GCM
 // sealed with a random 96-bit nonce; the state file carries an
 // HMAC-SHA256. The nonce space allows about 2^32 seals per key, some
-// 40,000 imports of 100,000 values.
+// 400,000 imports of 10,000 clients.
 type sealer struct {
 	aead     cipher.AEAD
 	stateKey [32]byte
@@ -123,18 +123,17 @@ func (n *nonces) next() []byte {
 
 // Keyspace prefixes (doc.go).
 const (
-	prefixValue  = "s/"
+	prefixShard  = "s/"
 	prefixClient = "c/"
 	prefixAudit  = "a/"
 	keyCur       = "m/cur"
 )
 
-// valueKey appends s/ gen client name to dst.
-func valueKey(dst []byte, gen uint64, client *[32]byte, name string) []byte {
-	dst = append(dst, prefixValue...)
+// shardKey appends s/ gen client to dst.
+func shardKey(dst []byte, gen uint64, client *[32]byte) []byte {
+	dst = append(dst, prefixShard...)
 	dst = binary.BigEndian.AppendUint64(dst, gen)
-	dst = append(dst, client[:]...)
-	return append(dst, name...)
+	return append(dst, client[:]...)
 }
 
 // clientKey appends c/ gen client to dst.
@@ -150,13 +149,13 @@ func genPrefix(dst []byte, prefix string, gen uint64) []byte {
 	return binary.BigEndian.AppendUint64(dst, gen)
 }
 
-// valueAAD appends the associated data of a value: its label, generation,
-// client and name, so that a value opens only where it was written.
-func valueAAD(dst []byte, gen uint64, client *[32]byte, name []byte) []byte {
-	dst = append(dst, aadValue...)
+// shardAAD appends the associated data of a shard: its label, generation
+// and client, so that a shard opens only where it was written. The names
+// are inside the sealed blob.
+func shardAAD(dst []byte, gen uint64, client *[32]byte) []byte {
+	dst = append(dst, aadShard...)
 	dst = binary.BigEndian.AppendUint64(dst, gen)
-	dst = append(dst, client[:]...)
-	return append(dst, name...)
+	return append(dst, client[:]...)
 }
 
 // clientAAD appends the associated data of a client record.

@@ -160,7 +160,7 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.Clients != 1 || s.Values != 0 || s.Version != d.v || !s.HasCurrent || s.DiskBytes == 0 {
+		if s.Clients != 1 || s.Values != 0 || s.Version != d.v || !s.HasCurrent || s.DiskBytes == 0 || s.ShardBytes == 0 {
 			t.Fatalf("Stats = %+v", s)
 		}
 	})
@@ -191,6 +191,8 @@ func TestImportRefusals(t *testing.T) {
 	dup.clients[1].Key = dup.clients[0].Key
 	long := makeDef(3, 1, 0)
 	long.clients[0].Values = map[string][]byte{strings.Repeat("n", 2000): []byte("x")}
+	huge := makeDef(3, 1, 0)
+	huge.clients[0].Values = map[string][]byte{"BIG": make([]byte, 32<<20)}
 	for _, tc := range []struct {
 		name string
 		d    *def
@@ -202,6 +204,7 @@ func TestImportRefusals(t *testing.T) {
 		{"hash mismatch", bad, nil},
 		{"duplicate client", dup, nil},
 		{"long name", long, nil},
+		{"shard too large", huge, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := st.Import(tc.d.v, tc.d.sealed, tc.d.seq())
@@ -339,33 +342,22 @@ func TestTamper(t *testing.T) {
 		client int // the client whose shard fails
 		edit   func(txn *badger.Txn, gen uint64) error
 	}{
-		{"flip value byte", 1, func(txn *badger.Txn, gen uint64) error {
-			v := rawGet(txn, rawKey("s/", gen, clientKey(1), "VALUE_0"))
+		{"flip shard byte", 1, func(txn *badger.Txn, gen uint64) error {
+			v := rawGet(txn, rawKey("s/", gen, clientKey(1), ""))
 			v[len(v)-20] ^= 0x40
-			return txn.Set(rawKey("s/", gen, clientKey(1), "VALUE_0"), v)
+			return txn.Set(rawKey("s/", gen, clientKey(1), ""), v)
 		}},
-		{"move value to another client", 2, func(txn *badger.Txn, gen uint64) error {
-			v := rawGet(txn, rawKey("s/", gen, clientKey(0), "VALUE_1"))
-			return txn.Set(rawKey("s/", gen, clientKey(2), "VALUE_1"), v)
+		{"move shard to another client", 2, func(txn *badger.Txn, gen uint64) error {
+			v := rawGet(txn, rawKey("s/", gen, clientKey(0), ""))
+			return txn.Set(rawKey("s/", gen, clientKey(2), ""), v)
 		}},
-		{"move value to another name", 3, func(txn *badger.Txn, gen uint64) error {
-			v := rawGet(txn, rawKey("s/", gen, clientKey(3), "VALUE_0"))
-			return txn.Set(rawKey("s/", gen, clientKey(3), "VALUE_2"), v)
+		{"truncate shard", 0, func(txn *badger.Txn, gen uint64) error {
+			v := rawGet(txn, rawKey("s/", gen, clientKey(0), ""))
+			return txn.Set(rawKey("s/", gen, clientKey(0), ""), v[:len(v)-1])
 		}},
-		{"truncate value", 0, func(txn *badger.Txn, gen uint64) error {
-			v := rawGet(txn, rawKey("s/", gen, clientKey(0), "VALUE_0"))
-			return txn.Set(rawKey("s/", gen, clientKey(0), "VALUE_0"), append(v[:0:0], v...)[:len(v)-1])
-		}},
-		{"delete a value", 4, func(txn *badger.Txn, gen uint64) error {
-			return txn.Delete(rawKey("s/", gen, clientKey(4), "VALUE_2"))
-		}},
-		{"add a value", 4, func(txn *badger.Txn, gen uint64) error {
-			v := rawGet(txn, rawKey("s/", gen, clientKey(4), "VALUE_2"))
-			return txn.Set(rawKey("s/", gen, clientKey(4), "VALUE_9"), v)
-		}},
-		{"swap client records", 1, func(txn *badger.Txn, gen uint64) error {
-			v := rawGet(txn, rawKey("c/", gen, clientKey(0), ""))
-			return txn.Set(rawKey("c/", gen, clientKey(1), ""), v)
+		{"client record as shard", 3, func(txn *badger.Txn, gen uint64) error {
+			v := rawGet(txn, rawKey("c/", gen, clientKey(3), ""))
+			return txn.Set(rawKey("s/", gen, clientKey(3), ""), v)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -376,47 +368,64 @@ func TestTamper(t *testing.T) {
 			st.Close()
 			editRaw(t, dir, func(txn *badger.Txn) error { return tc.edit(txn, gen) })
 			st = open(t, dir, shard.Options{})
-			_, err := st.Shard(gen, clientKey(tc.client), nil)
-			if !errors.Is(err, shard.ErrTampered) {
-				t.Fatalf("Shard: got %v, want ErrTampered", err)
+			for _, names := range [][]string{nil, {"VALUE_1"}} {
+				_, err := st.Shard(gen, clientKey(tc.client), names)
+				if !errors.Is(err, shard.ErrTampered) {
+					t.Fatalf("Shard(%q): got %v, want ErrTampered", names, err)
+				}
+				noCanary(t, err)
 			}
-			noCanary(t, err)
-			if tc.name != "swap client records" && tc.name != "add a value" {
-				return
+			if _, err := st.Shard(gen, clientKey(4), nil); err != nil {
+				t.Fatalf("untouched client: %v", err)
 			}
-			err = st.Clients(gen, func([32]byte, string) {})
-			if tc.name == "swap client records" && !errors.Is(err, shard.ErrTampered) {
+		})
+	}
+	t.Run("replay an older generation's shard", func(t *testing.T) {
+		dir := t.TempDir()
+		st := open(t, dir, shard.Options{})
+		mustImport(t, st, d)
+		_, gen1, _ := st.Current()
+		st.Close()
+		var old []byte
+		editRaw(t, dir, func(txn *badger.Txn) error {
+			old = rawGet(txn, rawKey("s/", gen1, clientKey(0), ""))
+			return nil
+		})
+		st = open(t, dir, shard.Options{})
+		d2 := makeDef(2, 5, 3)
+		if err := st.DropGeneration(mustImport(t, st, d2)); err != nil {
+			t.Fatal(err)
+		}
+		_, gen2, _ := st.Current()
+		st.Close()
+		editRaw(t, dir, func(txn *badger.Txn) error { return txn.Set(rawKey("s/", gen2, clientKey(0), ""), old) })
+		st = open(t, dir, shard.Options{})
+		if _, err := st.Shard(gen2, clientKey(0), nil); !errors.Is(err, shard.ErrTampered) {
+			t.Fatalf("got %v, want ErrTampered", err)
+		}
+	})
+	for name, edit := range map[string]func(txn *badger.Txn, gen uint64) error{
+		"swap client records": func(txn *badger.Txn, gen uint64) error {
+			v := rawGet(txn, rawKey("c/", gen, clientKey(0), ""))
+			return txn.Set(rawKey("c/", gen, clientKey(1), ""), v)
+		},
+		"delete a client": func(txn *badger.Txn, gen uint64) error {
+			return txn.Delete(rawKey("c/", gen, clientKey(2), ""))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			st := open(t, dir, shard.Options{})
+			mustImport(t, st, d)
+			_, gen, _ := st.Current()
+			st.Close()
+			editRaw(t, dir, func(txn *badger.Txn) error { return edit(txn, gen) })
+			st = open(t, dir, shard.Options{})
+			if err := st.Clients(gen, func([32]byte, string) {}); !errors.Is(err, shard.ErrTampered) {
 				t.Fatalf("Clients: got %v, want ErrTampered", err)
 			}
 		})
 	}
-	t.Run("named value moved", func(t *testing.T) {
-		dir := t.TempDir()
-		st := open(t, dir, shard.Options{})
-		mustImport(t, st, d)
-		_, gen, _ := st.Current()
-		st.Close()
-		editRaw(t, dir, func(txn *badger.Txn) error {
-			v := rawGet(txn, rawKey("s/", gen, clientKey(0), "VALUE_1"))
-			return txn.Set(rawKey("s/", gen, clientKey(1), "VALUE_1"), v)
-		})
-		st = open(t, dir, shard.Options{})
-		if _, err := st.Shard(gen, clientKey(1), []string{"VALUE_1"}); !errors.Is(err, shard.ErrTampered) {
-			t.Fatalf("got %v, want ErrTampered", err)
-		}
-	})
-	t.Run("delete a client", func(t *testing.T) {
-		dir := t.TempDir()
-		st := open(t, dir, shard.Options{})
-		mustImport(t, st, d)
-		_, gen, _ := st.Current()
-		st.Close()
-		editRaw(t, dir, func(txn *badger.Txn) error { return txn.Delete(rawKey("c/", gen, clientKey(2), "")) })
-		st = open(t, dir, shard.Options{})
-		if err := st.Clients(gen, func([32]byte, string) {}); !errors.Is(err, shard.ErrTampered) {
-			t.Fatalf("got %v, want ErrTampered", err)
-		}
-	})
 	t.Run("current pointer", func(t *testing.T) {
 		dir := t.TempDir()
 		st := open(t, dir, shard.Options{})
