@@ -460,3 +460,28 @@ func TestBootStorm(t *testing.T) {
 	}
 	t.Logf("%d clients in %v", n, time.Since(start))
 }
+
+// TestMaxConns: with every slot taken, a new connection waits in the
+// backlog without being served, and is served once a slot frees.
+func TestMaxConns(t *testing.T) {
+	fx := newFixture(t, 1, noLimits, func(s *Server) { s.MaxConns = 1 })
+	hello, _ := helloFrame(t, fx.config(0))
+	a := fx.dial(t)
+	a.Write(hello)
+	if typ, _ := readReply(t, a); typ != frame.TypeLink {
+		t.Fatalf("got %s, want Link", typ)
+	}
+	// a holds the only slot, waiting for its Get.
+	b := fx.dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := Fetch(ctx, b, fx.config(0))
+	if !errors.Is(err, context.DeadlineExceeded) || !Retryable(err) {
+		t.Errorf("with the slot taken: got %v, want a retryable deadline error", err)
+	}
+	b.Close()
+	a.Close()
+	if _, err := fx.fetch(t, fx.config(0)); err != nil {
+		t.Errorf("after the slot freed: %v", err)
+	}
+}
