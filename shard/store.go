@@ -204,6 +204,10 @@ func Open(dir string, badgerKey, sealKey *[32]byte, opt Options) (*Store, error)
 		sl.clear()
 		return nil, err
 	}
+	if err := checkTables(filepath.Join(dir, dbDir)); err != nil {
+		sl.clear()
+		return nil, err
+	}
 	if st.db, err = openBadger(filepath.Join(dir, dbDir), st.bkey, opt.Logger); err != nil {
 		clear(st.bkey)
 		sl.clear()

@@ -1,0 +1,101 @@
+package shard_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/coffer-project/coffer/shard"
+)
+
+func auditRec(i int, at time.Time) shard.AuditRecord {
+	return shard.AuditRecord{Time: at, Client: clientKey(i), Name: fmt.Sprintf("client-%d", i),
+		Remote: "127.0.0.1:5555", Serial: 3, Values: i, Outcome: "ok"}
+}
+
+func TestAudit(t *testing.T) {
+	dir := t.TempDir()
+	st := open(t, dir, shard.Options{AuditMaxRecords: 10})
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i := range 25 {
+		st.Audit(auditRec(i, base.Add(time.Duration(i)*time.Second)))
+	}
+	got, err := st.AuditRecords(time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 10 {
+		t.Fatalf("got %d records, want 10 (retention by count)", len(got))
+	}
+	for j, r := range got {
+		want := auditRec(15+j, base.Add(time.Duration(15+j)*time.Second))
+		if !r.Time.Equal(want.Time) || r.Client != want.Client || r.Name != want.Name ||
+			r.Remote != want.Remote || r.Serial != want.Serial || r.Values != want.Values || r.Outcome != want.Outcome {
+			t.Fatalf("record %d = %+v, want %+v", j, r, want)
+		}
+	}
+	t.Run("since and limit", func(t *testing.T) {
+		got, _ := st.AuditRecords(base.Add(20*time.Second), 0)
+		if len(got) != 5 || got[0].Values != 20 {
+			t.Fatalf("since: got %d records from %d, want 5 from 20", len(got), got[0].Values)
+		}
+		got, _ = st.AuditRecords(time.Time{}, 3)
+		if len(got) != 3 || got[0].Values != 22 || got[2].Values != 24 {
+			t.Fatalf("limit: got %+v, want the newest 3, oldest first", got)
+		}
+	})
+	st.Close()
+	st = open(t, dir, shard.Options{AuditMaxRecords: 10})
+	t.Run("persists", func(t *testing.T) {
+		st.Audit(auditRec(99, base.Add(time.Hour)))
+		got, _ := st.AuditRecords(time.Time{}, 0)
+		if len(got) != 10 || got[9].Values != 99 || got[0].Values != 16 {
+			t.Fatalf("after reopen: %d records, last %d, first %d", len(got), got[len(got)-1].Values, got[0].Values)
+		}
+	})
+	t.Run("stats", func(t *testing.T) {
+		s, err := st.Stats()
+		if err != nil || s.AuditRecords != 10 || s.AuditDropped != 0 {
+			t.Fatalf("Stats = %+v, %v", s, err)
+		}
+	})
+}
+
+func TestAuditRetentionByAge(t *testing.T) {
+	st := open(t, t.TempDir(), shard.Options{AuditMaxAge: time.Hour})
+	now := time.Now()
+	for i := range 5 {
+		st.Audit(auditRec(i, now.Add(-2*time.Hour)))
+	}
+	st.Audit(auditRec(5, now))
+	got, err := st.AuditRecords(time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Values != 5 {
+		t.Fatalf("got %d records, want only the recent one", len(got))
+	}
+}
+
+func TestAuditQueueFull(t *testing.T) {
+	st := open(t, t.TempDir(), shard.Options{})
+	unblock := shard.BlockWrites(st)
+	// The writer holds at most one batch while blocked; the queue holds
+	// the rest; everything beyond is dropped and counted.
+	const extra = 10
+	n := shard.AuditQueueLen + shard.AuditBatchLen + extra
+	for i := range n {
+		st.Audit(auditRec(i, time.Now()))
+	}
+	unblock()
+	got, err := st.AuditRecords(time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := st.Stats()
+	if s.AuditDropped < extra || len(got)+int(s.AuditDropped) != n {
+		t.Fatalf("stored %d, dropped %d, sent %d", len(got), s.AuditDropped, n)
+	}
+	st.Close()
+	st.Audit(auditRec(0, time.Now())) // after Close: dropped, no panic
+}
