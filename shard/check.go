@@ -11,6 +11,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/pb"
+	"github.com/dgraph-io/badger/v4/table"
 	"github.com/dgraph-io/badger/v4/y"
 )
 
@@ -20,7 +21,7 @@ const (
 	aesIVSize      = 16 // an encrypted index ends with its IV
 )
 
-// checkTables verifies the footer of every table file before Badger
+// checkTables verifies the footer of every table the manifest lists before Badger
 // opens them. Badger 4.9.6 opens tables in goroutines of its own, and a
 // zeroed or truncated footer makes one of them panic (the index decrypt
 // slices an empty buffer; badger #2201), which no recover in Open can
@@ -48,15 +49,36 @@ func checkTables(path string) error {
 	if data && !registry {
 		return fmt.Errorf("%w: %s is missing", ErrCorrupt, badger.KeyRegistryFileName)
 	}
-	for _, e := range entries {
-		if filepath.Ext(e.Name()) != ".sst" || !e.Type().IsRegular() {
-			continue
-		}
-		if err := checkTable(filepath.Join(path, e.Name())); err != nil {
-			return fmt.Errorf("%w: table %s: %v", ErrCorrupt, e.Name(), err)
+	tables, err := manifestTables(path)
+	if err != nil || tables == nil {
+		return nil // no manifest, or one Badger itself refuses cleanly
+	}
+	for _, name := range tables {
+		if err := checkTable(filepath.Join(path, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: table %s: %v", ErrCorrupt, name, err)
 		}
 	}
 	return nil
+}
+
+// manifestTables returns the file names of the tables the manifest
+// lists. A table file it does not list is a leftover of a kill during a
+// flush or compaction, which Badger deletes.
+func manifestTables(path string) ([]string, error) {
+	f, err := os.Open(filepath.Join(path, badger.ManifestFilename))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m, _, err := badger.ReplayManifestFile(f, 0, badger.DefaultOptions(path).WithLogger(nil))
+	if err != nil {
+		return nil, err
+	}
+	names := []string{}
+	for id := range m.Tables {
+		names = append(names, table.IDToFilename(id))
+	}
+	return names, nil
 }
 
 // checkTable reads a table's footer: index, index length (4 BE),
