@@ -205,6 +205,11 @@ func (a *auditor) drainAll(batch []AuditRecord) {
 
 // write stores a batch in one transaction, then applies retention.
 func (a *auditor) write(batch []AuditRecord) {
+	if err := checkSpace(a.st.dir, 0); err != nil {
+		a.dropped.Add(uint64(len(batch)))
+		a.st.log.Error("shard: writing audit records", "records", len(batch), "err", err)
+		return
+	}
 	a.st.dropMu.RLock()
 	err := a.st.db.Update(func(txn *badger.Txn) error {
 		for _, r := range batch {

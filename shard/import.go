@@ -63,6 +63,11 @@ func (st *Store) Import(v Version, sealed []byte, clients iter.Seq[Client]) (pre
 	if err := st.checkVersion(v, sealed); err != nil {
 		return 0, err
 	}
+	// The kept file, the log and the value log each take about the
+	// sealed file's size.
+	if err := checkSpace(st.dir, 4*int64(len(sealed))); err != nil {
+		return 0, err
+	}
 	st.step("start")
 	if err := writeKept(st.dir, v.Hash, sealed); err != nil {
 		return 0, err
