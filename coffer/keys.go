@@ -26,7 +26,9 @@ const (
 
 // keyEncoding is lowercase RFC 4648 base32 without padding: no characters
 // that shells, TOML or URLs treat specially, and case-insensitive on read.
-var keyEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+var keyEncoding = base32.NewEncoding(keyEncodingAlphabet).WithPadding(base32.NoPadding)
+
+const keyEncodingAlphabet = "abcdefghijklmnopqrstuvwxyz234567"
 
 // Errors about keys. None of them carries key material.
 var (
@@ -213,9 +215,15 @@ func decodeKey(prefix, s string, out []byte) error {
 	}
 	buf := make([]byte, len(out)+checksumSize)
 	defer clear(buf)
-	n, err := keyEncoding.Decode(buf, []byte(strings.ToLower(body)))
+	lower := strings.ToLower(body)
+	n, err := keyEncoding.Decode(buf, []byte(lower))
 	if err != nil || n != len(buf) {
 		return fmt.Errorf("%w: not base32", ErrKeyFormat)
+	}
+	// The last base32 character carries two unused bits; accept only the
+	// spelling with them zero, so each key has exactly one text form.
+	if keyEncoding.EncodeToString(buf) != lower {
+		return fmt.Errorf("%w: non-canonical base32", ErrKeyFormat)
 	}
 	sum := keyChecksum(prefix, buf[:len(out)])
 	if subtle.ConstantTimeCompare(sum[:], buf[len(out):]) != 1 {

@@ -1,0 +1,92 @@
+package coffer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestPublicKeyTextRoundTrip(t *testing.T) {
+	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{7}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := k.Public()
+	s := p.String()
+	got, err := ParsePublicKey(strings.ToUpper(s))
+	if err != nil || got != p {
+		t.Fatalf("ParsePublicKey(upper case) = %v, %v; want the key back", got, err)
+	}
+	if len(p.Fingerprint()) != 16 {
+		t.Errorf("Fingerprint() = %q, want 16 hex characters", p.Fingerprint())
+	}
+}
+
+func TestPublicKeyTextRejects(t *testing.T) {
+	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{9}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := k.Public().String()
+	last := s[len(s)-1]
+	// 36 bytes take 58 base32 characters; the last one carries 3 bits of
+	// data and 2 unused bits that must be zero. Flipping its lowest bit
+	// changes only an unused bit: the same key, a second spelling.
+	alt := keyEncodingAlphabet[(strings.IndexByte(keyEncodingAlphabet, last) ^ 1)]
+	typo := s[:20] + string(rune(s[20]^1)) + s[21:]
+	tests := []struct {
+		name string
+		in   string
+		want error
+	}{
+		{"non-canonical last character", s[:len(s)-1] + string(alt), ErrKeyFormat},
+		{"typo", typo, nil}, // ErrKeyChecksum or ErrKeyFormat, depending on the character
+		{"truncated", s[:len(s)-1], ErrKeyFormat},
+		{"secret prefix", "coffersk1" + s[len(publicPrefix):], ErrKeyFormat},
+		{"empty", "", ErrKeyFormat},
+		{"zero key", PublicKey{}.String(), ErrWeakKey},
+		{"high bit", func() string { var p PublicKey; p[0], p[31] = 9, 0x80; return p.String() }(), ErrWeakKey},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParsePublicKey(tc.in)
+			if err == nil {
+				t.Fatalf("ParsePublicKey(%q) succeeded, want an error", tc.in)
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("ParsePublicKey(%q) = %v, want %v", tc.in, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLowOrderPointsFailECDH(t *testing.T) {
+	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{3}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range lowOrder {
+		p := lowOrder[i]
+		if CheckPublicKey(&p) == nil {
+			t.Errorf("CheckPublicKey(lowOrder[%d]) = nil, want ErrWeakKey", i)
+		}
+		if _, err := k.dh(&p); err == nil {
+			t.Errorf("dh(lowOrder[%d]) succeeded; the table holds a point that is not of small order", i)
+		}
+	}
+}
+
+func TestPrivateKeyNeverPrints(t *testing.T) {
+	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{5}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := k.text()
+	for _, s := range []string{k.String(), k.GoString(), fmt.Sprintf("%v %+v %#v %x %s", k, k, k, k, k)} {
+		if strings.Contains(s, secret[len(secretPrefix):len(secretPrefix)+10]) {
+			t.Errorf("formatted key %q contains key text", s)
+		}
+	}
+}
