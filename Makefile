@@ -40,5 +40,8 @@ fuzz:
 	  done; \
 	done
 
+stress:
+	$(GO) test -tags stress -race=false -count=1 -timeout 60m -v -run Stress ./cmd/coffer-server/hardening/
+
 clean:
 	rm -rf $(BIN)

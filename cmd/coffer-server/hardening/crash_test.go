@@ -1,0 +1,122 @@
+package hardening_test
+
+import (
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// killDuringLoads kills the server with SIGKILL at random points of
+// definition loads, alternately of the load at start and of a SIGHUP
+// reload, and after each kill restarts it on the store alone (no sealed
+// file): it must open and serve exactly one whole definition, the
+// previous or the new one, to every client.
+func killDuringLoads(t *testing.T, iterations int) {
+	f := newFixture(t, relaxedLimits, "web", "db")
+	f.extra = 400 // a load big enough to be hit in the middle
+	f.next(t, "gen1")
+	start := time.Now()
+	p := f.start(t)
+	startLoad := time.Since(start)
+	p.mustServe(t, "web", "gen1")
+	f.next(t, "gen2")
+	n := p.logs.count()
+	start = time.Now()
+	p.signal(syscall.SIGHUP)
+	p.logs.wait(t, n, `msg="serving definition" serial=2`)
+	reloadLoad := time.Since(start)
+	p.checkMemory(t, "after a load of 400 clients")
+	p.kill()
+	t.Logf("load at start: ready after %v; reload: %v", startLoad.Round(time.Millisecond), reloadLoad.Round(time.Millisecond))
+
+	served := map[string]int{}
+	for i := range iterations {
+		cur := f.lastSeal
+		prevSealed := mustReadFile(t, f.defPath)
+		nextSealed := f.next(t, fmt.Sprintf("gen%d", cur+1))
+		var delay time.Duration
+		if i%2 == 0 {
+			// Kill during the load at start.
+			delay = time.Duration(mrand.Int64N(int64(startLoad) * 6 / 5))
+			p = f.launch(t, append([]string{"serve", "--listen", "127.0.0.1:0"}, f.args()...)...)
+		} else {
+			// Kill during a SIGHUP reload.
+			f.write(t, prevSealed)
+			p = f.start(t)
+			f.write(t, nextSealed)
+			delay = time.Duration(mrand.Int64N(int64(reloadLoad) * 6 / 5))
+			p.signal(syscall.SIGHUP)
+		}
+		// The random point in the load is the attack, hence a timer.
+		time.Sleep(delay)
+		p.kill()
+
+		got := verifyStore(t, f)
+		switch got {
+		case cur, cur + 1:
+			served[map[bool]string{true: "new", false: "old"}[got == cur+1]]++
+		default:
+			t.Fatalf("iteration %d (kill after %v): restart serves serial %d, want %d or %d", i, delay, got, cur, cur+1)
+		}
+		if got == cur {
+			// Complete the interrupted load so the chain continues.
+			p = f.start(t)
+			p.mustServe(t, "web", fmt.Sprintf("gen%d", cur+1))
+			p.kill()
+		}
+	}
+	t.Logf("%d kills during loads: every restart served one whole definition (old %d times, new %d times)", iterations, served["old"], served["new"])
+}
+
+// verifyStore starts the server on its store alone and returns the
+// serial it serves, after checking that every client gets that whole
+// definition.
+func verifyStore(t *testing.T, f *fixture) uint64 {
+	t.Helper()
+	args := append([]string{"serve", "--listen", "127.0.0.1:0"}, f.args()...)
+	for i, a := range args {
+		if a == "--definition" {
+			args[i+1] = filepath.Join(f.dir, "absent.sealed")
+		}
+	}
+	p := f.launch(t, args...)
+	p.waitReady()
+	line, _ := p.logs.wait(t, 0, `msg=listening .*addr=`)
+	p.addr = regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
+	var serial uint64
+	for _, c := range []string{"web", "db"} {
+		r, err := p.fetch(c)
+		if err != nil {
+			t.Fatalf("after a kill -9 the restarted server does not serve %s: %v\nlog:\n%s", c, err, p.logs.all())
+		}
+		if err := wantShard(r, "gen"+strconv.FormatUint(r.Version.Serial, 10)); err != nil {
+			t.Fatalf("after a kill -9: %s got a mixed definition: %v", c, err)
+		}
+		if serial != 0 && r.Version.Serial != serial {
+			t.Fatalf("after a kill -9: clients see serials %d and %d", serial, r.Version.Serial)
+		}
+		serial = r.Version.Serial
+	}
+	p.kill()
+	return serial
+}
+
+// TestKillDuringLoads is the quick run; make stress runs 60 iterations.
+func TestKillDuringLoads(t *testing.T) {
+	killDuringLoads(t, 3)
+}
+
+func mustReadFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,136 @@
+package hardening_test
+
+import (
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coffer-project/coffer/frame"
+)
+
+// TestConnectionFlood opens idle connections far beyond the 16 slots and
+// a burst of connect-and-close connections; the server's CPU and memory
+// stay bounded and a legitimate client still gets its shard.
+func TestConnectionFlood(t *testing.T) {
+	f := newFixture(t, relaxedLimits, "web")
+	f.next(t, "one")
+	p := f.start(t, "--max-connections", "16", "--hello-timeout", "1s", "--handshake-timeout", "2s", "--session-timeout", "3s")
+	before := cpuTime(t, p.pid())
+	const idle, churn = 96, 2000
+	var mu sync.Mutex
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	parallel(idle, 16, func(int) {
+		c, err := dialFrom("127.0.0.2", p.addr)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		held = append(held, c)
+		mu.Unlock()
+	})
+	parallel(churn, 16, func(int) {
+		if c, err := dialFrom("127.0.0.2", p.addr); err == nil {
+			c.Close()
+		}
+	})
+	start := time.Now()
+	r, err := fetchFrom(p.addr, f.server.Public(), f.clients["web"], 30*time.Second)
+	if err != nil {
+		t.Fatalf("legitimate client behind the flood: %v", err)
+	}
+	if err := wantShard(r, "one"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("legitimate client served %v after %d idle and %d connect-close connections (16 slots, 1 s Hello deadline)",
+		time.Since(start).Round(time.Millisecond), idle, churn)
+	// Every idle connection is closed by the server at its deadline.
+	for _, c := range held {
+		if r := readReplies(c, 30*time.Second); !r.closedCleanly() {
+			t.Errorf("idle flood connection: %v", r)
+		}
+	}
+	used := cpuTime(t, p.pid()) - before
+	t.Logf("connection flood: server CPU %v for %d connections (%v each)", used, idle+churn, used/(idle+churn))
+	if per := used / (idle + churn); per > 2*time.Millisecond {
+		t.Errorf("server CPU %v per flood connection, want < 2ms", per)
+	}
+	p.mustServe(t, "web", "one")
+	p.checkMemory(t, "after the connection flood")
+	p.stop()
+	f.audit(t)
+}
+
+// TestHelloFlood sends Hellos with the known client's public key but bad
+// proofs, and Hellos with made-up keys and valid proofs, from 127.0.0.2
+// with the default rate limits on. The server refuses all of them with
+// bounded CPU per Hello, and the legitimate client on 127.0.0.1 is
+// served throughout.
+func TestHelloFlood(t *testing.T) {
+	f := newFixture(t, "", "web", "db")
+	f.next(t, "one")
+	p := f.start(t, "--max-connections", "64", "--hello-timeout", "1s", "--handshake-timeout", "2s", "--session-timeout", "3s")
+	good := helloFrom(t, f.clients["web"], f.server.Public())
+	strangers := make([][]byte, 64)
+	for i := range strangers {
+		strangers[i] = helloFrom(t, genKey(t), f.server.Public())
+	}
+	l := p.legitLoop("db", "one", 100*time.Millisecond)
+
+	for _, tc := range []struct {
+		name  string
+		n     int
+		hello func(i int) []byte
+	}{
+		{"known key, bad proof", 3000, func(i int) []byte {
+			b := append([]byte{}, good...)
+			b[len(b)-1-i%16] ^= 0x80 // in the box's tag or ciphertext
+			return b
+		}},
+		{"unknown keys, valid proofs", 1500, func(i int) []byte { return strangers[i%len(strangers)] }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := cpuTime(t, p.pid())
+			start := time.Now()
+			var mu sync.Mutex
+			outcomes := map[string]int{}
+			parallel(tc.n, 8, func(i int) {
+				r, err := attack("127.0.0.2", p.addr, tc.hello(i), false, replyWait)
+				if !checkRefused(t, tc.name, r, err) {
+					return
+				}
+				k := "closed"
+				switch {
+				case r.has(frame.TypeKeyNotFound):
+					k = "KeyNotFound"
+				case len(r.codes) > 0:
+					k = "Error{" + r.codes[0].String() + "}"
+				}
+				mu.Lock()
+				outcomes[k]++
+				mu.Unlock()
+			})
+			used := cpuTime(t, p.pid()) - before
+			el := time.Since(start)
+			t.Logf("%d Hellos in %v (%.0f/s): server CPU %v (%v a Hello); replies %v",
+				tc.n, el.Round(time.Millisecond), float64(tc.n)/el.Seconds(), used, used/time.Duration(tc.n), outcomes)
+			if per := used / time.Duration(tc.n); per > 2*time.Millisecond {
+				t.Errorf("server CPU %v per flood Hello, want < 2ms", per)
+			}
+			if outcomes["Error{"+frame.CodeBusy.String()+"}"] == 0 {
+				t.Errorf("no Error{busy}: the rate limit never applied")
+			}
+		})
+	}
+	l.stop(t)
+	p.mustServe(t, "web", "one")
+	p.checkMemory(t, "after the Hello floods")
+	p.stop()
+	f.audit(t)
+}
