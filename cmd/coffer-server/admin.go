@@ -235,7 +235,7 @@ func printInspect(w io.Writer, s *shard.Stats, clients []inspectClient) {
 	} else {
 		fmt.Fprintf(w, "serial:     %d\nhash:       %x\ngeneration: %d\n", s.Version.Serial, s.Version.Hash, s.Generation)
 	}
-	fmt.Fprintf(w, "clients:    %d\nvalues:     %d (%d bytes sealed)\n", s.Clients, s.Values, s.ValueBytes)
+	fmt.Fprintf(w, "clients:    %d\nvalues:     %d (%d bytes sealed)\n", s.Clients, s.Values, s.ShardBytes)
 	fmt.Fprintf(w, "disk:       %d bytes (tables %d, value log %d)\n", s.DiskBytes, s.LSMBytes, s.VLogBytes)
 	fmt.Fprintf(w, "audit:      %d records (%d dropped since start)\n", s.AuditRecords, s.AuditDropped)
 	for _, c := range clients {
