@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"slices"
+	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -117,7 +118,7 @@ type Stats struct {
 	Clients      int   // clients of the current generation
 	Values       int   // values of the current generation
 	ShardBytes   int64 // sealed size of its shards
-	DiskBytes    int64 // every file under the data directory
+	DiskBytes    int64 // blocks used by the files under the data directory
 	LSMBytes     int64 // Badger's estimate of its tables
 	VLogBytes    int64 // Badger's estimate of its value log
 	AuditRecords int
@@ -150,7 +151,7 @@ func (st *Store) Stats() (Stats, error) {
 			return nil // files come and go while Badger compacts
 		}
 		if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
-			s.DiskBytes += info.Size()
+			s.DiskBytes += diskUsage(info)
 		}
 		return nil
 	})
@@ -187,4 +188,13 @@ func sizePrefix(txn *badger.Txn, prefix []byte) int64 {
 		n += it.Item().ValueSize()
 	}
 	return n
+}
+
+// diskUsage is the space a file takes: Badger's logs are sparse files
+// twice the size of what they hold.
+func diskUsage(info fs.FileInfo) int64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return info.Size()
 }

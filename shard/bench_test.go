@@ -1,0 +1,114 @@
+package shard_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/coffer-project/coffer/shard"
+)
+
+// benchDef is 10,000 clients of 10 values of 40 bytes.
+func benchDef() *def {
+	d := makeDef(1, 10_000, 10)
+	for _, c := range d.clients {
+		for n, v := range c.Values {
+			c.Values[n] = append(v, bytes.Repeat([]byte{'x'}, 40-len(v))...)[:40]
+		}
+	}
+	return d
+}
+
+func (d *def) withSerial(s uint64) *def {
+	n := *d
+	n.sealed = fmt.Appendf(nil, "bench sealed %d", s)
+	n.v = shard.Version{Serial: s, Hash: sha256.Sum256(n.sealed)}
+	return &n
+}
+
+// peakRSS returns VmHWM from /proc/self/status in MiB, or 0.
+func peakRSS() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func BenchmarkShard(b *testing.B) {
+	st := open(b, b.TempDir(), shard.Options{})
+	mustImport(b, st, benchDef())
+	_, gen, _ := st.Current()
+	keys := make([][32]byte, 10_000)
+	for i := range keys {
+		keys[i] = clientKey(i)
+	}
+	for _, bc := range []struct {
+		name  string
+		names []string
+	}{{"all", nil}, {"two names", []string{"VALUE_3", "VALUE_7"}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				m, err := st.Shard(gen, keys[i%len(keys)], bc.names)
+				if err != nil || (bc.names == nil && len(m) != 10) {
+					b.Fatalf("Shard: %d values, %v", len(m), err)
+				}
+				i += 7919
+			}
+		})
+	}
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				if _, err := st.Shard(gen, keys[i%len(keys)], nil); err != nil {
+					b.Fatal(err)
+				}
+				i += 7919
+			}
+		})
+	})
+}
+
+// BenchmarkImport imports 10,000 clients of 10 values of 40 bytes and
+// drops the previous generation outside the timer. peak-RSS-MiB is the
+// process's high-water mark, test data included.
+func BenchmarkImport(b *testing.B) {
+	d := benchDef()
+	st := open(b, b.TempDir(), shard.Options{})
+	serial := uint64(0)
+	b.ReportAllocs()
+	var cpu0 runtime.MemStats
+	runtime.ReadMemStats(&cpu0)
+	for b.Loop() {
+		serial++
+		prev, err := st.Import(d.withSerial(serial).v, d.withSerial(serial).sealed, d.seq())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if prev != 0 {
+			if err := st.DropGeneration(prev); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(peakRSS(), "peak-RSS-MiB")
+	s, _ := st.Stats()
+	b.ReportMetric(float64(s.DiskBytes)/(1<<20), "disk-MiB")
+}
