@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -130,13 +132,13 @@ func newFigures(opt *options) *figures {
 }
 
 // revision returns the VCS revision stamped into the binary, with
-// "+dirty" when the tree had local changes, or "".
+// "+dirty" when the tree had local changes, else git's HEAD, or "".
 func revision() string {
+	var rev, dirty string
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return ""
+		bi = &debug.BuildInfo{}
 	}
-	var rev, dirty string
 	for _, s := range bi.Settings {
 		switch s.Key {
 		case "vcs.revision":
@@ -147,11 +149,17 @@ func revision() string {
 			}
 		}
 	}
+	if rev == "" {
+		// Built without VCS stamping: ask git about the directory we
+		// run in (make bench runs in the repository).
+		out, err := exec.Command("git", "rev-parse", "HEAD").Output()
+		if err != nil {
+			return ""
+		}
+		rev = strings.TrimSpace(string(out))
+	}
 	if len(rev) > 12 {
 		rev = rev[:12]
-	}
-	if rev == "" {
-		return ""
 	}
 	return rev + dirty
 }
