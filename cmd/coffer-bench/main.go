@@ -44,6 +44,8 @@ Options:
   -cold-starts K     coffer-client runs for the cold start (default 30)
   -quick             CI smoke settings: 1000 clients, 2s phases, 1 round,
                      10 cold starts (explicit flags still win)
+  -server-flags S    extra coffer-server serve flags, space-separated
+                     (e.g. "--log-level warn")
   -cpuprofile FILE   ask coffer-server to write a CPU profile to FILE
                      (only if the server has a --cpuprofile flag)
   -keep              keep the work directory (keys, data, logs)
@@ -68,6 +70,7 @@ type options struct {
 	stormConc                          int
 	coldStarts                         int
 	quick                              bool
+	serverFlags                        []string
 	cpuprofile                         string
 	keep                               bool
 }
@@ -150,6 +153,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&opt.stormConc, "storm-conc", 256, "")
 	fs.IntVar(&opt.coldStarts, "cold-starts", 30, "")
 	fs.BoolVar(&opt.quick, "quick", false, "")
+	serverFlags := fs.String("server-flags", "", "")
 	fs.StringVar(&opt.cpuprofile, "cpuprofile", "", "")
 	fs.BoolVar(&opt.keep, "keep", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -177,6 +181,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 			opt.coldStarts = 10
 		}
 	}
+	opt.serverFlags = strings.Fields(*serverFlags)
 	var err error
 	if opt.conc, err = parseConc(*concList); err != nil {
 		return nil, err

@@ -16,18 +16,19 @@ import (
 // figures is everything a run measured. It is printed as a table and as
 // one JSON line; field names are stable so runs can be compared.
 type figures struct {
-	Time      string  `json:"time"`
-	Revision  string  `json:"revision,omitempty"` // the commit coffer-bench was built from
-	GoVersion string  `json:"go"`
-	CPUs      int     `json:"cpus"`
-	Clients   int     `json:"clients"`
-	Secrets   int     `json:"secrets"`
-	ValueSize int     `json:"value_size"`
-	PhaseS    float64 `json:"phase_s"`
-	Rounds    int     `json:"rounds"`
-	Conc      []int   `json:"conc"`
-	StormConc int     `json:"storm_conc"`
-	Quick     bool    `json:"quick"`
+	Time        string   `json:"time"`
+	Revision    string   `json:"revision,omitempty"` // the commit coffer-bench was built from
+	GoVersion   string   `json:"go"`
+	CPUs        int      `json:"cpus"`
+	Clients     int      `json:"clients"`
+	Secrets     int      `json:"secrets"`
+	ValueSize   int      `json:"value_size"`
+	PhaseS      float64  `json:"phase_s"`
+	Rounds      int      `json:"rounds"`
+	Conc        []int    `json:"conc"`
+	StormConc   int      `json:"storm_conc"`
+	Quick       bool     `json:"quick"`
+	ServerFlags []string `json:"server_flags,omitempty"`
 	// LoadAvg is the machine's 1-minute load average at the start and
 	// the end: other busy processes show up in every figure.
 	LoadAvg [2]float64 `json:"loadavg"`
@@ -108,22 +109,23 @@ type target struct {
 
 func newFigures(opt *options) *figures {
 	f := &figures{
-		Time:      time.Now().UTC().Format(time.RFC3339),
-		Revision:  revision(),
-		LoadAvg:   [2]float64{loadAvg(), 0},
-		GoVersion: runtime.Version(),
-		CPUs:      runtime.NumCPU(),
-		Clients:   opt.clients,
-		Secrets:   opt.secrets,
-		ValueSize: opt.valueSize,
-		PhaseS:    opt.duration.Seconds(),
-		Rounds:    opt.rounds,
-		Conc:      opt.conc,
-		StormConc: opt.stormConc,
-		Quick:     opt.quick,
-		Storm:     map[string]*stormFig{},
-		Load:      map[string]map[string]*loadFig{},
-		Ratios:    map[string]float64{},
+		Time:        time.Now().UTC().Format(time.RFC3339),
+		Revision:    revision(),
+		LoadAvg:     [2]float64{loadAvg(), 0},
+		GoVersion:   runtime.Version(),
+		CPUs:        runtime.NumCPU(),
+		Clients:     opt.clients,
+		Secrets:     opt.secrets,
+		ValueSize:   opt.valueSize,
+		PhaseS:      opt.duration.Seconds(),
+		Rounds:      opt.rounds,
+		Conc:        opt.conc,
+		StormConc:   opt.stormConc,
+		Quick:       opt.quick,
+		ServerFlags: opt.serverFlags,
+		Storm:       map[string]*stormFig{},
+		Load:        map[string]map[string]*loadFig{},
+		Ratios:      map[string]float64{},
 	}
 	for _, t := range targets {
 		f.Load[t] = map[string]*loadFig{}
@@ -308,6 +310,9 @@ var targetNames = map[string]string{
 func printReport(w io.Writer, f *figures) error {
 	fmt.Fprintf(w, "\ncoffer-bench %s  %s  %s  %d CPUs  %d clients x %d secrets of %d B  phases %gs x %d rounds (medians)\n\n",
 		f.Revision, f.Time, f.GoVersion, f.CPUs, f.Clients, f.Secrets, f.ValueSize, f.PhaseS, f.Rounds)
+	if len(f.ServerFlags) > 0 {
+		fmt.Fprintf(w, "coffer-server flags added: %s\n", strings.Join(f.ServerFlags, " "))
+	}
 	fmt.Fprintf(w, "load average %.1f at the start, %.1f at the end (other processes on the machine are in every figure)\n\n", f.LoadAvg[0], f.LoadAvg[1])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "definition\t%.1f MiB TOML, encoded shard %d B\t\n", float64(f.DefinitionBytes)/(1<<20), f.ShardBytes)

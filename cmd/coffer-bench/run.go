@@ -223,6 +223,7 @@ func (b *bench) serverArgs(addr string, f *figures) []string {
 		"--definition", b.fx.sealed,
 		"--trusted", b.fx.companionPub.String(),
 	}
+	args = append(args, b.opt.serverFlags...)
 	if b.opt.cpuprofile != "" && serverHasFlag(b.opt.serverBin, "cpuprofile") {
 		p, err := filepath.Abs(b.opt.cpuprofile)
 		if err == nil {
