@@ -229,8 +229,12 @@ func (st *Store) flip(next *current) error {
 
 // DropGeneration removes every key of generation g. Call it with the
 // generation Import replaced, once no session reads it any more.
-// Dropping the current generation is ErrCurrentGen.
+// Dropping the current generation is ErrCurrentGen; generation 0 (what
+// the first Import returns as prev) is nothing to drop.
 func (st *Store) DropGeneration(g uint64) error {
+	if g == 0 {
+		return nil
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.closed.Load() {

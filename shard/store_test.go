@@ -645,3 +645,20 @@ func TestOpenErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestLargeShard stores shards above the value threshold, which Badger
+// keeps in its value log, across a replace and a drop.
+func TestLargeShard(t *testing.T) {
+	st := open(t, t.TempDir(), shard.Options{})
+	for s := uint64(1); s <= 3; s++ {
+		d := makeDef(s, 3, 1)
+		d.clients[1].Values["BIG"] = bytes.Repeat([]byte{byte(s)}, 300<<10)
+		prev := mustImport(t, st, d)
+		if prev != 0 {
+			if err := st.DropGeneration(prev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkServes(t, st, d)
+	}
+}
