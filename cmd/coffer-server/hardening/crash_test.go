@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,9 +18,9 @@ import (
 // reload, and after each kill restarts it on the store alone (no sealed
 // file): it must open and serve exactly one whole definition, the
 // previous or the new one, to every client.
-func killDuringLoads(t *testing.T, iterations int) {
+func killDuringLoads(t *testing.T, iterations, clients int) {
 	f := newFixture(t, relaxedLimits, "web", "db")
-	f.extra = 400 // a load big enough to be hit in the middle
+	f.extra = clients // a load big enough to be hit in the middle
 	f.next(t, "gen1")
 	start := time.Now()
 	p := f.start(t)
@@ -29,18 +30,23 @@ func killDuringLoads(t *testing.T, iterations int) {
 	n := p.logs.count()
 	start = time.Now()
 	p.signal(syscall.SIGHUP)
+	_, n = p.logs.wait(t, n, `msg="importing definition"`)
+	importing := time.Now()
 	p.logs.wait(t, n, `msg="serving definition" serial=2`)
-	reloadLoad := time.Since(start)
-	p.checkMemory(t, "after a load of 400 clients")
+	reloadLoad, importLoad := time.Since(start), time.Since(importing)
+	p.checkMemory(t, "after a load of "+strconv.Itoa(clients)+" clients")
 	p.kill()
-	t.Logf("load at start: ready after %v; reload: %v", startLoad.Round(time.Millisecond), reloadLoad.Round(time.Millisecond))
+	t.Logf("load at start: ready after %v; reload: %v, of which the import %v",
+		startLoad.Round(time.Millisecond), reloadLoad.Round(time.Millisecond), importLoad.Round(time.Millisecond))
 
 	served := map[string]int{}
+	phase := map[string]int{} // where the kill landed, from the log
 	for i := range iterations {
 		cur := f.lastSeal
 		prevSealed := mustReadFile(t, f.defPath)
 		nextSealed := f.next(t, fmt.Sprintf("gen%d", cur+1))
 		var delay time.Duration
+		n := 0
 		if i%2 == 0 {
 			// Kill during the load at start.
 			delay = time.Duration(mrand.Int64N(int64(startLoad) * 6 / 5))
@@ -51,11 +57,21 @@ func killDuringLoads(t *testing.T, iterations int) {
 			p = f.start(t)
 			f.write(t, nextSealed)
 			delay = time.Duration(mrand.Int64N(int64(reloadLoad) * 6 / 5))
+			n = p.logs.count()
 			p.signal(syscall.SIGHUP)
+		}
+		if i%4 >= 2 {
+			// Every other time aim inside the import itself: from its
+			// first log line to a little past its usual length.
+			delay = time.Duration(mrand.Int64N(int64(importLoad) * 6 / 5))
+			if _, _, ok := p.logs.waitFor(n, `msg="importing definition"`, 30*time.Second); !ok {
+				t.Fatalf("iteration %d: no import started; log:\n%s", i, p.logs.all())
+			}
 		}
 		// The random point in the load is the attack, hence a timer.
 		time.Sleep(delay)
 		p.kill()
+		phase[killPhase(p.logs.since(n), cur+1)]++
 
 		got := verifyStore(t, f)
 		switch got {
@@ -71,7 +87,8 @@ func killDuringLoads(t *testing.T, iterations int) {
 			p.kill()
 		}
 	}
-	t.Logf("%d kills during loads: every restart served one whole definition (old %d times, new %d times)", iterations, served["old"], served["new"])
+	t.Logf("%d kills during loads: every restart served one whole definition (old %d times, new %d times); kills by phase: %v",
+		iterations, served["old"], served["new"], phase)
 }
 
 // verifyStore starts the server on its store alone and returns the
@@ -109,7 +126,7 @@ func verifyStore(t *testing.T, f *fixture) uint64 {
 
 // TestKillDuringLoads is the quick run; make stress runs 60 iterations.
 func TestKillDuringLoads(t *testing.T) {
-	killDuringLoads(t, 3)
+	killDuringLoads(t, 3, 400)
 }
 
 func mustReadFile(t testing.TB, path string) []byte {
@@ -119,4 +136,23 @@ func mustReadFile(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// killPhase tells from the log lines of a killed server where in the
+// load of serial the kill landed.
+func killPhase(lines []string, serial uint64) string {
+	tag := "serial=" + strconv.FormatUint(serial, 10) + " "
+	imported := false
+	for _, l := range lines {
+		switch {
+		case strings.Contains(l, `msg="importing definition"`) && strings.Contains(l, tag):
+			imported = true
+		case imported && strings.Contains(l, `msg="serving definition"`):
+			return "after the import"
+		}
+	}
+	if imported {
+		return "inside the import"
+	}
+	return "before the import"
 }

@@ -300,6 +300,13 @@ func (w *logWatch) waitFor(from int, re string, d time.Duration) (string, int, b
 	}
 }
 
+// since returns the lines from index from on.
+func (w *logWatch) since(from int) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string{}, w.lines[min(from, len(w.lines)):]...)
+}
+
 func (w *logWatch) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -4,24 +4,29 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/coffer-project/coffer/frame"
 )
 
-// slowLimits: eight slots and short deadlines.
-var slowLimits = []string{"--max-connections", "8", "--hello-timeout", "2s", "--handshake-timeout", "3s",
-	"--session-timeout", "4s", "--bye-timeout", "500ms"}
-
 // TestSlowClients fills every connection slot with slow clients: a Hello
 // at one byte a second, stalls after two header bytes and in the middle
 // of a body. Each must be cut at its deadline (an observed close), and a
 // legitimate client that queued behind them must get its shard.
 func TestSlowClients(t *testing.T) {
+	slowClients(t, 8)
+}
+
+// slowClients runs TestSlowClients with slots connection slots, all of
+// them taken by slow clients.
+func slowClients(t *testing.T, slots int) {
 	f := newFixture(t, relaxedLimits, "web")
 	f.next(t, "one")
-	p := f.start(t, slowLimits...)
+	p := f.start(t, "--max-connections", strconv.Itoa(slots), "--hello-timeout", "2s", "--handshake-timeout", "3s",
+		"--session-timeout", "4s", "--bye-timeout", "500ms")
 	hello := helloFrom(t, f.clients["web"], f.server.Public())
 
 	type slow struct {
@@ -31,15 +36,17 @@ func TestSlowClients(t *testing.T) {
 		deadline time.Duration
 	}
 	var slows []slow
-	for range 4 {
-		slows = append(slows, slow{"hello at 1 byte/s", nil, hello, 2 * time.Second})
+	for i := range slots {
+		switch i % 4 {
+		case 0, 1:
+			slows = append(slows, slow{"hello at 1 byte/s", nil, hello, 2 * time.Second})
+		case 2:
+			slows = append(slows, slow{"stalled after 2 header bytes", hello[:2], nil, 2 * time.Second})
+		case 3:
+			slows = append(slows, slow{"stalled mid-body", hello[:40], nil, 2 * time.Second})
+		}
 	}
-	slows = append(slows,
-		slow{"stalled after 2 header bytes", hello[:2], nil, 2 * time.Second},
-		slow{"stalled after 2 header bytes", hello[:2], nil, 2 * time.Second},
-		slow{"stalled mid-body", hello[:40], nil, 2 * time.Second},
-		slow{"stalled mid-body", hello[:40], nil, 2 * time.Second},
-	)
+	cut := map[string][]time.Duration{}
 	type result struct {
 		name string
 		took time.Duration
@@ -81,6 +88,7 @@ func TestSlowClients(t *testing.T) {
 	for range slows {
 		<-results // every slow client is running
 	}
+	p.checkMemory(t, "with every slot held by a slow client")
 	// All eight slots are taken: a legitimate client waits in the
 	// backlog until the slow ones are cut, then gets through.
 	start := time.Now()
@@ -102,7 +110,11 @@ func TestSlowClients(t *testing.T) {
 		if res.took < 2*time.Second-100*time.Millisecond || res.took > 2*time.Second+2*time.Second {
 			t.Errorf("%s: closed after %v, want about the 2 s Hello deadline", res.name, res.took)
 		}
-		t.Logf("%s: cut after %v", res.name, res.took.Round(time.Millisecond))
+		cut[res.name] = append(cut[res.name], res.took)
+	}
+	for name, d := range cut {
+		slices.Sort(d)
+		t.Logf("%d × %s: cut after %v to %v", len(d), name, d[0].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond))
 	}
 
 	t.Run("slow get", func(t *testing.T) {

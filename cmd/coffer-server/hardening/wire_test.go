@@ -43,6 +43,12 @@ func randBytes(n int) []byte {
 // and a valid Hello followed by garbage at the real server, while a
 // legitimate client keeps fetching.
 func TestHostileBytes(t *testing.T) {
+	hostileBytes(t, 1)
+}
+
+// hostileBytes runs TestHostileBytes with scale times as many random
+// connections.
+func hostileBytes(t *testing.T, scale int) {
 	f := newFixture(t, relaxedLimits, "web")
 	f.next(t, "one")
 	p := f.start(t, quickLimits...)
@@ -51,7 +57,7 @@ func TestHostileBytes(t *testing.T) {
 	conns := 0
 
 	t.Run("random bytes", func(t *testing.T) {
-		const n = 300
+		n := 300 * scale
 		parallel(n, 16, func(i int) {
 			b := randBytes(mrand.IntN(2048))
 			if i%3 == 0 && len(b) > 0 {
@@ -171,7 +177,7 @@ func TestHostileBytes(t *testing.T) {
 	})
 
 	t.Run("hello then garbage", func(t *testing.T) {
-		const n = 200
+		n := 200 * scale
 		parallel(n, 8, func(i int) {
 			g := randBytes(1 + mrand.IntN(5000))
 			if i%2 == 0 {
