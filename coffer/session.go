@@ -90,6 +90,10 @@ func (ss *session) run() error {
 	}
 	ss.c.SetDeadline(ss.start.Add(s.GetTimeout))
 	if f, err = frame.Read(ss.c, frame.TypeGet); err != nil {
+		// A Link that no Get follows is most likely a replayed Hello:
+		// it counts as a failure of the source address, which bounds
+		// the two ladders each replay costs.
+		s.failIP.take(ss.remote, time.Now())
 		return readFailure(err, "reading get")
 	}
 	names, err := ss.openGet(f)
@@ -154,7 +158,10 @@ func (ss *session) openHello(f frame.Frame) error {
 		s.failIP.take(ss.remote, now)
 		return err
 	}
-	if !s.clientLim.take(h.Client, now) {
+	// Only checked here, and spent when the Get opens: a Hello proves
+	// no liveness, so replays of a recorded one must not use up the
+	// real client's tokens and lock it out.
+	if !s.clientLim.allowed(h.Client, now) {
 		return fail(frame.CodeBusy, OutcomeError, "client over its rate limit")
 	}
 	ss.ephemeral = h.Ephemeral
@@ -312,6 +319,7 @@ func (ss *session) openGet(f frame.Frame) ([]string, error) {
 	if !equalHash(p.TH, &ss.th) {
 		return nil, authFailed("get transcript hash mismatch")
 	}
+	s.clientLim.take(ss.client, time.Now())
 	return p.Names, nil
 }
 
