@@ -84,6 +84,7 @@ func TestBitFlips(t *testing.T) {
 	}
 	p.mustServe(t, "web", "one")
 	p.checkMemory(t, "after the bit flips")
+	p.checkNoLeak(t)
 	p.stop()
 	f.audit(t)
 }
@@ -200,6 +201,7 @@ func TestReplays(t *testing.T) {
 	l.stop(t)
 	p.mustServe(t, "web", "one")
 	p.checkMemory(t, "after the replays")
+	p.checkNoLeak(t)
 	p.stop()
 	f.audit(t)
 }

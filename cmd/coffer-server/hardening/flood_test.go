@@ -63,6 +63,7 @@ func TestConnectionFlood(t *testing.T) {
 	}
 	p.mustServe(t, "web", "one")
 	p.checkMemory(t, "after the connection flood")
+	p.checkNoLeak(t)
 	p.stop()
 	f.audit(t)
 }
@@ -131,6 +132,56 @@ func TestHelloFlood(t *testing.T) {
 	l.stop(t)
 	p.mustServe(t, "web", "one")
 	p.checkMemory(t, "after the Hello floods")
+	p.checkNoLeak(t)
+	p.stop()
+	f.audit(t)
+}
+
+// TestReplayedHelloFlood replays one recorded Hello of a known client
+// from another address, with the default rate limits. A Hello carries a
+// valid proof but no liveness: it must neither lock the real client out
+// (the per-client bucket) nor cost the server unbounded work.
+func TestReplayedHelloFlood(t *testing.T) {
+	f := newFixture(t, "", "web")
+	f.next(t, "one")
+	p := f.start(t, "--max-connections", "64", "--hello-timeout", "1s", "--handshake-timeout", "2s", "--session-timeout", "3s")
+	hello := helloFrom(t, f.clients["web"], f.server.Public())
+	before := cpuTime(t, p.pid())
+	const n = 1500
+	var mu sync.Mutex
+	outcomes := map[string]int{}
+	l := p.legitLoop("web", "one", 100*time.Millisecond)
+	parallel(n, 4, func(i int) {
+		// The replayer closes once it has its answer.
+		r, err := attack("127.0.0.2", p.addr, hello, true, replyWait)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if r.has(frame.TypeOkGet) {
+			t.Errorf("replayed Hello: %v", r)
+		}
+		k := "closed"
+		switch {
+		case r.has(frame.TypeLink):
+			k = "Link"
+		case len(r.codes) > 0:
+			k = "Error{" + r.codes[0].String() + "}"
+		}
+		mu.Lock()
+		outcomes[k]++
+		mu.Unlock()
+	})
+	l.stop(t)
+	used := cpuTime(t, p.pid()) - before
+	t.Logf("%d replays of one Hello: server CPU %v (%v each); replies %v", n, used, used/n, outcomes)
+	// The real client, from its own address, right after the flood.
+	p.mustServe(t, "web", "one")
+	if outcomes["Link"] > 100 {
+		t.Errorf("%d replayed Hellos got a Link (two scalar multiplications each); want the per-address failure limit to stop them", outcomes["Link"])
+	}
+	p.checkMemory(t, "after the replayed Hellos")
+	p.checkNoLeak(t)
 	p.stop()
 	f.audit(t)
 }

@@ -55,6 +55,29 @@ func (p *proc) checkMemory(t testing.TB, when string) {
 	}
 }
 
+// openFDs counts the server's open file descriptors.
+func openFDs(pid int) int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(ents)
+}
+
+// checkNoLeak polls (with a deadline) until the server holds no more
+// file descriptors than when it became ready: every attacked connection
+// was closed, none leaked.
+func (p *proc) checkNoLeak(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	n := openFDs(p.pid())
+	for n > p.fds0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+		n = openFDs(p.pid())
+	}
+	t.Logf("server file descriptors: %d when ready, %d after the attack", p.fds0, n)
+	if n > p.fds0 {
+		t.Errorf("server holds %d file descriptors after the attack, %d when ready: a leak", n, p.fds0)
+	}
+}
+
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 // cpuTime returns the user plus system CPU time pid has used

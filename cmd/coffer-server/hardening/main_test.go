@@ -231,6 +231,7 @@ type proc struct {
 	logs   *logWatch
 	sdMsgs chan string
 	addr   string
+	fds0   int // open file descriptors once ready
 	done   chan struct{}
 	err    error
 }
@@ -360,6 +361,7 @@ func (f *fixture) start(t testing.TB, extra ...string) *proc {
 	p.waitReady()
 	line, _ := p.logs.wait(t, 0, `msg=listening .*addr=`)
 	p.addr = regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
+	p.fds0 = openFDs(p.pid())
 	return p
 }
 

@@ -151,6 +151,7 @@ func slowClients(t *testing.T, slots int) {
 				t.Logf("slow Get: cut after %v", took.Round(time.Millisecond))
 				p.mustServe(t, "web", "one")
 				p.checkMemory(t, "after the slow clients")
+				p.checkNoLeak(t)
 				return
 			case <-tick.C:
 				c.Write(get[i%len(get) : i%len(get)+1])

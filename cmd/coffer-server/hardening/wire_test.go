@@ -202,6 +202,7 @@ func hostileBytes(t *testing.T, scale int) {
 	t.Logf("%d hostile connections: server CPU %v in all (%v each, legitimate fetches included)", conns, used, used/time.Duration(max(conns, 1)))
 	p.mustServe(t, "web", "one")
 	p.checkMemory(t, "after hostile bytes")
+	p.checkNoLeak(t)
 	p.stop()
 	f.audit(t)
 }
