@@ -1,11 +1,13 @@
 package hardening_test
 
 import (
+	"context"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/frame"
 )
 
@@ -184,4 +186,88 @@ func TestReplayedHelloFlood(t *testing.T) {
 	p.checkNoLeak(t)
 	p.stop()
 	f.audit(t)
+}
+
+// TestStolenKeyLoop: a client key used in a tight loop from another
+// address (a stolen or looping client) gets its burst, then Error{busy}
+// at no scalar multiplication, while another client is served.
+func TestStolenKeyLoop(t *testing.T) {
+	f := newFixture(t, "", "web", "db")
+	f.next(t, "one")
+	p := f.start(t)
+	l := p.legitLoop("db", "one", 100*time.Millisecond)
+	before := cpuTime(t, p.pid())
+	const n = 400
+	var mu sync.Mutex
+	outcomes := map[string]int{}
+	parallel(n, 4, func(int) {
+		c, err := dialFrom("127.0.0.2", p.addr)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		_, err = coffer.Fetch(context.Background(), c, &coffer.ClientConfig{Key: f.clients["web"], Server: f.server.Public()})
+		k := "ok"
+		if err != nil {
+			k = errClass(err)
+		}
+		mu.Lock()
+		outcomes[k]++
+		mu.Unlock()
+	})
+	l.stop(t)
+	used := cpuTime(t, p.pid()) - before
+	t.Logf("%d fetches in a loop with one key: %v; server CPU %v (%v a fetch)", n, outcomes, used, used/n)
+	if outcomes["ok"] > 60 || outcomes["server Error{"+frame.CodeBusy.String()+"}"] == 0 {
+		t.Errorf("the per-client limit did not apply: %v", outcomes)
+	}
+	p.checkMemory(t, "after a looping client")
+	p.checkNoLeak(t)
+	p.stop()
+	f.audit(t)
+}
+
+// TestFDExhaustion runs the server with 40 file descriptors and opens
+// 100 idle connections: accept fails with EMFILE until the idle ones are
+// cut, the server stays up and a legitimate client gets through.
+func TestFDExhaustion(t *testing.T) {
+	f := newFixture(t, relaxedLimits, "web")
+	f.next(t, "one")
+	f.wrap = []string{"sh", "-c", `ulimit -n 40 && exec "$0" "$@"`}
+	p := f.start(t, "--hello-timeout", "1s", "--handshake-timeout", "2s", "--session-timeout", "3s")
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for range 100 {
+		c, err := dialFrom("127.0.0.2", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	start := time.Now()
+	r, err := fetchFrom(p.addr, f.server.Public(), f.clients["web"], 30*time.Second)
+	if err != nil {
+		t.Fatalf("legitimate client with the server out of file descriptors: %v", err)
+	}
+	if err := wantShard(r, "one"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("legitimate client served after %v; the server's file descriptors: limit 40, %d in use at start", time.Since(start).Round(time.Millisecond), p.fds0)
+	for _, c := range held {
+		if r := readReplies(c, 30*time.Second); !r.closedCleanly() {
+			t.Errorf("idle connection: %v", r)
+		}
+	}
+	if _, _, ok := p.logs.waitFor(0, `accept failed`, time.Second); !ok {
+		t.Logf("no accept failure logged (the backlog absorbed the connections)")
+	}
+	p.mustServe(t, "web", "one")
+	p.checkMemory(t, "after file descriptor exhaustion")
+	p.checkNoLeak(t)
+	p.stop()
 }

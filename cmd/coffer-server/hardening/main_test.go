@@ -113,7 +113,8 @@ type fixture struct {
 	conf     string
 	last     [32]byte // hash of the last sealed file
 	lastSeal uint64
-	extra    int // extra clients in every definition (bigger loads)
+	extra    int      // extra clients in every definition (bigger loads)
+	wrap     []string // a command the server is started through (sh -c)
 }
 
 // Limits for the tests: per-address failure and per-client limits off
@@ -370,7 +371,8 @@ func (f *fixture) start(t testing.TB, extra ...string) *proc {
 func (f *fixture) launch(t testing.TB, args ...string) *proc {
 	t.Helper()
 	sdPath, msgs := notifySocket(t)
-	cmd := exec.Command(serverBin, args...)
+	argv := append(append([]string{}, f.wrap...), append([]string{serverBin}, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sdPath)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
