@@ -57,6 +57,9 @@ func TestBitFlips(t *testing.T) {
 			return b
 		}
 		s, res, err := relayOnce(t, p.addr, f.server.Public(), f.clients["web"], m)
+		if err != nil {
+			record(err.Error()) // errors go through the canary check too
+		}
 		name := names[fl.dir][fl.frame]
 		switch {
 		case name == "Bye":

@@ -213,6 +213,7 @@ func TestStolenKeyLoop(t *testing.T) {
 		_, err = coffer.Fetch(context.Background(), c, &coffer.ClientConfig{Key: f.clients["web"], Server: f.server.Public()})
 		k := "ok"
 		if err != nil {
+			record(err.Error())
 			k = errClass(err)
 		}
 		mu.Lock()

@@ -228,6 +228,7 @@ func (p *proc) legitLoop(client, tag string, every time.Duration) *legit {
 				err = wantShard(r, tag)
 			}
 			if err != nil {
+				record(err.Error())
 				l.mu.Lock()
 				l.errs = append(l.errs, err)
 				l.mu.Unlock()
