@@ -172,8 +172,9 @@ func newServer(cfg *config.Server, key *coffer.PrivateKey, st *shard.Store, log 
 	}
 }
 
-// limit maps a configured rate onto coffer.Limit, where a zero Rate
-// means the default and a negative one no limit.
+// limit maps a configured rate onto coffer.Limit. A zero Rate turns the
+// limit off (config.ServerRate), which coffer.Limit spells as a negative
+// Rate; its own zero Rate would mean the default.
 func limit(r config.ServerRate) coffer.Limit {
 	if r.Rate == 0 {
 		return coffer.Limit{Rate: -1}

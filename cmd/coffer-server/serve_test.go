@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/coffer-project/coffer/coffer"
+	"github.com/coffer-project/coffer/config"
 	"github.com/coffer-project/coffer/frame"
 )
 
@@ -313,4 +314,25 @@ func TestInheritedListenFDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.stop()
+}
+
+// A zero rate in the config turns a limit off; coffer.Limit's own zero
+// would mean its default, so limit must not pass it through.
+func TestLimitMapping(t *testing.T) {
+	tests := []struct {
+		name string
+		in   config.ServerRate
+		want coffer.Limit
+	}{
+		{"zero rate is off", config.ServerRate{}, coffer.Limit{Rate: -1}},
+		{"zero rate with a burst is off", config.ServerRate{Burst: 5}, coffer.Limit{Rate: -1}},
+		{"rate and burst kept", config.ServerRate{Rate: 0.5, Burst: 3}, coffer.Limit{Rate: 0.5, Burst: 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := limit(tt.in); got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
 }
