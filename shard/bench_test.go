@@ -84,6 +84,25 @@ func BenchmarkShard(b *testing.B) {
 	})
 }
 
+// BenchmarkShardNames reads 256 names out of a shard of 65,536 values,
+// the worst case of the name filter (frame's limits on a Get and a shard).
+func BenchmarkShardNames(b *testing.B) {
+	st := open(b, b.TempDir(), shard.Options{})
+	mustImport(b, st, makeDef(1, 1, 65536))
+	_, gen, _ := st.Current()
+	names := make([]string, 256)
+	for i := range names {
+		names[i] = fmt.Sprintf("VALUE_%d", i*256)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		m, err := st.Shard(gen, clientKey(0), names)
+		if err != nil || len(m) != len(names) {
+			b.Fatalf("Shard: %d values, %v", len(m), err)
+		}
+	}
+}
+
 // BenchmarkImport imports 10,000 clients of 10 values of 40 bytes and
 // drops the previous generation outside the timer. peak-RSS-MiB is the
 // process's high-water mark, test data included.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"slices"
 	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
@@ -45,11 +44,23 @@ func (st *Store) Shard(gen uint64, client [32]byte, names []string) (map[string]
 		}
 		return nil, fmt.Errorf("shard: reading shard: %w", err)
 	}
+	// A set, not slices.Contains: up to 65,536 entries against up to 256
+	// names would be 16 million comparisons per Get.
+	var want map[string]struct{}
+	if len(names) > 0 {
+		want = make(map[string]struct{}, len(names))
+		for _, n := range names {
+			want[n] = struct{}{}
+		}
+	}
 	out := make(map[string][]byte, max(len(names), 8))
 	err = parseBlob(plain, nil, func(name, value []byte) {
-		if len(names) == 0 || slices.Contains(names, string(name)) {
-			out[string(name)] = value
+		if want != nil {
+			if _, ok := want[string(name)]; !ok {
+				return
+			}
 		}
+		out[string(name)] = value
 	})
 	if err != nil {
 		clear(plain)
