@@ -144,6 +144,34 @@ func TestRateLimits(t *testing.T) {
 			t.Errorf("a known client after the unknown budget ran out: %v", err)
 		}
 	})
+	t.Run("one address cannot drain the unknown-key budget", func(t *testing.T) {
+		fx := newFixture(t, 1, noLimits, func(s *Server) {
+			s.UnknownLimit = Limit{Rate: 1e-9, Burst: 2}
+			s.UnknownPerIPLimit = Limit{Rate: 1e-9, Burst: 1}
+		})
+		fetchFrom := func(src string, key byte) error {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+			c, err := d.Dial("tcp", fx.addr)
+			if err != nil {
+				t.Fatalf("dialing from %s: %v", src, err)
+			}
+			defer c.Close()
+			_, err = Fetch(context.Background(), c, &ClientConfig{Key: testKey(t, key), Server: fx.key.Public()})
+			return err
+		}
+		if err := fetchFrom("127.0.0.1", 30); !errors.Is(err, ErrUnknownClient) {
+			t.Fatalf("first unknown key: got %v, want ErrUnknownClient", err)
+		}
+		for i := range 3 { // refused by the per-address bucket
+			var re *RemoteError
+			if err := fetchFrom("127.0.0.1", byte(31+i)); !errors.As(err, &re) || re.Code != frame.CodeBusy {
+				t.Fatalf("unknown key %d from the same address: got %v, want Error{busy}", i, err)
+			}
+		}
+		if err := fetchFrom("127.0.0.2", 40); !errors.Is(err, ErrUnknownClient) {
+			t.Errorf("unknown key from another address: got %v, want ErrUnknownClient (the global budget has a token left)", err)
+		}
+	})
 	t.Run("failed authentications per address", func(t *testing.T) {
 		fx := newFixture(t, 1, noLimits, func(s *Server) { s.FailPerIPLimit = Limit{Rate: 1e-9, Burst: 2} })
 		bad, _ := helloFrame(t, fx.config(0))

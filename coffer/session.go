@@ -203,7 +203,9 @@ func (ss *session) checkProof(h *frame.Hello) error {
 func (ss *session) unknownClient(h *frame.Hello, raw []byte) error {
 	s := ss.s
 	now := time.Now()
-	if !s.unknown.take(now) || !s.unknownIP.take(ss.remote, now) {
+	// The per-address bucket first: a host past its own budget must not
+	// spend a global token it is then refused anyway.
+	if !s.unknownIP.take(ss.remote, now) || !s.unknown.take(now) {
 		return fail(frame.CodeBusy, OutcomeError, "unknown-key budget exhausted")
 	}
 	c := PublicKey(h.Client)
