@@ -206,17 +206,14 @@ func TestSystemdUnits(t *testing.T) {
 	}
 }
 
-// TestCompanionSealed seals with the real coffer-companion, when it
-// exists, and serves the result.
+// TestCompanionSealed seals with the real coffer-companion and serves
+// the result.
 func TestCompanionSealed(t *testing.T) {
-	if companionBin == "" {
-		t.Skip("cmd/coffer-companion is not built yet")
-	}
 	f := newFixture(t, "web")
 	authorKey := filepath.Join(f.dir, "companion.key")
 	out, err := exec.Command(companionBin, "keygen", "-o", authorKey).Output()
 	if err != nil {
-		t.Skipf("coffer-companion keygen: %v", err)
+		t.Fatalf("coffer-companion keygen: %v", err)
 	}
 	author := strings.TrimSpace(string(out))
 	src := filepath.Join(f.dir, "secrets.toml")
@@ -225,7 +222,7 @@ func TestCompanionSealed(t *testing.T) {
 	}
 	cmd := exec.Command(companionBin, "seal", "--key", authorKey, "--server", f.server.Public().String(), "-o", f.defPath, src)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Skipf("coffer-companion seal: %v\n%s", err, out)
+		t.Fatalf("coffer-companion seal: %v\n%s", err, out)
 	}
 	args := append(f.args(), "--trusted", author, "--listen", "127.0.0.1:0")
 	p := f.launch(t, nil, nil, args...)
