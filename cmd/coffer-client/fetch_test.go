@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/coffer-project/coffer/coffer"
@@ -122,19 +123,22 @@ func TestAuthFailures(t *testing.T) {
 		}
 	})
 	t.Run("no failover after an unknown client", func(t *testing.T) {
-		// The order is shuffled: each run either reaches the good server
-		// first or stops at the one that does not know this client.
-		stopped := 0
-		for range 12 {
-			r := fx.run(nil, append([]string{"get"}, fx.base("--server", ts2.addr+","+ts.addr)...)...)
-			if r.code == exitAuth {
-				stopped++
-			} else {
-				r.want(t, exitOK)
-			}
+		// Two servers that do not know this client, in whichever order the
+		// shuffle picks: the first answer is final, so exactly one of them
+		// is ever connected to.
+		var ls [2]*countingListener
+		addrs := make([]string, len(ls))
+		for i := range ls {
+			ls[i] = listenCounting(t)
+			fx.serve(ls[i], 1).swap(1, map[coffer.PublicKey]frame.Shard{other.Public(): {"x": str("y")}})
+			addrs[i] = ls[i].Addr().String()
 		}
-		if stopped == 0 {
-			t.Error("every run failed over past the server that does not know this client")
+		for i := range 4 {
+			r := fx.run(nil, append([]string{"get"}, fx.base("--server", strings.Join(addrs, ","))...)...)
+			r.want(t, exitAuth)
+			if got := ls[0].n.Load() + ls[1].n.Load(); got != int64(i+1) {
+				t.Fatalf("run %d: %d connections in all, want %d (one a run)", i, got, i+1)
+			}
 		}
 	})
 }
@@ -271,4 +275,27 @@ func TestCache(t *testing.T) {
 			t.Error("the state was raised although the output failed")
 		}
 	})
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n atomic.Int64
+}
+
+func listenCounting(t *testing.T) *countingListener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &countingListener{Listener: l}
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
 }
