@@ -61,34 +61,8 @@ func BenchmarkHandshake(b *testing.B) {
 // cryptography. "pipe" is the session alone; "tcp" adds accepting a
 // loopback connection (and closes the server, so it runs last).
 func BenchmarkServerSession(b *testing.B) {
-	rs := newReplayServer(b, benchShard())
-	hello, get, bye := rs.clientFrames[0].Raw, rs.clientFrames[1].Raw, rs.clientFrames[2].Raw
-	replies := len(rs.serverStream)
-	// drive plays the recorded client on c.
-	drive := func(b *testing.B, c net.Conn, buf []byte) {
-		if _, err := c.Write(hello); err != nil {
-			b.Fatal(err)
-		}
-		link := len(rs.serverFrames[0].Raw)
-		if _, err := io.ReadFull(c, buf[:link]); err != nil {
-			b.Fatal(err)
-		}
-		c.Write(get)
-		if _, err := io.ReadFull(c, buf[link:replies]); err != nil {
-			b.Fatal(err)
-		}
-		c.Write(bye)
-		if n, _ := io.ReadFull(c, buf[:1]); n != 0 {
-			b.Fatal("server sent more than the recorded session")
-		}
-	}
-	check := func(b *testing.B, buf []byte) {
-		if !bytes.Equal(buf[:replies], rs.serverStream) {
-			b.Fatal("server replies differ from the recorded session")
-		}
-	}
 	b.Run("pipe", func(b *testing.B) {
-		buf := make([]byte, replies+1)
+		rs, drive := newServerBench(b)
 		before := rs.srv.ladders.Load()
 		b.ReportAllocs()
 		for b.Loop() {
@@ -96,14 +70,14 @@ func BenchmarkServerSession(b *testing.B) {
 			c, s := net.Pipe()
 			done := make(chan struct{})
 			go func() { rs.srv.ServeConn(s); close(done) }()
-			drive(b, c, buf)
+			drive(c)
 			<-done
 			c.Close()
 		}
-		check(b, buf)
 		b.ReportMetric(float64(rs.srv.ladders.Load()-before)/float64(b.N), "ladders/op")
 	})
 	b.Run("tcp", func(b *testing.B) {
+		rs, drive := newServerBench(b)
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			b.Fatal(err)
@@ -114,7 +88,6 @@ func BenchmarkServerSession(b *testing.B) {
 			rs.srv.Close()
 			<-served
 		}()
-		buf := make([]byte, replies+1)
 		before := rs.srv.ladders.Load()
 		b.ReportAllocs()
 		for b.Loop() {
@@ -123,10 +96,50 @@ func BenchmarkServerSession(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			drive(b, c, buf)
+			drive(c)
 			c.Close()
 		}
-		check(b, buf)
 		b.ReportMetric(float64(rs.srv.ladders.Load()-before)/float64(b.N), "ladders/op")
 	})
+}
+
+// newServerBench returns a replay server and a function that plays its
+// recorded client on a connection and checks the server's replies.
+func newServerBench(b *testing.B) (*replayServer, func(net.Conn)) {
+	rs := newReplayServer(b, benchShard())
+	hello, get, bye := rs.clientFrames[0].Raw, rs.clientFrames[1].Raw, rs.clientFrames[2].Raw
+	link, replies := len(rs.serverFrames[0].Raw), len(rs.serverStream)
+	buf := make([]byte, replies+1)
+	drive := func(c net.Conn) {
+		if _, err := c.Write(hello); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf[:link]); err != nil {
+			b.Fatal(err)
+		}
+		c.Write(get)
+		if _, err := io.ReadFull(c, buf[link:replies]); err != nil {
+			b.Fatal(err)
+		}
+		c.Write(bye)
+		if n, _ := io.ReadFull(c, buf[replies:]); n != 0 {
+			b.Fatal("server sent more than the recorded session")
+		}
+		if !bytes.Equal(buf[:replies], rs.serverStream) {
+			b.Fatal("server replies differ from the recorded session")
+		}
+	}
+	return rs, drive
+}
+
+// BenchmarkLadder is one K(a,B) through crypto/ecdh and HSalsa20, the
+// unit the session costs are counted in.
+func BenchmarkLadder(b *testing.B) {
+	k, p := testKey(b, 1), testKey(b, 2).Public()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.boxKey(&p); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
