@@ -263,8 +263,8 @@ func (l *legit) stop(t testing.TB) {
 	}
 }
 
-// capture is a net.Conn whose peer reads one frame written by Fetch and
-// then closes: it yields a fresh Hello without a server.
+// helloFrom runs Fetch over a pipe whose other end reads one frame and
+// closes: it yields a fresh, valid Hello of key without a server.
 func helloFrom(t testing.TB, key *coffer.PrivateKey, server coffer.PublicKey) []byte {
 	t.Helper()
 	a, b := net.Pipe()

@@ -113,9 +113,11 @@ func recordSession(t testing.TB, p *proc, client string) *session {
 	if err != nil {
 		t.Fatalf("relayed good session: %v", err)
 	}
+	if len(res.Shard) == 0 {
+		t.Fatal("relayed good session: an empty shard")
+	}
 	if len(s.client) != 3 || len(s.server) != 2 {
 		t.Fatalf("relayed good session: %d client and %d server frames, want Hello, Get, Bye and Link, OkGet", len(s.client), len(s.server))
 	}
-	_ = res
 	return s
 }
