@@ -92,11 +92,12 @@ type stormFig struct {
 
 // coldFig is the client's cold start.
 type coldFig struct {
-	Runs     int     `json:"runs"`
-	Errors   int     `json:"errors"`
-	MedianMs float64 `json:"median_ms"`
-	P90Ms    float64 `json:"p90_ms"`
-	MinMs    float64 `json:"min_ms"`
+	Runs        int     `json:"runs"`
+	Errors      int     `json:"errors"`
+	MedianMs    float64 `json:"median_ms"`
+	P90Ms       float64 `json:"p90_ms"`
+	MinMs       float64 `json:"min_ms"`
+	ErrorSample string  `json:"error_sample,omitempty"`
 }
 
 // target is one of issue 6's targets, with what was measured.
@@ -333,6 +334,11 @@ func printReport(w io.Writer, f *figures) error {
 			s.Sessions, s.Errors, s.ElapsedMs/1000, s.SessionsPerS, s.P99Ms, s.CPUPerSession, s.RSSBeforeMiB, s.PeakMiB)
 	}
 	tw.Flush()
+	for _, t := range targets[:3] {
+		if s, ok := f.Storm[t]; ok && s.ErrorSample != "" {
+			fmt.Fprintf(w, "  %s storm error: %s\n", targetNames[t], s.ErrorSample)
+		}
+	}
 
 	for _, c := range f.Conc {
 		k := concKey(c)
@@ -343,6 +349,11 @@ func printReport(w io.Writer, f *figures) error {
 			l := f.Load[t][k]
 			fmt.Fprintf(tw, "%s\t%.0f\t%.2f ms\t%.2f ms\t%.2f ms\t%d\t%.0f us\t%.1f MiB\t%.1f MiB\t\n", targetNames[t],
 				l.SessionsPerS, l.P50Ms, l.P99Ms, l.P999Ms, l.Errors, l.CPUPerSession, l.RSSMiB, l.HWMMiB)
+		}
+		for _, t := range targets {
+			if e := f.Load[t][k].ErrorSample; e != "" {
+				fmt.Fprintf(tw, "  %s error:\t%s\n", targetNames[t], e)
+			}
 		}
 		fmt.Fprintf(tw, "coffer/TLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_tls_"+k], f.Ratios["cpu_coffer_over_tls_"+k])
 		fmt.Fprintf(tw, "coffer/mTLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_mtls_"+k], f.Ratios["cpu_coffer_over_mtls_"+k])
@@ -355,6 +366,9 @@ func printReport(w io.Writer, f *figures) error {
 	if f.ColdStart.Runs > 0 {
 		fmt.Fprintf(w, "client cold start (coffer-client get --format json): median %.1f ms, p90 %.1f ms, min %.1f ms, %d runs, %d errors\n",
 			f.ColdStart.MedianMs, f.ColdStart.P90Ms, f.ColdStart.MinMs, f.ColdStart.Runs, f.ColdStart.Errors)
+		if f.ColdStart.ErrorSample != "" {
+			fmt.Fprintf(w, "  first cold start error: %s\n", f.ColdStart.ErrorSample)
+		}
 	}
 	fmt.Fprintf(w, "server at the end: VmRSS %.1f MiB, VmHWM %.1f MiB\n", f.FinalRSSMiB, f.FinalHWMMiB)
 	if f.CPUProfile != "" {

@@ -432,7 +432,8 @@ func (b *bench) loadPhases(ctx context.Context, f *figures) error {
 
 // coldStarts runs `coffer-client get --format json` against the running
 // coffer-server, once untimed (to warm the page cache) and then
-// -cold-starts times, timing each whole process.
+// -cold-starts times, timing each whole process. Each run is another
+// client, as each would be another machine booting.
 func (b *bench) coldStarts(ctx context.Context, f *figures) error {
 	if b.opt.coldStarts == 0 {
 		return nil
@@ -440,8 +441,9 @@ func (b *bench) coldStarts(ctx context.Context, f *figures) error {
 	b.logf("cold start: %d runs of coffer-client get --format json...", b.opt.coldStarts)
 	var times []time.Duration
 	errs := 0
+	keys := b.fx.clientKeyFiles
 	for i := -1; i < b.opt.coldStarts; i++ {
-		d, err := b.clientOnce(ctx, i == -1)
+		d, err := b.clientOnce(ctx, keys[(i+1)%len(keys)], i == -1)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -450,6 +452,9 @@ func (b *bench) coldStarts(ctx context.Context, f *figures) error {
 				return err
 			}
 			errs++
+			if f.ColdStart.ErrorSample == "" {
+				f.ColdStart.ErrorSample = err.Error()
+			}
 			continue
 		}
 		if i >= 0 {
@@ -457,7 +462,7 @@ func (b *bench) coldStarts(ctx context.Context, f *figures) error {
 		}
 	}
 	slices.Sort(times)
-	f.ColdStart = coldFig{Runs: len(times), Errors: errs}
+	f.ColdStart.Runs, f.ColdStart.Errors = len(times), errs
 	if len(times) > 0 {
 		f.ColdStart.MedianMs = ms(quantile(times, 0.5))
 		f.ColdStart.P90Ms = ms(quantile(times, 0.9))
@@ -469,11 +474,11 @@ func (b *bench) coldStarts(ctx context.Context, f *figures) error {
 // clientOnce runs coffer-client get once and returns its wall time. With
 // check, it also checks that the output is a JSON object with every
 // secret.
-func (b *bench) clientOnce(ctx context.Context, check bool) (time.Duration, error) {
+func (b *bench) clientOnce(ctx context.Context, keyFile string, check bool) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, coldStartTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, b.opt.clientBin, "get", "--format", "json",
-		"--server", b.servers["coffer"].addr, "--key", b.fx.clientKey,
+		"--server", b.servers["coffer"].addr, "--key", keyFile,
 		"--server-key", b.fx.serverPub.String())
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

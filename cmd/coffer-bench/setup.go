@@ -18,21 +18,21 @@ import (
 
 // fixture is everything a run generates in its work directory.
 type fixture struct {
-	dir           string
-	serverKey     string // coffer key files (0600)
-	companionKey  string
-	clientKey     string // the first client's key file, for the cold start
-	clientKeys    string // every client's raw private key, 32 bytes each (0600)
-	definition    string // the TOML definition
-	sealed        string // the sealed definition
-	shards        string // the encoded shards, for the TLS baseline
-	data          string // coffer-server's data directory (fresh)
-	certs         certFiles
-	serverPub     coffer.PublicKey
-	companionPub  coffer.PublicKey
-	companionPriv *coffer.PrivateKey
-	defBytes      int // size of the TOML definition
-	shardBytes    int // size of one encoded shard (the first client's)
+	dir            string
+	serverKey      string // coffer key files (0600)
+	companionKey   string
+	clientKeyFiles []string // key files of the first clients, one per cold start
+	clientKeys     string   // every client's raw private key, 32 bytes each (0600)
+	definition     string   // the TOML definition
+	sealed         string   // the sealed definition
+	shards         string   // the encoded shards, for the TLS baseline
+	data           string   // coffer-server's data directory (fresh)
+	certs          certFiles
+	serverPub      coffer.PublicKey
+	companionPub   coffer.PublicKey
+	companionPriv  *coffer.PrivateKey
+	defBytes       int // size of the TOML definition
+	shardBytes     int // size of one encoded shard (the first client's)
 }
 
 // valueAlphabet makes printable secret values that need no TOML escaping.
@@ -45,7 +45,6 @@ func newFixture(dir string, opt *options) (*fixture, error) {
 		dir:          dir,
 		serverKey:    filepath.Join(dir, "server.key"),
 		companionKey: filepath.Join(dir, "companion.key"),
-		clientKey:    filepath.Join(dir, "client0.key"),
 		clientKeys:   filepath.Join(dir, "clients.bin"),
 		definition:   filepath.Join(dir, "secrets.toml"),
 		sealed:       filepath.Join(dir, "secrets.sealed"),
@@ -66,12 +65,18 @@ func newFixture(dir string, opt *options) (*fixture, error) {
 	if _, err := rand.Read(raw); err != nil {
 		return nil, err
 	}
-	pubs, first, err := clientPublics(raw)
+	pubs, firsts, err := clientPublics(raw, min(opt.clients, opt.coldStarts+1))
 	if err != nil {
 		return nil, err
 	}
-	if err := coffer.WriteKeyFile(fx.clientKey, first); err != nil {
-		return nil, err
+	// Each cold start is another machine booting: another client, so the
+	// server's per-client rate limit never applies.
+	for i, k := range firsts {
+		path := filepath.Join(dir, fmt.Sprintf("client%d.key", i))
+		if err := coffer.WriteKeyFile(path, k); err != nil {
+			return nil, err
+		}
+		fx.clientKeyFiles = append(fx.clientKeyFiles, path)
 	}
 	if err := os.WriteFile(fx.clientKeys, raw, 0o600); err != nil {
 		return nil, err
@@ -100,11 +105,11 @@ func newKeyFile(path string) (*coffer.PrivateKey, error) {
 }
 
 // clientPublics derives the public key of each raw private key in raw,
-// on every core, and returns the first private key too.
-func clientPublics(raw []byte) ([]coffer.PublicKey, *coffer.PrivateKey, error) {
+// on every core, and returns the first nKeys private keys too.
+func clientPublics(raw []byte, nKeys int) ([]coffer.PublicKey, []*coffer.PrivateKey, error) {
 	n := len(raw) / coffer.KeySize
 	pubs := make([]coffer.PublicKey, n)
-	var first *coffer.PrivateKey
+	firsts := make([]*coffer.PrivateKey, nKeys)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
@@ -125,14 +130,14 @@ func clientPublics(raw []byte) ([]coffer.PublicKey, *coffer.PrivateKey, error) {
 					return
 				}
 				pubs[i] = k.Public()
-				if i == 0 {
-					first = k
+				if i < nKeys {
+					firsts[i] = k
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	return pubs, first, firstErr
+	return pubs, firsts, firstErr
 }
 
 // clientName is the definition's name of client i.
