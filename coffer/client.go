@@ -105,13 +105,11 @@ func (cl *clientSession) run() (*Result, error) {
 	case frame.TypeKeyNotFound:
 		return nil, cl.openKeyNotFound(f)
 	case frame.TypeError:
-		err := plainRemoteError(f)
-		if errors.Is(err, ErrAuth) {
-			// Only a server without the pinned key fails to open a
-			// Hello from a key it knows.
-			return nil, fmt.Errorf("%w: %w", ErrServerAuth, err)
-		}
-		return nil, err
+		// Plain, so it proves nothing: a server without the pinned key
+		// answers Error{auth}, but so can anyone on the path. It stays an
+		// unsealed *RemoteError, not ErrServerAuth, so a caller can try
+		// another server (docs/protocol.md §4.7).
+		return nil, plainRemoteError(f)
 	}
 	if err := cl.openLink(f); err != nil {
 		return nil, err

@@ -152,8 +152,9 @@ func TestClientRefusesBadReplies(t *testing.T) {
 		retryable bool
 	}{
 		{"plain busy", plain(frame.CodeBusy), &RemoteError{Code: frame.CodeBusy}, true},
-		{"plain auth means the pinned key is wrong", plain(frame.CodeAuth), ErrServerAuth, false},
-		{"plain version", plain(frame.CodeVersion), &RemoteError{Code: frame.CodeVersion}, false},
+		{"plain auth proves nothing", plain(frame.CodeAuth), &RemoteError{Code: frame.CodeAuth}, true},
+		{"plain version proves nothing", plain(frame.CodeVersion), &RemoteError{Code: frame.CodeVersion}, true},
+		{"plain malformed proves nothing", plain(frame.CodeMalformed), &RemoteError{Code: frame.CodeMalformed}, true},
 		{"garbage error body", []byte{0, 1, 0xff, 0xff}, errUnverified, true},
 		{"keynotfound that does not open", append([]byte{0, 60, 0xaa}, make([]byte, 60)...), errUnverified, true},
 		{"link that does not open", append([]byte{0, 100, 0x01}, make([]byte, 100)...), ErrServerAuth, false},
@@ -179,6 +180,9 @@ func TestClientRefusesBadReplies(t *testing.T) {
 			if got := Retryable(err); got != tt.retryable {
 				t.Errorf("Retryable(%v) = %v, want %v", err, got, tt.retryable)
 			}
+			if want != nil && (errors.Is(err, ErrServerAuth) || errors.Is(err, ErrAuth)) {
+				t.Errorf("an unsealed %v matches ErrServerAuth or ErrAuth: final on a forgeable frame", err)
+			}
 		})
 	}
 }
@@ -196,10 +200,14 @@ func TestRetryable(t *testing.T) {
 		{&RemoteError{Code: frame.CodeBusy, Sealed: true}, true},
 		{&RemoteError{Code: frame.CodeUnavailable}, true},
 		{&RemoteError{Code: frame.CodeInternal, Sealed: true}, true},
-		{&RemoteError{Code: frame.CodeAuth}, false},
-		{&RemoteError{Code: frame.CodeMalformed}, false},
-		{&RemoteError{Code: 99}, false},
+		{&RemoteError{Code: frame.CodeAuth}, true},
+		{&RemoteError{Code: frame.CodeVersion}, true},
+		{&RemoteError{Code: frame.CodeMalformed}, true},
+		{&RemoteError{Code: 99}, true},
+		{&RemoteError{Code: frame.CodeAuth, Sealed: true}, false},
+		{&RemoteError{Code: frame.CodeVersion, Sealed: true}, false},
 		{&RemoteError{Code: frame.CodeMalformed, Sealed: true}, false},
+		{&RemoteError{Code: 99, Sealed: true}, false},
 		{fmt.Errorf("dialing: %w", syscall.ECONNREFUSED), true},
 		{fmt.Errorf("reading: %w", io.ErrUnexpectedEOF), true},
 		{context.DeadlineExceeded, true},
@@ -214,7 +222,10 @@ func TestRetryable(t *testing.T) {
 		})
 	}
 	if !errors.Is(&RemoteError{Code: frame.CodeAuth, Sealed: true}, ErrAuth) {
-		t.Error("a RemoteError with code auth does not match ErrAuth")
+		t.Error("a sealed RemoteError with code auth does not match ErrAuth")
+	}
+	if errors.Is(&RemoteError{Code: frame.CodeAuth}, ErrAuth) {
+		t.Error("an unsealed RemoteError with code auth matches ErrAuth")
 	}
 }
 

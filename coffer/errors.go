@@ -15,11 +15,14 @@ var (
 	// ErrUnknownClient: the server proved it holds the pinned key and
 	// that it has no shard for our key (a sealed KeyNotFound).
 	ErrUnknownClient = errors.New("coffer: the server does not know this client key")
-	// ErrServerAuth: the peer could not prove it holds the pinned server
-	// key (a wrong pinned key or a man in the middle).
+	// ErrServerAuth: the peer answered with a Link that does not open, so
+	// it could not prove it holds the pinned server key (a wrong pinned
+	// key or a man in the middle). A plain Error{auth} in reply to Hello
+	// is not this error but an unsealed *RemoteError: it proves nothing.
 	ErrServerAuth = errors.New("coffer: server authentication failed (wrong pinned server key or a man in the middle)")
-	// ErrAuth: the server refused our proof (Error{auth}). Matched by a
-	// *RemoteError with code auth.
+	// ErrAuth: the server refused our proof in a sealed Error{auth}.
+	// Matched by a sealed *RemoteError with code auth only; an unsealed
+	// one can be forged by anyone on the path.
 	ErrAuth = errors.New("coffer: the server refused our authentication")
 	// ErrRollback: the server sent a definition older than the client's
 	// minimum serial; nothing of it was decoded.
@@ -51,17 +54,23 @@ func (e *RemoteError) Error() string {
 	return "coffer: server error (unauthenticated): " + e.Code.String()
 }
 
-// Is makes errors.Is(err, ErrAuth) true for an Error{auth}.
+// Is makes errors.Is(err, ErrAuth) true for a sealed Error{auth}.
 func (e *RemoteError) Is(target error) bool {
-	return target == ErrAuth && e.Code == frame.CodeAuth
+	return target == ErrAuth && e.Code == frame.CodeAuth && e.Sealed
 }
 
 // Retryable reports whether err may go away if the client tries again
-// later, with backoff (docs/protocol.md §6): Error{busy}, {unavailable}
-// and {internal}, unverifiable replies, and transport errors. Errors that
-// point at configuration or an attack (unknown client, server
-// authentication, a refused proof, a version mismatch, malformed
-// requests), protocol violations and rollback are not retryable.
+// later or another server, with backoff (docs/protocol.md §6):
+// Error{busy}, {unavailable} and {internal}, every unsealed Error
+// (whatever its code: anyone on the path can forge one), unverifiable
+// replies, and transport errors. Sealed errors that point at
+// configuration (a refused proof, a version mismatch, malformed
+// requests), an unknown client, a Link that does not open
+// (ErrServerAuth), protocol violations and rollback are not retryable.
+// A caller that gets an unsealed Error{auth} or {version} from every
+// server should stop rather than retry for ever: that is what a wrong
+// pinned key or a version mismatch looks like (coffer-client stops
+// after one such round).
 func Retryable(err error) bool {
 	switch {
 	case err == nil:
@@ -72,6 +81,9 @@ func Retryable(err error) bool {
 	}
 	var re *RemoteError
 	if errors.As(err, &re) {
+		if !re.Sealed {
+			return true
+		}
 		switch re.Code {
 		case frame.CodeBusy, frame.CodeUnavailable, frame.CodeInternal:
 			return true

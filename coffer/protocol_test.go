@@ -354,8 +354,12 @@ func TestWrongPinnedServerKey(t *testing.T) {
 	cfg := fx.config(0)
 	cfg.Server = testKey(t, 9).Public()
 	_, err := fx.fetch(t, cfg)
-	if !errors.Is(err, ErrServerAuth) {
-		t.Fatalf("got %v, want ErrServerAuth", err)
+	// The real server cannot open the proof and answers a plain
+	// Error{auth}, which anyone on the path could forge: an unsealed
+	// RemoteError, not ErrServerAuth (docs/protocol.md §4.7).
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Code != frame.CodeAuth || re.Sealed || errors.Is(err, ErrServerAuth) {
+		t.Fatalf("got %v, want an unsealed Error{auth}", err)
 	}
 }
 

@@ -552,7 +552,7 @@ func (g *gen) vectors() []*vector {
 		v := &vector{name: "wrong-server-key"}
 		k, _ := g.newKit(v.name, g.C)
 		k.pinned = g.W.pub
-		g.header(v, "server:auth client:server-auth", "the client pinned another server key: the real server cannot open the proof", k, g.small, false)
+		g.header(v, "server:auth client:plain-error", "the client pinned another server key: the real server cannot open the proof\nand answers a plain Error{auth}, which proves nothing about the server", k, g.small, false)
 		v.cs(k.sealHello())
 		v.sc(plainError(3))
 		g.debug(v, k)
@@ -1111,6 +1111,8 @@ func clientClass(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
+	case errors.As(err, &re) && !re.Sealed:
+		return "plain-error"
 	case errors.Is(err, coffer.ErrServerAuth):
 		return "server-auth"
 	case errors.Is(err, coffer.ErrUnknownClient):

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/config"
+	"github.com/coffer-project/coffer/frame"
 )
 
 const checkUsage = `usage: coffer-client check [flags]
@@ -96,6 +97,7 @@ func (e *env) checkServers(s *session) error {
 	ok, auth := 0, 0
 	for _, addr := range s.servers {
 		res, err := f.once(context.Background(), addr, time.Time{})
+		var re *coffer.RemoteError
 		switch {
 		case err == nil:
 			ok++
@@ -104,6 +106,10 @@ func (e *env) checkServers(s *session) error {
 		case errors.Is(err, coffer.ErrServerAuth), errors.Is(err, coffer.ErrAuth), errors.Is(err, coffer.ErrUnknownClient):
 			auth++
 			fmt.Fprintf(e.stdout, "server %s: AUTHENTICATION FAILED: %v\n", addr, err)
+		case errors.As(err, &re) && !re.Sealed && re.Code == frame.CodeAuth:
+			// What a wrong pinned key gets, but unsealed: it may be forged.
+			auth++
+			fmt.Fprintf(e.stdout, "server %s: AUTHENTICATION FAILED (unauthenticated reply; wrong --server-key, or forged on the path): %v\n", addr, err)
 		case errors.Is(err, coffer.ErrRollback):
 			fmt.Fprintf(e.stdout, "server %s: STALE: %v (below serial %d)\n", addr, err, s.floor)
 		default:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coffer-project/coffer/coffer"
+	"github.com/coffer-project/coffer/frame"
 )
 
 // Backoff between rounds over the servers: exponential with full jitter
@@ -42,10 +43,13 @@ var errUnreachable = errors.New("no server answered")
 
 // fetch tries the servers in a shuffled order, round after round with
 // backoff, until one serves the shard or the deadline passes. It fails
-// over on connection errors, timeouts, retryable server errors and stale
-// servers (a replica that has not caught up may in a moment), and stops
-// at once on an authentication failure or an unknown client. The error
-// is an *exitError.
+// over on connection errors, timeouts, retryable server errors, unsealed
+// Errors (anyone on the path can forge one) and stale servers (a replica
+// that has not caught up may in a moment), and stops at once on an
+// authentication failure or an unknown client. A round in which every
+// server answered an unsealed Error{auth}, {version} or {malformed} ends
+// the fetch too: that is a wrong pinned key or a version mismatch, and
+// waiting will not fix it. The error is an *exitError.
 func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 	deadline := time.Now().Add(f.wait)
 	order := append([]string(nil), f.servers...)
@@ -54,6 +58,7 @@ func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 	var stale error
 	for round := 0; ; round++ {
 		var now []string
+		var plainAuth, plainOther int // unsealed Error{auth}, and {version} or {malformed}
 		for _, addr := range order {
 			if f.wait > 0 && !time.Now().Before(deadline) {
 				break
@@ -62,7 +67,16 @@ func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 			if err == nil {
 				return &fetchResult{res, addr}, nil
 			}
+			var re *coffer.RemoteError
 			switch {
+			case errors.As(err, &re) && !re.Sealed:
+				// Proves nothing about this server: try the next one.
+				switch re.Code {
+				case frame.CodeAuth:
+					plainAuth++
+				case frame.CodeVersion, frame.CodeMalformed:
+					plainOther++
+				}
 			case errors.Is(err, coffer.ErrServerAuth), errors.Is(err, coffer.ErrAuth),
 				errors.Is(err, coffer.ErrUnknownClient):
 				return nil, authError(addr, err, f.cfg.Key.Public())
@@ -75,6 +89,9 @@ func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 		}
 		if len(now) > 0 {
 			fails = now
+		}
+		if n := plainAuth + plainOther; n > 0 && n == len(order) {
+			return nil, plainErrors(plainAuth > 0, now)
 		}
 		remaining := time.Until(deadline)
 		if remaining <= 0 || ctx.Err() != nil {
@@ -122,6 +139,21 @@ func (f *fetcher) giveUp(stale error, fails []string) error {
 	}
 	return &exitError{code: exitUnreachable,
 		err: fmt.Errorf("%w %s: %s", errUnreachable, within, strings.Join(fails, "; "))}
+}
+
+// plainErrors reports a round in which every server answered an unsealed
+// Error{auth} (auth), or {version} or {malformed}.
+func plainErrors(auth bool, fails []string) error {
+	if auth {
+		return &exitError{code: exitAuth,
+			err: fmt.Errorf("every server refused authentication in an unauthenticated reply: %s", strings.Join(fails, "; ")),
+			hints: []string{"check --server-key against `coffer-companion pubkey` of the server's key file",
+				"the reply was not sealed, so anyone on the path could also have forged it"}}
+	}
+	return &exitError{code: exitFailure,
+		err: fmt.Errorf("every server refused the request in an unauthenticated reply: %s", strings.Join(fails, "; ")),
+		hints: []string{"the servers may not speak coffer/1 as this client does; check both versions",
+			"the reply was not sealed, so anyone on the path could also have forged it"}}
 }
 
 // authError reports an authentication failure, which is never retried.

@@ -9,8 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/frame"
@@ -298,4 +300,90 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		l.n.Add(1)
 	}
 	return c, err
+}
+
+// plainErrorServer answers every Hello with a plain (unsealed) Error of
+// code, as anyone on the path could, and counts its connections.
+func plainErrorServer(t *testing.T, code frame.ErrorCode) *countingListener {
+	t.Helper()
+	body, err := frame.Marshal(&frame.ErrorBody{Code: code})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := frame.New(frame.TypeError, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := listenCounting(t)
+	var wg sync.WaitGroup
+	accepting := make(chan struct{})
+	go func() {
+		defer close(accepting)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(time.Minute))
+				if _, err := frame.Read(c, frame.TypeHello); err == nil {
+					frame.Write(c, reply)
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-accepting
+		wg.Wait()
+	})
+	return l
+}
+
+// TestPlainErrors: an unsealed Error proves nothing about the server, so
+// the client moves on to the next one; only a round in which every server
+// answered one ends the fetch, without waiting out --wait.
+func TestPlainErrors(t *testing.T) {
+	fx := newFixture(t)
+	ts := fx.serve(nil, 1)
+	t.Run("failover past a plain auth error", func(t *testing.T) {
+		forged := plainErrorServer(t, frame.CodeAuth)
+		// The order is shuffled: run until the forging server has been
+		// tried first, which half the runs do.
+		for i := 0; forged.n.Load() == 0; i++ {
+			if i == 64 {
+				t.Fatal("the forging server was not tried first in 64 runs")
+			}
+			r := fx.run(nil, append([]string{"get", "--format", "raw", "port"},
+				fx.base("--server", forged.Addr().String()+","+ts.addr)...)...)
+			r.want(t, exitOK)
+			if string(r.stdout) != "-5432" {
+				t.Fatalf("run %d: got %q, want -5432", i, r.stdout)
+			}
+		}
+	})
+	for _, tt := range []struct {
+		name string
+		code frame.ErrorCode
+		want int
+	}{
+		{"every server plain auth", frame.CodeAuth, exitAuth},
+		{"every server plain version", frame.CodeVersion, exitFailure},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := plainErrorServer(t, tt.code), plainErrorServer(t, tt.code)
+			r := fx.run(nil, append([]string{"get"},
+				fx.base("--server", a.Addr().String()+","+b.Addr().String(), "--wait", "60s")...)...)
+			r.want(t, tt.want)
+			if bytes.Contains(r.stderr, []byte("retry")) || !bytes.Contains(r.stderr, []byte("unauthenticated")) {
+				t.Errorf("want one round and an error that says the reply was unauthenticated:\n%s", r.stderr)
+			}
+			if got := a.n.Load() + b.n.Load(); got != 2 {
+				t.Errorf("got %d connections, want 2 (one round)", got)
+			}
+		})
+	}
 }

@@ -115,7 +115,8 @@ Exit status:
   2  usage or configuration error (flags, config file, key file)
   3  no server answered within --wait, and no usable cache
   4  authentication failed: wrong pinned server key, or this client's key
-     is unknown to or refused by the server
+     is unknown to or refused by the server (an unauthenticated refusal
+     counts only when every server sent one)
 `
 
 // resolve merges the parsed flags with the environment and the config
