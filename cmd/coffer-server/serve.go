@@ -35,6 +35,10 @@ Examples:
 `
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
+	// First of all: a SIGHUP's default action kills the process, and
+	// opening the store and loading the definition can take seconds.
+	sigs := notifySignals()
+	defer signal.Stop(sigs.ch)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	build := configFlags(fs)
 	if err := parseFlags(fs, args, stderr, serveUsage); err != nil {
@@ -49,7 +53,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.Log)
-	if err := serve(cfg, log, os.Getenv); err != nil {
+	if err := serve(cfg, log, os.Getenv, sigs); err != nil {
 		log.Error("coffer-server stopped on an error", "err", err)
 		return err
 	}
@@ -182,8 +186,40 @@ func limit(r config.ServerRate) coffer.Limit {
 	return coffer.Limit{Rate: r.Rate, Burst: r.Burst}
 }
 
+// signals queues the signals the server acts on from the start of
+// cmdServe. During start-up they wait here: SIGTERM or SIGINT stops the
+// server between steps, and a SIGHUP is acted on once it is running.
+type signals struct {
+	ch  chan os.Signal
+	hup bool // a SIGHUP came during start-up: reload once running
+}
+
+func notifySignals() *signals {
+	s := &signals{ch: make(chan os.Signal, 4)}
+	signal.Notify(s.ch, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	return s
+}
+
+// stopping reports whether a SIGTERM or SIGINT came during start-up,
+// remembering any SIGHUP for later.
+func (s *signals) stopping(log *slog.Logger) bool {
+	for {
+		select {
+		case sig := <-s.ch:
+			if sig == syscall.SIGHUP {
+				s.hup = true
+				continue
+			}
+			log.Info("stopping during start-up", "signal", sig.String())
+			return true
+		default:
+			return false
+		}
+	}
+}
+
 // serve runs the daemon until SIGTERM or SIGINT.
-func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string) error {
+func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sigs *signals) error {
 	trusted, err := parseTrusted(cfg.Trusted)
 	if err != nil {
 		return err
@@ -205,6 +241,12 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string) err
 	if err != nil {
 		return err
 	}
+	if sigs.stopping(log) {
+		if err := st.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+		return nil
+	}
 	srv := newServer(cfg, key, st, log)
 	ld := &loader{log: log, key: key, trusted: trusted, path: cfg.Definition, st: st, srv: srv}
 	closeStore := func() {
@@ -217,12 +259,16 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string) err
 		closeStore()
 		return err
 	}
+	if sigs.stopping(log) {
+		closeStore()
+		return nil
+	}
 	listeners, err := listen(cfg.Listen, getenv, log)
 	if err != nil {
 		closeStore()
 		return err
 	}
-	d := &daemon{log: log, sd: sd, srv: srv, ld: ld, lock: lock}
+	d := &daemon{log: log, sd: sd, srv: srv, ld: ld, lock: lock, sigs: sigs}
 	err = d.run(listeners, cfg)
 	closeStore()
 	log.Info("stopped")
@@ -326,22 +372,24 @@ type daemon struct {
 	srv  *coffer.Server
 	ld   *loader
 	lock *lockFile
+	sigs *signals
 }
 
 func (d *daemon) run(listeners []net.Listener, cfg *config.Server) error {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	serveErr := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func() { serveErr <- d.srv.Serve(l) }()
 	}
 	d.ready()
+	if d.sigs.hup {
+		d.sigs.hup = false
+		d.reload() // the file may have changed after start-up read it
+	}
 	var err error
 loop:
 	for {
 		select {
-		case sig := <-sigs:
+		case sig := <-d.sigs.ch:
 			if sig == syscall.SIGHUP {
 				d.reload()
 				continue

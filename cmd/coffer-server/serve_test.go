@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -335,4 +336,50 @@ func TestLimitMapping(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSignalsDuringStartup: signals that come while the server imports
+// its definition at start-up wait for it. A SIGHUP must not kill it (its
+// default action); SIGTERM stops it cleanly, the store closed.
+func TestSignalsDuringStartup(t *testing.T) {
+	t.Run("SIGHUP", func(t *testing.T) {
+		f := newFixture(t, "web")
+		f.next(t, "one", 3000)
+		p := f.launch(t, nil, nil, append(f.args(), "--listen", "127.0.0.1:0")...)
+		p.logs.wait(t, 0, `msg="importing definition"`)
+		p.signal(syscall.SIGHUP)
+		p.waitReady()
+		line, _ := p.logs.wait(t, 0, `msg=listening .*addr=`)
+		p.addr = regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
+		p.waitNotify("RELOADING=1") // acted on once running
+		r, err := p.fetch("web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := wantShard(r, "one"); err != nil {
+			t.Error(err)
+		}
+		p.stop()
+	})
+	t.Run("SIGTERM", func(t *testing.T) {
+		f := newFixture(t, "web")
+		f.next(t, "one", 3000)
+		p := f.launch(t, nil, nil, append(f.args(), "--listen", "127.0.0.1:0")...)
+		p.logs.wait(t, 0, `msg="importing definition"`)
+		p.signal(syscall.SIGTERM)
+		<-p.done
+		if p.err != nil {
+			t.Fatalf("server exited with %v, want a clean exit; log:\n%s", p.err, p.logs.all())
+		}
+		// The store was closed cleanly: the next start serves it.
+		p = f.start(t)
+		r, err := p.fetch("web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := wantShard(r, "one"); err != nil {
+			t.Error(err)
+		}
+		p.stop()
+	})
 }
