@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/coffer-project/coffer/coffer"
@@ -98,8 +99,15 @@ func (st state) encode() []byte {
 
 // recordSerial raises the serial remembered for server to serial,
 // rereading the file first so a concurrent run's higher serial is kept.
-// It never lowers a serial.
+// It never lowers a serial: the read, compare and write happen under an
+// exclusive lock on path+".lock", so two units sharing one state file
+// cannot write a lower serial over a higher one.
 func recordSerial(path string, server coffer.PublicKey, serial uint64) error {
+	unlock, err := lockState(path)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := readState(path)
 	if err != nil {
 		return err
@@ -109,6 +117,28 @@ func recordSerial(path string, server coffer.PublicKey, serial uint64) error {
 	}
 	st[server] = serial
 	return writeFileAtomic(path, st.encode(), privateFile)
+}
+
+// lockState takes an exclusive flock on path+".lock", created 0600 and
+// left in place (removing it would let a third run lock a new file while
+// a second holds the old one). Closing the file releases the lock.
+func lockState(path string) (unlock func(), err error) {
+	lp := path + ".lock"
+	f, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state lock %s: %w", lp, bareErr(err))
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("state lock %s: %w", lp, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // writeCache seals a fetched shard to the client's key and replaces the
