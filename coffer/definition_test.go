@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -116,24 +115,6 @@ func TestParseDefinitionKeyErrors(t *testing.T) {
 	}
 }
 
-// TestShardLimit builds a definition under the file size limit whose
-// shard, with long flattened names, exceeds frame.MaxShardBytes.
-func TestShardLimit(t *testing.T) {
-	if testing.Short() || defRaceEnabled() {
-		t.Skip("parses an 11 MiB definition: about 2 minutes under -race; runs in plain go test")
-	}
-	k := kfKey(t, 0x13).Public()
-	var b strings.Builder
-	fmt.Fprintf(&b, "[clients]\nc = %q\n[c]\nbig = \"%s\"\n[c.%s]\n", k, strings.Repeat("x", 10<<20), strings.Repeat("p", 100))
-	for i := range 60_000 {
-		fmt.Fprintf(&b, "v%d=1\n", i)
-	}
-	_, err := coffer.ParseDefinition([]byte(b.String()))
-	if err == nil || !strings.Contains(err.Error(), "exceeds the limit") || !strings.Contains(err.Error(), `client "c"`) {
-		t.Fatalf("got %v, want a shard size error naming the client", err)
-	}
-}
-
 // TestLimitsAgree checks config's copies of the protocol's limits.
 func TestLimitsAgree(t *testing.T) {
 	if config.MaxSecretNameBytes != frame.MaxNameBytes {
@@ -151,18 +132,4 @@ func TestLimitsAgree(t *testing.T) {
 	if _, err := frame.DecodeShard(enc); err != nil {
 		t.Errorf("a shard of MaxValuesPerClient values does not decode: %v", err)
 	}
-}
-
-// defRaceEnabled reports whether the test binary was built with -race.
-func defRaceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
 }
