@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"github.com/coffer-project/coffer/frame"
@@ -48,8 +49,9 @@ func Fetch(ctx context.Context, conn net.Conn, cfg *ClientConfig) (*Result, erro
 	if err := CheckPublicKey(&server); err != nil {
 		return nil, fmt.Errorf("pinned server key: %w", err)
 	}
-	if d, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(d)
+	deadline, hasDeadline := ctx.Deadline()
+	if hasDeadline {
+		conn.SetDeadline(deadline)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -62,6 +64,11 @@ func Fetch(ctx context.Context, conn net.Conn, cfg *ClientConfig) (*Result, erro
 	res, err := cl.run()
 	if err != nil && ctx.Err() != nil {
 		return nil, fmt.Errorf("coffer: fetch: %w", context.Cause(ctx))
+	}
+	// The connection's deadline is ctx's, and its timer can fire before
+	// ctx's own: report that as the context's deadline too.
+	if err != nil && hasDeadline && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(deadline) {
+		return nil, fmt.Errorf("coffer: fetch: %w", context.DeadlineExceeded)
 	}
 	return res, err
 }
