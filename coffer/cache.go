@@ -10,8 +10,6 @@ import (
 	"io"
 	"time"
 
-	"golang.org/x/crypto/nacl/secretbox"
-
 	"github.com/coffer-project/coffer/frame"
 )
 
@@ -26,9 +24,6 @@ const cacheKeyLabel = "coffer/1 client cache"
 // MaxCacheBytes bounds a cache file: one whole shard plus a small
 // envelope. It bounds what a planted file can make the client allocate.
 const MaxCacheBytes = frame.MaxShardBytes + 4096
-
-// cacheNonceSize is secretbox's (XSalsa20) nonce size.
-const cacheNonceSize = 24
 
 // ErrCacheOpen is returned for every cache file that does not open: a
 // damaged file, one sealed to another client key, or one edited by hand.
@@ -56,7 +51,7 @@ type cacheBody struct {
 	Shard   []byte `cbor:"shard"`
 }
 
-// cacheKey derives the secretbox key from the client's private key.
+// cacheKey derives the box key from the client's private key.
 func cacheKey(k *PrivateKey) (*[32]byte, error) {
 	secret := k.k.Bytes()
 	defer clear(secret)
@@ -71,8 +66,9 @@ func cacheKey(k *PrivateKey) (*[32]byte, error) {
 }
 
 // SealCache seals e to the client key k with a fresh nonce from rand and
-// returns the file contents. Only k can open it. The plaintext buffers
-// are cleared before return.
+// returns the file contents: cacheMagic, the nonce, then the box made by
+// seal (seal.go), the same bytes as NaCl secretbox. Only k can open it.
+// The plaintext buffers are cleared before return.
 func SealCache(k *PrivateKey, e *CacheEntry, rand io.Reader) ([]byte, error) {
 	shard, err := frame.EncodeShard(e.Shard)
 	if err != nil {
@@ -92,14 +88,14 @@ func SealCache(k *PrivateKey, e *CacheEntry, rand io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	defer clear(key[:])
-	var nonce [cacheNonceSize]byte
-	if _, err := io.ReadFull(rand, nonce[:]); err != nil {
+	n, err := readNonce(rand)
+	if err != nil {
 		return nil, fmt.Errorf("coffer: reading randomness: %w", err)
 	}
-	out := make([]byte, 0, len(cacheMagic)+cacheNonceSize+len(plain)+secretbox.Overhead)
+	out := make([]byte, 0, len(cacheMagic)+len(n)+len(plain)+frame.Overhead)
 	out = append(out, cacheMagic...)
-	out = append(out, nonce[:]...)
-	return secretbox.Seal(out, plain, &nonce, key), nil
+	out = append(out, n[:]...)
+	return seal(out, plain, &n, key), nil
 }
 
 // OpenCache opens a cache file sealed to k. It checks the magic, the
@@ -113,18 +109,18 @@ func OpenCache(k *PrivateKey, file []byte) (*CacheEntry, error) {
 		return nil, errors.New("coffer: not a coffer cache file")
 	}
 	rest := file[len(cacheMagic):]
-	if len(rest) < cacheNonceSize+secretbox.Overhead {
+	var n nonce
+	if len(rest) < len(n)+frame.Overhead {
 		return nil, ErrCacheOpen
 	}
-	var nonce [cacheNonceSize]byte
-	copy(nonce[:], rest)
+	copy(n[:], rest)
 	key, err := cacheKey(k)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(key[:])
-	plain, ok := secretbox.Open(nil, rest[cacheNonceSize:], &nonce, key)
-	if !ok {
+	plain, err := open(nil, rest[len(n):], &n, key)
+	if err != nil {
 		return nil, ErrCacheOpen
 	}
 	defer clear(plain)

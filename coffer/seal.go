@@ -74,7 +74,8 @@ func readNonce(r io.Reader) (nonce, error) {
 }
 
 // seal appends box(key, n, msg) to out (XSalsa20-Poly1305 with a key
-// from K(a,B) or the session schedule, 16-byte tag first).
+// from K(a,B), the session schedule or cacheKey, 16-byte tag first; the
+// same bytes as NaCl secretbox).
 func seal(out, msg []byte, n *nonce, key *[32]byte) []byte {
 	return box.SealAfterPrecomputation(out, msg, (*[24]byte)(n), key)
 }
