@@ -93,6 +93,22 @@ func (kl *keyedLimiter[K]) take(k K, now time.Time) bool {
 	return b != nil && b.take(kl.limit, now)
 }
 
+// spend takes one token for k even when there is none, down to a debt of
+// one burst. It is for a cost known only after the check (allowed): the
+// sessions in flight at once cannot then all pass the check on the same
+// token, so a key's rate stays its Rate whatever its concurrency.
+func (kl *keyedLimiter[K]) spend(k K, now time.Time) {
+	if kl.limit.unlimited() {
+		return
+	}
+	kl.mu.Lock()
+	defer kl.mu.Unlock()
+	if b := kl.lookupLocked(k, now); b != nil {
+		b.refill(kl.limit, now)
+		b.tokens = max(b.tokens-1, -float64(kl.limit.Burst))
+	}
+}
+
 // allowed reports whether k has a token, without taking it.
 func (kl *keyedLimiter[K]) allowed(k K, now time.Time) bool {
 	if kl.limit.unlimited() {

@@ -321,7 +321,7 @@ func (ss *session) openGet(f frame.Frame) ([]string, error) {
 	if !equalHash(p.TH, &ss.th) {
 		return nil, authFailed("get transcript hash mismatch")
 	}
-	s.clientLim.take(ss.client, time.Now())
+	s.clientLim.spend(ss.client, time.Now())
 	return p.Names, nil
 }
 
