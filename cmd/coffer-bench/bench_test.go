@@ -160,8 +160,9 @@ func BenchmarkServerSession(b *testing.B) {
 	}
 }
 
-// BenchmarkServerSessionParallel is BenchmarkServerSession with 16
-// sessions in flight per GOMAXPROCS.
+// BenchmarkServerSessionParallel is BenchmarkServerSession with 8
+// sessions in flight per GOMAXPROCS (16 on the 2-core machine, like the
+// c16 phase of coffer-bench).
 func BenchmarkServerSessionParallel(b *testing.B) {
 	addr, cfgs := benchServer(b, 1000)
 	b.ReportAllocs()
