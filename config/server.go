@@ -59,7 +59,7 @@ type ServerLimits struct {
 	FailedAuthPerAddress     ServerRate // failed authentications per source address
 	UnknownClients           ServerRate // valid proofs from unknown keys, all addresses together
 	UnknownClientsPerAddress ServerRate // the same per source address
-	PerClient                ServerRate // valid proofs per client key
+	PerClient                ServerRate // sessions per client key (spent when the Get opens)
 }
 
 // ServerRate is a token bucket: Rate events per second on average, Burst
