@@ -106,7 +106,7 @@ func TestNotifyAbstractSocket(t *testing.T) {
 // audit refused while the server holds the store, reload by pid file.
 func TestAdminCommands(t *testing.T) {
 	f := newFixture(t, "web", "db")
-	kf := filepath.Join(f.dir, "new.key")
+	kf := filepath.Join(f.Dir, "new.key")
 	out, errOut, code := f.run(t, nil, "keygen", "-o", kf)
 	if code != 0 || !strings.HasPrefix(out, "cofferpk1") {
 		t.Fatalf("keygen: exit %d, stdout %q, stderr %q", code, out, errOut)
@@ -119,62 +119,62 @@ func TestAdminCommands(t *testing.T) {
 	}
 
 	// Nothing sealed yet and no store: not ready.
-	out, _, code = f.run(t, nil, append([]string{"check"}, f.args()...)...)
+	out, _, code = f.run(t, nil, append([]string{"check"}, f.Args()...)...)
 	if code != 1 || !strings.Contains(out, "FAIL  sealed definition") || !strings.Contains(out, "not ready to serve") {
 		t.Errorf("check without a definition: exit %d, got\n%s", code, out)
 	}
 	f.next(t, "one", 0)
-	out, _, code = f.run(t, nil, append([]string{"check"}, f.args()...)...)
+	out, _, code = f.run(t, nil, append([]string{"check"}, f.Args()...)...)
 	if code != 0 || !strings.Contains(out, "it would be loaded") || !strings.Contains(out, "ready to serve") {
 		t.Errorf("check with a definition: exit %d, got\n%s", code, out)
 	}
 	// A key file readable by others is refused.
-	os.Chmod(f.keyFile, 0o644)
-	out, _, code = f.run(t, nil, append([]string{"check"}, f.args()...)...)
+	os.Chmod(f.KeyFile, 0o644)
+	out, _, code = f.run(t, nil, append([]string{"check"}, f.Args()...)...)
 	if code != 1 || !strings.Contains(out, "FAIL  key file") {
 		t.Errorf("check with a 0644 key: exit %d, got\n%s", code, out)
 	}
-	os.Chmod(f.keyFile, 0o600)
+	os.Chmod(f.KeyFile, 0o600)
 
 	p := f.start(t)
 	f.next(t, "two", 0)
-	delete(f.clients, "db")
-	out, _, code = f.run(t, nil, append([]string{"check"}, f.args()...)...)
+	delete(f.Clients, "db")
+	out, _, code = f.run(t, nil, append([]string{"check"}, f.Args()...)...)
 	if code != 0 || !strings.Contains(out, "in use by the running server") || !strings.Contains(out, "serial 2") {
 		t.Errorf("check while serving: exit %d, got\n%s", code, out)
 	}
 	for _, cmd := range []string{"inspect", "audit"} {
-		_, errOut, code := f.run(t, nil, append([]string{cmd}, f.args()...)...)
+		_, errOut, code := f.run(t, nil, append([]string{cmd}, f.Args()...)...)
 		if code != 1 || !strings.Contains(errOut, "coffer-server: error: store in use by a running server (pid") ||
 			!strings.Contains(errOut, "hint: ") {
 			t.Errorf("%s while serving: exit %d, stderr:\n%s", cmd, code, errOut)
 		}
 	}
-	n := p.logs.count()
-	_, errOut, code = f.run(t, nil, append([]string{"reload"}, f.args()...)...)
+	n := p.Logs.Count()
+	_, errOut, code = f.run(t, nil, append([]string{"reload"}, f.Args()...)...)
 	if code != 0 {
 		t.Fatalf("reload: exit %d, stderr %s", code, errOut)
 	}
-	p.logs.wait(t, n, `msg="serving definition" serial=2`)
+	p.Logs.Wait(t, n, `msg="serving definition" serial=2`)
 	p.stop()
-	if _, errOut, code := f.run(t, nil, append([]string{"reload"}, f.args()...)...); code != 1 || !strings.Contains(errOut, "no coffer-server is running") {
+	if _, errOut, code := f.run(t, nil, append([]string{"reload"}, f.Args()...)...); code != 1 || !strings.Contains(errOut, "no coffer-server is running") {
 		t.Errorf("reload without a server: exit %d, stderr %s", code, errOut)
 	}
 
 	// A newer definition that drops a client and changes values: check
 	// prints the change without values.
 	f.next(t, "three", 0)
-	out, _, code = f.run(t, nil, append([]string{"check"}, f.args()...)...)
+	out, _, code = f.run(t, nil, append([]string{"check"}, f.Args()...)...)
 	if code != 0 || !strings.Contains(out, `- client "db"`) || !strings.Contains(out, `changed "a"`) {
 		t.Errorf("check of a change: exit %d, got\n%s", code, out)
 	}
 	// An older file is refused by check too.
-	f.write(t, f.seal(t, f.author, 1, [32]byte{}, f.defTOML("old", 0)))
-	out, _, code = f.run(t, nil, append([]string{"check"}, f.args()...)...)
+	f.Write(t, f.Seal(t, f.Author, 1, [32]byte{}, f.defTOML("old", 0)))
+	out, _, code = f.run(t, nil, append([]string{"check"}, f.Args()...)...)
 	if code != 1 || !strings.Contains(out, "is not above the current serial 2") {
 		t.Errorf("check of an older file: exit %d, got\n%s", code, out)
 	}
-	out, _, code = f.run(t, nil, append([]string{"inspect", "--json"}, f.args()...)...)
+	out, _, code = f.run(t, nil, append([]string{"inspect", "--json"}, f.Args()...)...)
 	if code != 0 || !strings.Contains(out, `"serial": 2`) {
 		t.Errorf("inspect --json: exit %d, got\n%s", code, out)
 	}
@@ -210,25 +210,25 @@ func TestSystemdUnits(t *testing.T) {
 // the result.
 func TestCompanionSealed(t *testing.T) {
 	f := newFixture(t, "web")
-	authorKey := filepath.Join(f.dir, "companion.key")
+	authorKey := filepath.Join(f.Dir, "companion.key")
 	out, err := exec.Command(companionBin, "keygen", "-o", authorKey).Output()
 	if err != nil {
 		t.Fatalf("coffer-companion keygen: %v", err)
 	}
 	author := strings.TrimSpace(string(out))
-	src := filepath.Join(f.dir, "secrets.toml")
+	src := filepath.Join(f.Dir, "secrets.toml")
 	if err := os.WriteFile(src, f.defTOML("one", 0), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(companionBin, "seal", "--key", authorKey, "--server", f.server.Public().String(), "-o", f.defPath, src)
+	cmd := exec.Command(companionBin, "seal", "--key", authorKey, "--server", f.Server.Public().String(), "-o", f.DefPath, src)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("coffer-companion seal: %v\n%s", err, out)
 	}
-	args := append(f.args(), "--trusted", author, "--listen", "127.0.0.1:0")
+	args := append(f.Args(), "--trusted", author, "--listen", "127.0.0.1:0")
 	p := f.launch(t, nil, nil, args...)
-	p.waitReady()
-	line, _ := p.logs.wait(t, 0, `msg=listening .*addr=`)
-	p.addr = strings.TrimPrefix(line[strings.Index(line, "addr="):], "addr=")
+	p.WaitReady()
+	line, _ := p.Logs.Wait(t, 0, `msg=listening .*addr=`)
+	p.Addr = strings.TrimPrefix(line[strings.Index(line, "addr="):], "addr=")
 	r, err := p.fetch("web")
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +236,6 @@ func TestCompanionSealed(t *testing.T) {
 	if err := wantShard(r, "one"); err != nil {
 		t.Error(err)
 	}
-	p.signal(syscall.SIGINT)
-	<-p.done
+	p.Signal(syscall.SIGINT)
+	<-p.Done()
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,21 +29,21 @@ func TestServeFetch(t *testing.T) {
 		if err := wantShard(r, "one"); err != nil {
 			t.Error(err)
 		}
-		if r.Version.Serial != 1 || r.Version.Hash != f.last {
-			t.Errorf("got version %d %x, want 1 %x", r.Version.Serial, r.Version.Hash[:8], f.last[:8])
+		if r.Version.Serial != 1 || r.Version.Hash != f.Last {
+			t.Errorf("got version %d %x, want 1 %x", r.Version.Serial, r.Version.Hash[:8], f.Last[:8])
 		}
 	}
-	_, err := fetchFrom(p.addr, f.server.Public(), genKey(t))
+	_, err := fetchFrom(p.Addr, f.Server.Public(), genKey(t))
 	if !errors.Is(err, coffer.ErrUnknownClient) {
 		t.Errorf("unknown client: got %v, want ErrUnknownClient", err)
 	}
 	p.stop()
-	if _, err := os.Stat(filepath.Join(f.dataDir, pidFileName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(f.DataDir, pidFileName)); !os.IsNotExist(err) {
 		t.Errorf("lock file left after a clean stop: %v", err)
 	}
 
 	// A restart serves the stored definition, also without the file.
-	os.Remove(f.defPath)
+	os.Remove(f.DefPath)
 	p = f.start(t)
 	r, err := p.fetch("web")
 	if err != nil {
@@ -53,15 +52,15 @@ func TestServeFetch(t *testing.T) {
 	if err := wantShard(r, "one"); err != nil {
 		t.Error(err)
 	}
-	p.logs.wait(t, 0, `no sealed definition file`)
+	p.Logs.Wait(t, 0, `no sealed definition file`)
 
 	// The audit holds the sessions, without values; inspect lists names.
 	p.stop()
-	out, _, code := f.run(t, nil, append([]string{"audit", "--json", "--limit", "0"}, f.args()...)...)
+	out, _, code := f.run(t, nil, append([]string{"audit", "--json", "--limit", "0"}, f.Args()...)...)
 	if code != 0 || strings.Count(out, `"outcome":"ok"`) != 3 || !strings.Contains(out, `"outcome":"unknown-client"`) {
 		t.Errorf("audit: exit %d, got\n%s\nwant 3 ok records and an unknown-client", code, out)
 	}
-	out, _, code = f.run(t, nil, append([]string{"inspect"}, f.args()...)...)
+	out, _, code = f.run(t, nil, append([]string{"inspect"}, f.Args()...)...)
 	if code != 0 || !strings.Contains(out, "serial:     1") || !strings.Contains(out, `"canary"`) {
 		t.Errorf("inspect: exit %d, got\n%s", code, out)
 	}
@@ -72,17 +71,17 @@ func TestServeFetch(t *testing.T) {
 func TestNothingToServe(t *testing.T) {
 	f := newFixture(t, "web")
 	p := f.start(t)
-	p.logs.wait(t, 0, `nothing to serve`)
+	p.Logs.Wait(t, 0, `nothing to serve`)
 	_, err := p.fetch("web")
 	var re *coffer.RemoteError
 	if !errors.As(err, &re) || re.Code != frame.CodeUnavailable {
 		t.Fatalf("got %v, want Error{unavailable}", err)
 	}
 	f.next(t, "one", 0)
-	n := p.logs.count()
-	p.signal(syscall.SIGHUP)
-	p.waitNotify("RELOADING=1")
-	p.logs.wait(t, n, `msg="serving definition" serial=1`)
+	n := p.Logs.Count()
+	p.Signal(syscall.SIGHUP)
+	p.WaitNotify("RELOADING=1")
+	p.Logs.Wait(t, n, `msg="serving definition" serial=1`)
 	r, err := p.fetch("web")
 	if err != nil {
 		t.Fatal(err)
@@ -137,9 +136,9 @@ func TestReloadUnderLoad(t *testing.T) {
 		tags[serial] = tag
 		tagsMu.Unlock()
 		f.next(t, tag, 200)
-		n := p.logs.count()
-		p.signal(syscall.SIGHUP)
-		p.logs.wait(t, n, `msg="serving definition" serial=`+string(rune('0'+serial)))
+		n := p.Logs.Count()
+		p.Signal(syscall.SIGHUP)
+		p.Logs.Wait(t, n, `msg="serving definition" serial=`+string(rune('0'+serial)))
 	}
 	// Let each worker see the last definition at least once more.
 	for start := fetches.Load(); fetches.Load() < start+8; {
@@ -162,7 +161,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	if err := wantShard(r, "gen4"); err != nil || r.Version.Serial != 4 {
 		t.Errorf("after the reloads: serial %d, %v", r.Version.Serial, err)
 	}
-	p.logs.wait(t, 0, `previous generation dropped`)
+	p.Logs.Wait(t, 0, `previous generation dropped`)
 	p.stop()
 }
 
@@ -173,32 +172,32 @@ func TestReloadUnderLoad(t *testing.T) {
 func TestRefusedDefinitions(t *testing.T) {
 	f := newFixture(t, "web")
 	f.next(t, "one", 0)
-	older, err := os.ReadFile(f.defPath)
+	older, err := os.ReadFile(f.DefPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.next(t, "two", 0)
-	current := mustRead(t, f.defPath)
+	current := mustRead(t, f.DefPath)
 	p := f.start(t)
 	cases := []struct {
 		name   string
 		sealed []byte
 	}{
 		{"older", older},
-		{"untrusted author", f.seal(t, f.stranger, 3, f.last, f.defTOML("evil", 0))},
-		{"wrong previous hash", f.seal(t, f.author, 3, [32]byte{1}, f.defTOML("fork", 0))},
+		{"untrusted author", f.Seal(t, f.Stranger, 3, f.Last, f.defTOML("evil", 0))},
+		{"wrong previous hash", f.Seal(t, f.Author, 3, [32]byte{1}, f.defTOML("fork", 0))},
 		{"garbage", []byte("coffer-def\x00" + canary)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f.write(t, tc.sealed)
-			n := p.logs.count()
-			p.signal(syscall.SIGHUP)
-			line, _ := p.logs.wait(t, n, `reload: sealed definition refused`)
+			f.Write(t, tc.sealed)
+			n := p.Logs.Count()
+			p.Signal(syscall.SIGHUP)
+			line, _ := p.Logs.Wait(t, n, `reload: sealed definition refused`)
 			if !strings.Contains(line, "reason=") {
 				t.Errorf("refusal without a reason: %s", line)
 			}
-			p.waitReady()
+			p.WaitReady()
 			r, err := p.fetch("web")
 			if err != nil {
 				t.Fatal(err)
@@ -209,10 +208,10 @@ func TestRefusedDefinitions(t *testing.T) {
 		})
 	}
 	// The same file again is a no-op.
-	f.write(t, current)
-	n := p.logs.count()
-	p.signal(syscall.SIGHUP)
-	p.logs.wait(t, n, `already current`)
+	f.Write(t, current)
+	n := p.Logs.Count()
+	p.Signal(syscall.SIGHUP)
+	p.Logs.Wait(t, n, `already current`)
 	p.stop()
 }
 
@@ -233,14 +232,14 @@ func TestKill9DuringLoad(t *testing.T) {
 	f.next(t, "old", 0)
 	p := f.start(t)
 	f.next(t, "new", 3000)
-	n := p.logs.count()
-	p.signal(syscall.SIGHUP)
-	p.logs.wait(t, n, `msg="importing definition"`)
-	p.cmd.Process.Kill()
-	<-p.done
+	n := p.Logs.Count()
+	p.Signal(syscall.SIGHUP)
+	p.Logs.Wait(t, n, `msg="importing definition"`)
+	p.Cmd.Process.Kill()
+	<-p.Done()
 
 	// Without the file the store alone decides: old or new, whole.
-	if err := os.Rename(f.defPath, f.defPath+".new"); err != nil {
+	if err := os.Rename(f.DefPath, f.DefPath+".new"); err != nil {
 		t.Fatal(err)
 	}
 	p = f.start(t)
@@ -255,7 +254,7 @@ func TestKill9DuringLoad(t *testing.T) {
 	p.stop()
 
 	// With the file back, the new definition is loaded at start.
-	if err := os.Rename(f.defPath+".new", f.defPath); err != nil {
+	if err := os.Rename(f.DefPath+".new", f.DefPath); err != nil {
 		t.Fatal(err)
 	}
 	p = f.start(t)
@@ -285,14 +284,14 @@ func TestSocketActivation(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // the duplicate in lf stays open and listening
 	wrap := []string{"/bin/sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"`}
-	p := f.launch(t, wrap, []*os.File{lf}, append(f.args(), "--listen", "127.0.0.1:1")...)
+	p := f.launch(t, wrap, []*os.File{lf}, append(f.Args(), "--listen", "127.0.0.1:1")...)
 	lf.Close()
-	p.addr = addr
-	msg := p.waitReady()
+	p.Addr = addr
+	msg := p.WaitReady()
 	if !strings.Contains(msg, "STATUS=serving serial 1") {
 		t.Errorf("got notification %q, want a STATUS with the serial", msg)
 	}
-	p.logs.wait(t, 0, `listening \(socket activation\)" addr=`+addr)
+	p.Logs.Wait(t, 0, `listening \(socket activation\)" addr=`+addr)
 	r, err := p.fetch("web")
 	if err != nil {
 		t.Fatal(err)
@@ -345,13 +344,12 @@ func TestSignalsDuringStartup(t *testing.T) {
 	t.Run("SIGHUP", func(t *testing.T) {
 		f := newFixture(t, "web")
 		f.next(t, "one", 3000)
-		p := f.launch(t, nil, nil, append(f.args(), "--listen", "127.0.0.1:0")...)
-		p.logs.wait(t, 0, `msg="importing definition"`)
-		p.signal(syscall.SIGHUP)
-		p.waitReady()
-		line, _ := p.logs.wait(t, 0, `msg=listening .*addr=`)
-		p.addr = regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
-		p.waitNotify("RELOADING=1") // acted on once running
+		p := f.launch(t, nil, nil, append(f.Args(), "--listen", "127.0.0.1:0")...)
+		p.Logs.Wait(t, 0, `msg="importing definition"`)
+		p.Signal(syscall.SIGHUP)
+		p.WaitReady()
+		p.WaitListening()
+		p.WaitNotify("RELOADING=1") // acted on once running
 		r, err := p.fetch("web")
 		if err != nil {
 			t.Fatal(err)
@@ -364,12 +362,12 @@ func TestSignalsDuringStartup(t *testing.T) {
 	t.Run("SIGTERM", func(t *testing.T) {
 		f := newFixture(t, "web")
 		f.next(t, "one", 3000)
-		p := f.launch(t, nil, nil, append(f.args(), "--listen", "127.0.0.1:0")...)
-		p.logs.wait(t, 0, `msg="importing definition"`)
-		p.signal(syscall.SIGTERM)
-		<-p.done
-		if p.err != nil {
-			t.Fatalf("server exited with %v, want a clean exit; log:\n%s", p.err, p.logs.all())
+		p := f.launch(t, nil, nil, append(f.Args(), "--listen", "127.0.0.1:0")...)
+		p.Logs.Wait(t, 0, `msg="importing definition"`)
+		p.Signal(syscall.SIGTERM)
+		<-p.Done()
+		if p.Err() != nil {
+			t.Fatalf("server exited with %v, want a clean exit; log:\n%s", p.Err(), p.Logs.All())
 		}
 		// The store was closed cleanly: the next start serves it.
 		p = f.start(t)
