@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/coffer-project/coffer/cmd/internal/e2e"
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/frame"
 )
@@ -27,9 +28,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	clientBin = filepath.Join(dir, "coffer-client")
-	if out, err := exec.Command("go", "build", "-o", clientBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building coffer-client: %v\n%s", err, out)
+	if clientBin, err = e2e.Build(dir, "coffer-client", "."); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}

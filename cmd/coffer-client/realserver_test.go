@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/coffer-project/coffer/cmd/internal/e2e"
 	"github.com/coffer-project/coffer/coffer"
 )
 
@@ -31,15 +30,10 @@ var (
 func buildServer(t *testing.T) string {
 	t.Helper()
 	serverBinOnce.Do(func() {
-		serverBin = filepath.Join(filepath.Dir(clientBin), "coffer-server")
-		out, err := exec.Command("go", "build", "-o", serverBin, "../coffer-server").CombinedOutput()
-		if err != nil {
-			serverBinErr = err
-			serverBin = string(out)
-		}
+		serverBin, serverBinErr = e2e.Build(filepath.Dir(clientBin), "coffer-server", "../coffer-server")
 	})
 	if serverBinErr != nil {
-		t.Fatalf("building coffer-server: %v\n%s", serverBinErr, serverBin)
+		t.Fatal(serverBinErr)
 	}
 	return serverBin
 }
@@ -151,44 +145,20 @@ func TestRealServer(t *testing.T) {
 	})
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening addr=([0-9.:]+)`)
-
 // startRealServer starts coffer-server and returns its address, read from
 // its "listening" log line. The server is stopped with SIGTERM at cleanup.
 func startRealServer(t *testing.T, bin string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = environ()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var log bytes.Buffer
-	sc := bufio.NewScanner(stderr)
-	addr := ""
-	for addr == "" && sc.Scan() {
-		log.WriteString(sc.Text() + "\n")
-		if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
-			addr = m[1]
-		}
-	}
-	done := make(chan struct{})
-	go func() {
-		rest := bufio.NewScanner(stderr) // drain, so the server never blocks on its log
-		for rest.Scan() {
-		}
-		close(done)
-	}()
+	p := e2e.Launch(t, append([]string{bin}, args...), e2e.Options{Env: environ()})
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		<-done
-		cmd.Wait()
+		p.Cmd.Process.Signal(syscall.SIGTERM)
+		<-p.Done()
 	})
-	if addr == "" {
-		t.Fatalf("coffer-server did not start:\n%s", log.Bytes())
+	line, _, ok := p.Logs.WaitFor(0, `msg=listening addr=[0-9.:]+`, 30*time.Second)
+	if !ok {
+		t.Fatalf("coffer-server did not start:\n%s", p.Logs.All())
 	}
-	return addr
+	return listeningRE.FindStringSubmatch(line)[1]
 }
+
+var listeningRE = regexp.MustCompile(`msg=listening addr=([0-9.:]+)`)
