@@ -3,13 +3,12 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +26,14 @@ while you edited. The plaintext file is removed in every case: success, no
 change, invalid TOML (your edit is discarded), editor failure, or SIGTERM
 or SIGHUP. SIGINT (Ctrl-C) is left to the editor while it runs and
 aborts the edit otherwise.
+
+The temporary directory is made in $TMPDIR if set; else in
+$XDG_RUNTIME_DIR if it is a directory, else in /dev/shm if it is a
+writable directory (both are usually in memory), else in /tmp.
+
+On SIGTERM or SIGHUP the editor gets SIGTERM and up to 2 seconds to exit
+(then SIGKILL); the directory is removed after it exits, with anything the
+editor saved there (nano writes NAME.save), and nothing is sealed.
 
 The output keeps FILE's form (binary or armored); --armor writes armor.
 
@@ -69,7 +76,7 @@ func (c *cli) edit(args []string) error {
 		return err
 	}
 	defer clear(env.TOML)
-	edited, err := c.runEditor(env.TOML)
+	edited, err := runEditor(env.TOML)
 	if err != nil {
 		return err
 	}
@@ -99,33 +106,79 @@ func (c *cli) edit(args []string) error {
 	return nil
 }
 
+// editorStopTimeout bounds how long an aborted edit waits for the editor
+// after asking it to stop (an editor may save its buffer first, as nano
+// writes NAME.save) before it kills it: the plaintext directory is removed
+// only once no editor can write into it, and a stuck editor must not keep
+// the companion from exiting.
+const editorStopTimeout = 2 * time.Second
+
+// errInterrupted ends an edit that a signal aborted.
+var errInterrupted = errors.New("interrupted; the temporary plaintext was removed and nothing was written")
+
 // runEditor writes text to a private temporary file, runs $EDITOR on it
 // and returns what the editor left. The temporary directory is removed
-// before it returns, and by the signal handler if the process is asked
-// to stop meanwhile.
-func (c *cli) runEditor(text []byte) ([]byte, error) {
-	dir, err := os.MkdirTemp("", "coffer-edit-")
+// before it returns. Signals are caught for the whole time the plaintext
+// exists, and any SIGTERM or SIGHUP in that time, or a SIGINT outside the
+// editor, makes it return errInterrupted, never the edited text.
+func runEditor(text []byte) ([]byte, error) {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	dir, err := mkdirPrivate()
 	if err != nil {
 		return nil, err
 	}
-	var once sync.Once
-	cleanup := func() { once.Do(func() { os.RemoveAll(dir) }) }
-	defer cleanup()
-	var editing atomic.Bool
-	var editor atomic.Pointer[os.Process]
-	stop := handleSignals(&editing, func() {
-		if p := editor.Load(); p != nil {
-			p.Signal(syscall.SIGTERM)
-		}
-		cleanup()
-		fmt.Fprintf(c.stderr, "%s: error: interrupted; the temporary plaintext was removed and nothing was written\n", prog)
-		os.Exit(1)
-	})
-	defer stop()
-
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, err
+	edited, err := editIn(dir, text, sigs)
+	if rerr := os.RemoveAll(dir); rerr != nil {
+		clear(edited)
+		return nil, withHints(fmt.Errorf("removing the temporary plaintext: %w; nothing was written", rerr),
+			"remove "+dir+" by hand")
 	}
+	// Stop catching only now that the plaintext is gone; a signal that
+	// came after the editor exited still aborts.
+	signal.Stop(sigs)
+	if err == nil && len(sigs) > 0 {
+		clear(edited)
+		return nil, errInterrupted
+	}
+	return edited, err
+}
+
+// mkdirPrivate creates the directory for the plaintext. Its parent is
+// $TMPDIR if set; else $XDG_RUNTIME_DIR or /dev/shm, the first in which a
+// directory can be made (both are usually tmpfs, so the plaintext never
+// reaches a disk); else os.TempDir().
+func mkdirPrivate() (string, error) {
+	if os.Getenv("TMPDIR") == "" {
+		for _, parent := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/dev/shm"} {
+			if !filepath.IsAbs(parent) {
+				continue // unset, or relative, which the XDG spec says to ignore
+			}
+			if dir, err := mkdirPrivateIn(parent); err == nil {
+				return dir, nil
+			}
+		}
+	}
+	return mkdirPrivateIn(os.TempDir())
+}
+
+// mkdirPrivateIn creates a new 0700 directory in parent.
+func mkdirPrivateIn(parent string) (string, error) {
+	dir, err := os.MkdirTemp(parent, "coffer-edit-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		os.Remove(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// editIn writes text to a file in dir, runs $EDITOR on it and reads it
+// back. The caller removes dir.
+func editIn(dir string, text []byte, sigs <-chan os.Signal) ([]byte, error) {
 	file := filepath.Join(dir, "definition.toml")
 	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
@@ -138,6 +191,9 @@ func (c *cli) runEditor(text []byte) ([]byte, error) {
 	if werr != nil {
 		return nil, werr
 	}
+	if len(sigs) > 0 {
+		return nil, errInterrupted
+	}
 	name := os.Getenv("EDITOR")
 	if name == "" {
 		name = "vi"
@@ -146,47 +202,44 @@ func (c *cli) runEditor(text []byte) ([]byte, error) {
 	// execs the editor, so signals reach it directly.
 	cmd := exec.Command("/bin/sh", "-c", "exec "+name+` "$1"`, "sh", file)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stderr, os.Stderr
-	editing.Store(true)
 	if err = cmd.Start(); err == nil {
-		editor.Store(cmd.Process)
-		err = cmd.Wait()
-		editor.Store(nil)
+		err = waitEditor(cmd, sigs)
 	}
-	editing.Store(false)
+	if errors.Is(err, errInterrupted) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, withHints(fmt.Errorf("editor %q failed: %w; nothing was written", name, err),
 			"the temporary plaintext was removed; set $EDITOR to an editor that exits 0 when you save")
 	}
-	edited, err := readSmallFile(file, config.MaxDefinitionBytes)
-	if err != nil {
-		return nil, err
-	}
-	return edited, nil
+	return readSmallFile(file, config.MaxDefinitionBytes)
 }
 
-// handleSignals calls abort (which stops the editor, removes the
-// plaintext and exits) on SIGTERM or SIGHUP, and on SIGINT unless
-// the editor is running (the editor owns Ctrl-C, and the terminal sends
-// it to both of us). It returns a function that stops the handling.
-func handleSignals(editing *atomic.Bool, abort func()) (stop func()) {
-	ch := make(chan os.Signal, 1)
-	done := make(chan struct{})
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case sig := <-ch:
-				if sig == syscall.SIGINT && editing.Load() {
-					continue
-				}
-				abort()
+// waitEditor waits for the started editor to exit and returns its error.
+// SIGINT is left to the editor (the terminal sends Ctrl-C to both of us).
+// On SIGTERM or SIGHUP it asks the editor to stop, waits for it to exit,
+// killing it after editorStopTimeout, and returns errInterrupted.
+func waitEditor(cmd *exec.Cmd, sigs <-chan os.Signal) error {
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for {
+		select {
+		case err := <-exited:
+			return err
+		case sig := <-sigs:
+			if sig == syscall.SIGINT {
+				continue
 			}
+			cmd.Process.Signal(syscall.SIGTERM)
+			timer := time.NewTimer(editorStopTimeout)
+			select {
+			case <-exited:
+			case <-timer.C:
+				cmd.Process.Kill()
+				<-exited
+			}
+			timer.Stop()
+			return errInterrupted
 		}
-	}()
-	return func() {
-		signal.Stop(ch)
-		close(done)
 	}
 }

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/coffer-project/coffer/coffer"
@@ -44,10 +47,21 @@ type result struct {
 // companion runs the binary in dir with a clean environment plus env.
 func companion(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
+	os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
+	return companionEnv(t, dir, append(baseEnv(dir), env...), args...)
+}
+
+// baseEnv is the clean environment of a run in dir, with TMPDIR=dir/tmp.
+func baseEnv(dir string) []string {
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + filepath.Join(dir, "tmp")}
+}
+
+// companionEnv runs the binary in dir with exactly the environment env.
+func companionEnv(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + filepath.Join(dir, "tmp")}, env...)
-	os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
+	cmd.Env = env
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
@@ -330,13 +344,23 @@ func writeEditor(t *testing.T, s *setup, body string) string {
 	return p
 }
 
-// tmpEmpty checks no plaintext is left in the test's TMPDIR.
+// tmpEmpty checks no plaintext is left in the test's TMPDIR, at any depth.
 func tmpEmpty(t *testing.T, s *setup) {
 	t.Helper()
-	entries, _ := os.ReadDir(filepath.Join(s.dir, "tmp"))
-	for _, e := range entries {
-		t.Errorf("left behind in TMPDIR: %s", e.Name())
-	}
+	dirEmpty(t, filepath.Join(s.dir, "tmp"))
+}
+
+// dirEmpty checks that nothing is left in root, at any depth.
+func dirEmpty(t *testing.T, root string) {
+	t.Helper()
+	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Errorf("walking %s: %v", root, err)
+		} else if path != root {
+			t.Errorf("left behind in %s: %s", root, path)
+		}
+		return nil
+	})
 }
 
 func TestEdit(t *testing.T) {
@@ -402,4 +426,143 @@ echo 'added = "new"' >> "$1"`)
 		companion(t, s.dir, append(s.env, "EDITOR="+ed), "edit", "v.sealed").want(t, 1, "changed while you were editing")
 		tmpEmpty(t, s)
 	})
+}
+
+// TestEditAbortWaitsForEditor sends SIGTERM or SIGHUP to the companion
+// while the editor runs. The editor saves its buffer on SIGTERM, as nano
+// writes NAME.save, and exits 0 after adding a valid line: the companion
+// must wait for it, then remove the directory with the save in it, and
+// seal nothing. An editor that ignores SIGTERM is killed.
+func TestEditAbortWaitsForEditor(t *testing.T) {
+	s := newSetup(t)
+	companion(t, s.dir, s.env, "seal", "-o", "v.sealed", "secrets.toml").want(t, 0)
+	before := s.read(t, "v.sealed")
+	// Each editor writes its pid to $FIFO once it is ready for the signal.
+	// This one reports through $RESULT whether its save on SIGTERM found
+	// the directory still there.
+	saves := `trap 'kill $pid; echo "x = 1" >> "$1"
+if cp "$1" "$1.save"; then echo saved > "$RESULT"; else echo "save failed" > "$RESULT"; fi
+exit 0' TERM
+sleep 1000 </dev/null >/dev/null 2>&1 &
+pid=$!
+echo $$ > "$FIFO"
+wait $pid`
+	ignores := `trap '' TERM
+echo $$ > "$FIFO"
+exec sleep 1000 </dev/null >/dev/null 2>&1`
+	tests := []struct {
+		name, editor string
+		sig          syscall.Signal
+		result       string // what the editor wrote to $RESULT
+	}{
+		{"sigterm, editor saves", saves, syscall.SIGTERM, "saved\n"},
+		{"sighup, editor saves", saves, syscall.SIGHUP, "saved\n"},
+		{"sigterm, editor ignores it", ignores, syscall.SIGTERM, ""},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fifo := filepath.Join(s.dir, fmt.Sprintf("started%d", i))
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			resultFile := filepath.Join(s.dir, fmt.Sprintf("result%d", i))
+			cmd := exec.Command(binary, "edit", "v.sealed")
+			cmd.Dir = s.dir
+			cmd.Env = append(baseEnv(s.dir), s.env...)
+			cmd.Env = append(cmd.Env, "EDITOR="+writeEditor(t, s, tc.editor), "FIFO="+fifo, "RESULT="+resultFile)
+			// A file, not a pipe, so a leftover editor cannot hold Wait.
+			stderr, err := os.CreateTemp(t.TempDir(), "stderr")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stderr.Close()
+			cmd.Stderr = stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			started := make(chan []byte, 1)
+			go func() {
+				b, _ := os.ReadFile(fifo) // returns once the editor wrote and closed it
+				started <- b
+			}()
+			var editor int
+			select {
+			case b := <-started:
+				if editor, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+					t.Fatalf("editor wrote %q to the FIFO", b)
+				}
+			case err := <-exited:
+				if f, ferr := os.OpenFile(fifo, os.O_RDWR, 0); ferr == nil {
+					f.Close() // lets the reader go
+				}
+				msg, _ := os.ReadFile(stderr.Name())
+				t.Fatalf("coffer-companion exited before the editor started: %v\n%s", err, msg)
+			}
+			if err := cmd.Process.Signal(tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			<-exited
+			if syscall.Kill(editor, 0) == nil {
+				syscall.Kill(editor, syscall.SIGKILL)
+				t.Error("the editor was still running when coffer-companion exited")
+			}
+			msg, _ := os.ReadFile(stderr.Name())
+			if got := cmd.ProcessState.ExitCode(); got != 1 || !bytes.Contains(msg, []byte("interrupted")) {
+				t.Errorf("got exit %d, stderr %q; want exit 1, interrupted", got, msg)
+			}
+			if bytes.Contains(msg, []byte(canary)) {
+				t.Errorf("stderr contains a secret value:\n%s", msg)
+			}
+			if got, _ := os.ReadFile(resultFile); string(got) != tc.result {
+				t.Errorf("editor reported %q, want %q", got, tc.result)
+			}
+			tmpEmpty(t, s)
+			if !bytes.Equal(s.read(t, "v.sealed"), before) {
+				t.Error("the sealed file changed")
+			}
+		})
+	}
+}
+
+// TestEditTempParent checks where the plaintext directory is made:
+// $TMPDIR if set, else $XDG_RUNTIME_DIR if it is a directory, else
+// /dev/shm if writable, else /tmp.
+func TestEditTempParent(t *testing.T) {
+	s := newSetup(t)
+	companion(t, s.dir, s.env, "seal", "-o", "v.sealed", "secrets.toml").want(t, 0)
+	run := filepath.Join(s.dir, "run")
+	if err := os.Mkdir(run, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	notDir := s.write(t, "not-a-dir", "")
+	fallback := "/tmp"
+	if d, err := os.MkdirTemp("/dev/shm", "coffer-test-"); err == nil {
+		os.Remove(d)
+		fallback = "/dev/shm"
+	}
+	// The editor fails unless its file's grandparent is $WANT.
+	ed := writeEditor(t, s, `[ "$(dirname "$(dirname "$1")")" = "$WANT" ] || { echo "parent $(dirname "$(dirname "$1")")" >&2; exit 9; }`)
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.dir, "EDITOR=" + ed}
+	env = append(env, s.env...)
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"TMPDIR first", []string{"TMPDIR=" + filepath.Join(s.dir, "tmp"), "XDG_RUNTIME_DIR=" + run}, filepath.Join(s.dir, "tmp")},
+		{"XDG_RUNTIME_DIR", []string{"XDG_RUNTIME_DIR=" + run}, run},
+		{"XDG_RUNTIME_DIR not a directory", []string{"XDG_RUNTIME_DIR=" + notDir}, fallback},
+		{"XDG_RUNTIME_DIR relative", []string{"XDG_RUNTIME_DIR=run"}, fallback},
+		{"neither set", nil, fallback},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := append(append(append([]string{}, env...), tc.env...), "WANT="+tc.want)
+			companionEnv(t, s.dir, e, "edit", "v.sealed").want(t, 0, "no changes")
+			dirEmpty(t, run)
+			tmpEmpty(t, s)
+		})
+	}
 }
