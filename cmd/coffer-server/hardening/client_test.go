@@ -19,12 +19,12 @@ func TestClientAgainstHostileServer(t *testing.T) {
 	f.next(t, "one")
 	p := f.start(t)
 	good := recordSession(t, p, "web")
-	p.stop()
-	keyFile := filepath.Join(f.dir, "web.key")
-	if err := coffer.WriteKeyFile(keyFile, f.clients["web"]); err != nil {
+	p.Stop()
+	keyFile := filepath.Join(f.Dir, "web.key")
+	if err := coffer.WriteKeyFile(keyFile, f.Clients["web"]); err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(f.dir, "client.toml")
+	conf := filepath.Join(f.Dir, "client.toml")
 	os.WriteFile(conf, nil, 0o644)
 	authErr, _ := frame.New(frame.TypeError, []byte{0xa1, 0x64, 'c', 'o', 'd', 'e', 0x03})
 	cases := []struct {
@@ -63,7 +63,7 @@ func TestClientAgainstHostileServer(t *testing.T) {
 				}
 			}()
 			marker := filepath.Join(t.TempDir(), "ran")
-			common := []string{"--config", conf, "--server", ln.Addr().String(), "--server-key", f.server.Public().String(),
+			common := []string{"--config", conf, "--server", ln.Addr().String(), "--server-key", f.Server.Public().String(),
 				"--key", keyFile, "--timeout", "2s"}
 			for _, args := range [][]string{
 				append([]string{"get"}, common...),

@@ -5,7 +5,6 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,51 +26,51 @@ func killDuringLoads(t *testing.T, iterations, clients int) {
 	startLoad := time.Since(start)
 	p.mustServe(t, "web", "gen1")
 	f.next(t, "gen2")
-	n := p.logs.count()
+	n := p.Logs.Count()
 	start = time.Now()
-	p.signal(syscall.SIGHUP)
-	_, n = p.logs.wait(t, n, `msg="importing definition"`)
+	p.Signal(syscall.SIGHUP)
+	_, n = p.Logs.Wait(t, n, `msg="importing definition"`)
 	importing := time.Now()
-	p.logs.wait(t, n, `msg="serving definition" serial=2`)
+	p.Logs.Wait(t, n, `msg="serving definition" serial=2`)
 	reloadLoad, importLoad := time.Since(start), time.Since(importing)
 	p.checkMemory(t, "after a load of "+strconv.Itoa(clients)+" clients")
-	p.kill()
+	p.Kill()
 	t.Logf("load at start: ready after %v; reload: %v, of which the import %v",
 		startLoad.Round(time.Millisecond), reloadLoad.Round(time.Millisecond), importLoad.Round(time.Millisecond))
 
 	served := map[string]int{}
 	phase := map[string]int{} // where the kill landed, from the log
 	for i := range iterations {
-		cur := f.lastSeal
-		prevSealed := mustReadFile(t, f.defPath)
+		cur := f.LastSeal
+		prevSealed := mustReadFile(t, f.DefPath)
 		nextSealed := f.next(t, fmt.Sprintf("gen%d", cur+1))
 		var delay time.Duration
 		n := 0
 		if i%2 == 0 {
 			// Kill during the load at start.
 			delay = time.Duration(mrand.Int64N(int64(startLoad) * 6 / 5))
-			p = f.launch(t, append([]string{"serve", "--listen", "127.0.0.1:0"}, f.args()...)...)
+			p = f.launch(t, append([]string{"serve", "--listen", "127.0.0.1:0"}, f.Args()...)...)
 		} else {
 			// Kill during a SIGHUP reload.
-			f.write(t, prevSealed)
+			f.Write(t, prevSealed)
 			p = f.start(t)
-			f.write(t, nextSealed)
+			f.Write(t, nextSealed)
 			delay = time.Duration(mrand.Int64N(int64(reloadLoad) * 6 / 5))
-			n = p.logs.count()
-			p.signal(syscall.SIGHUP)
+			n = p.Logs.Count()
+			p.Signal(syscall.SIGHUP)
 		}
 		if i%4 >= 2 {
 			// Every other time aim inside the import itself: from its
 			// first log line to a little past its usual length.
 			delay = time.Duration(mrand.Int64N(int64(importLoad) * 6 / 5))
-			if _, _, ok := p.logs.waitFor(n, `msg="importing definition"`, 30*time.Second); !ok {
-				t.Fatalf("iteration %d: no import started; log:\n%s", i, p.logs.all())
+			if _, _, ok := p.Logs.WaitFor(n, `msg="importing definition"`, 30*time.Second); !ok {
+				t.Fatalf("iteration %d: no import started; log:\n%s", i, p.Logs.All())
 			}
 		}
 		// The random point in the load is the attack, hence a timer.
 		time.Sleep(delay)
-		p.kill()
-		phase[killPhase(p.logs.since(n), cur+1)]++
+		p.Kill()
+		phase[killPhase(p.Logs.Since(n), cur+1)]++
 
 		got := verifyStore(t, f)
 		switch got {
@@ -84,7 +83,7 @@ func killDuringLoads(t *testing.T, iterations, clients int) {
 			// Complete the interrupted load so the chain continues.
 			p = f.start(t)
 			p.mustServe(t, "web", fmt.Sprintf("gen%d", cur+1))
-			p.kill()
+			p.Kill()
 		}
 	}
 	t.Logf("%d kills during loads: every restart served one whole definition (old %d times, new %d times); kills by phase: %v",
@@ -96,21 +95,20 @@ func killDuringLoads(t *testing.T, iterations, clients int) {
 // definition.
 func verifyStore(t *testing.T, f *fixture) uint64 {
 	t.Helper()
-	args := append([]string{"serve", "--listen", "127.0.0.1:0"}, f.args()...)
+	args := append([]string{"serve", "--listen", "127.0.0.1:0"}, f.Args()...)
 	for i, a := range args {
 		if a == "--definition" {
-			args[i+1] = filepath.Join(f.dir, "absent.sealed")
+			args[i+1] = filepath.Join(f.Dir, "absent.sealed")
 		}
 	}
 	p := f.launch(t, args...)
-	p.waitReady()
-	line, _ := p.logs.wait(t, 0, `msg=listening .*addr=`)
-	p.addr = regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
+	p.WaitReady()
+	p.WaitListening()
 	var serial uint64
 	for _, c := range []string{"web", "db"} {
 		r, err := p.fetch(c)
 		if err != nil {
-			t.Fatalf("after a kill -9 the restarted server does not serve %s: %v\nlog:\n%s", c, err, p.logs.all())
+			t.Fatalf("after a kill -9 the restarted server does not serve %s: %v\nlog:\n%s", c, err, p.Logs.All())
 		}
 		if err := wantShard(r, "gen"+strconv.FormatUint(r.Version.Serial, 10)); err != nil {
 			t.Fatalf("after a kill -9: %s got a mixed definition: %v", c, err)
@@ -120,7 +118,7 @@ func verifyStore(t *testing.T, f *fixture) uint64 {
 		}
 		serial = r.Version.Serial
 	}
-	p.kill()
+	p.Kill()
 	return serial
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coffer-project/coffer/cmd/internal/e2e"
 	"github.com/coffer-project/coffer/coffer"
 )
 
@@ -21,11 +22,11 @@ import (
 func TestBadDefinitions(t *testing.T) {
 	f := newFixture(t, relaxedLimits, "web")
 	older := f.next(t, "one")
-	prevOfTwo := f.last
+	prevOfTwo := f.Last
 	f.next(t, "two")
 	p := f.start(t)
 	p.mustServe(t, "web", "two")
-	good := f.seal(t, f.author, 3, f.last, f.defTOML("three"))
+	good := f.Seal(t, f.Author, 3, f.Last, f.defTOML("three"))
 	other := genKey(t)
 	flip := func(off int) []byte {
 		b := append([]byte{}, good...)
@@ -46,31 +47,31 @@ func TestBadDefinitions(t *testing.T) {
 		{"truncated by one byte", good[:len(good)-1]},
 		{"appended byte", append(append([]byte{}, good...), 0)},
 		{"armored garbage", []byte("-----BEGIN COFFER DEFINITION-----\n" + canary + "\n-----END COFFER DEFINITION-----\n")},
-		{"sealed to another server key", sealTo(t, f.author, other.Public(), 3, f.last, f.defTOML("evil"))},
-		{"untrusted companion", f.seal(t, f.stranger, 3, f.last, f.defTOML("evil"))},
+		{"sealed to another server key", e2e.Seal(t, f.Author, other.Public(), 3, f.Last, f.defTOML("evil"))},
+		{"untrusted companion", f.Seal(t, f.Stranger, 3, f.Last, f.defTOML("evil"))},
 		{"older serial", older},
-		{"same serial, other content", f.seal(t, f.author, 2, prevOfTwo, f.defTOML("fork"))},
-		{"wrong previous hash", f.seal(t, f.author, 3, [32]byte{1}, f.defTOML("fork"))},
+		{"same serial, other content", f.Seal(t, f.Author, 2, prevOfTwo, f.defTOML("fork"))},
+		{"wrong previous hash", f.Seal(t, f.Author, 3, [32]byte{1}, f.defTOML("fork"))},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f.write(t, tc.sealed)
+			f.Write(t, tc.sealed)
 			line := p.reload()
 			if !strings.Contains(line, "refused") || !strings.Contains(line, "reason=") {
 				t.Errorf("got %q, want a refusal with its reason", line)
 			}
 			t.Logf("%s", line[strings.Index(line, "msg="):])
-			p.waitReady()
+			p.WaitReady()
 			p.mustServe(t, "web", "two")
 		})
 	}
-	f.write(t, good)
+	f.Write(t, good)
 	if line := p.reload(); !strings.Contains(line, "serving definition") {
 		t.Fatalf("the good file after the bad ones: %s", line)
 	}
 	p.mustServe(t, "web", "three")
 	p.checkMemory(t, "after the bad definitions")
-	p.stop()
+	p.Stop()
 	f.audit(t)
 }
 
@@ -80,14 +81,14 @@ func (p *proc) readyOrExit(d time.Duration) bool {
 	deadline := time.After(d)
 	for {
 		select {
-		case m, ok := <-p.sdMsgs:
+		case m, ok := <-p.Notify:
 			if ok && strings.Contains(m, "READY=1") {
 				return true
 			}
-		case <-p.done:
+		case <-p.Done():
 			return false
 		case <-deadline:
-			p.t.Fatalf("neither ready nor exited after %v; log:\n%s", d, p.logs.all())
+			p.T().Fatalf("neither ready nor exited after %v; log:\n%s", d, p.Logs.All())
 		}
 	}
 }
@@ -119,7 +120,7 @@ func TestCorruptStore(t *testing.T) {
 			})
 		}},
 		{"KEYREGISTRY deleted", func(t *testing.T, f *fixture) {
-			if err := os.Remove(filepath.Join(f.dataDir, "db", "KEYREGISTRY")); err != nil {
+			if err := os.Remove(filepath.Join(f.DataDir, "db", "KEYREGISTRY")); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -140,8 +141,8 @@ func TestCorruptStore(t *testing.T) {
 			})
 		}},
 		{"another server key", func(t *testing.T, f *fixture) {
-			os.Remove(f.keyFile)
-			if err := coffer.WriteKeyFile(f.keyFile, genKey(t)); err != nil {
+			os.Remove(f.KeyFile)
+			if err := coffer.WriteKeyFile(f.KeyFile, genKey(t)); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -152,40 +153,40 @@ func TestCorruptStore(t *testing.T) {
 			f.next(t, "one")
 			p := f.start(t)
 			p.mustServe(t, "web", "one")
-			p.stop()
+			p.Stop()
 			d.do(t, f)
-			p = f.launch(t, append([]string{"serve", "--listen", "127.0.0.1:0"}, f.args()...)...)
+			p = f.launch(t, append([]string{"serve", "--listen", "127.0.0.1:0"}, f.Args()...)...)
 			if !p.readyOrExit(60 * time.Second) {
 				var ee *exec.ExitError
-				if !errors.As(p.err, &ee) || ee.ExitCode() != 1 {
-					t.Errorf("refused with %v, want exit status 1", p.err)
+				if !errors.As(p.Err(), &ee) || ee.ExitCode() != 1 {
+					t.Errorf("refused with %v, want exit status 1", p.Err())
 				}
-				if !strings.Contains(p.logs.all(), "coffer-server: error:") {
-					t.Errorf("refused without a clear error:\n%s", p.logs.all())
+				if !strings.Contains(p.Logs.All(), "coffer-server: error:") {
+					t.Errorf("refused without a clear error:\n%s", p.Logs.All())
 				}
-				t.Logf("refused to start: %s", lastLines(p.logs.all(), 2))
+				t.Logf("refused to start: %s", lastLines(p.Logs.All(), 2))
 				return
 			}
-			line, _ := p.logs.wait(t, 0, `msg=listening .*addr=`)
-			p.addr = line[strings.Index(line, "addr=")+5:]
-			p.addr = strings.Fields(p.addr)[0]
+			line, _ := p.Logs.Wait(t, 0, `msg=listening .*addr=`)
+			p.Addr = line[strings.Index(line, "addr=")+5:]
+			p.Addr = strings.Fields(p.Addr)[0]
 			r, err := p.fetch("web")
 			if err != nil {
-				t.Fatalf("started but does not serve: %v\n%s", err, p.logs.all())
+				t.Fatalf("started but does not serve: %v\n%s", err, p.Logs.All())
 			}
 			if err := wantShard(r, "one"); err != nil {
 				t.Fatalf("started and served wrong data: %v", err)
 			}
-			t.Logf("served the right definition; log: %s", grepLines(p.logs.all(), "corrupt|rebuil|quarantin|mismatch"))
+			t.Logf("served the right definition; log: %s", grepLines(p.Logs.All(), "corrupt|rebuil|quarantin|mismatch"))
 			p.checkMemory(t, "after a corrupt store")
-			p.stop()
+			p.Stop()
 		})
 	}
 }
 
 func eachFile(t *testing.T, f *fixture, fn func(path string, b []byte) []byte) {
 	t.Helper()
-	paths, _ := filepath.Glob(filepath.Join(f.dataDir, "db", "*"))
+	paths, _ := filepath.Glob(filepath.Join(f.DataDir, "db", "*"))
 	for _, path := range paths {
 		if filepath.Base(path) == "LOCK" {
 			continue
@@ -224,7 +225,7 @@ func grepLines(s, re string) string {
 // file loads and survives a restart.
 func TestFullDisk(t *testing.T) {
 	f := newFixture(t, relaxedLimits, "web")
-	mnt := filepath.Join(f.dir, "mnt")
+	mnt := filepath.Join(f.Dir, "mnt")
 	if err := os.Mkdir(mnt, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +233,7 @@ func TestFullDisk(t *testing.T) {
 		t.Skipf("cannot mount a tmpfs to fill (needs root): %v %s", err, bytes.TrimSpace(out))
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
-	f.dataDir = filepath.Join(mnt, "data")
+	f.DataDir = filepath.Join(mnt, "data")
 	f.next(t, "one")
 	p := f.start(t)
 	p.mustServe(t, "web", "one")
@@ -255,11 +256,11 @@ func TestFullDisk(t *testing.T) {
 		}
 		line := p.reload()
 		select {
-		case <-p.done:
-			t.Fatalf("the server died on a full disk (%v); log:\n%s", p.err, lastLines(p.logs.all(), 10))
+		case <-p.Done():
+			t.Fatalf("the server died on a full disk (%v); log:\n%s", p.Err(), lastLines(p.Logs.All(), 10))
 		default:
 		}
-		p.waitReady()
+		p.WaitReady()
 		if strings.Contains(line, "serving definition") {
 			t.Logf("%d bytes free: the load fit", st.Bavail*uint64(st.Bsize))
 			p.mustServe(t, "web", "two")
@@ -283,10 +284,10 @@ func TestFullDisk(t *testing.T) {
 	os.Remove(filler)
 	p.mustServe(t, "web", "two")
 	p.checkMemory(t, "after the full disk")
-	p.stop()
+	p.Stop()
 	p = f.start(t)
 	p.mustServe(t, "web", "two")
-	p.stop()
+	p.Stop()
 }
 
 // fill writes to path until the file system is full, then gives back

@@ -23,7 +23,7 @@ func TestBitFlips(t *testing.T) {
 	f.next(t, "one")
 	p := f.start(t, quickLimits...)
 	good := recordSession(t, p, "web")
-	before := cpuTime(t, p.pid())
+	before := cpuTime(t, p.Pid())
 	l := p.legitLoop("web", "one", 200*time.Millisecond)
 
 	type flip struct {
@@ -56,7 +56,7 @@ func TestBitFlips(t *testing.T) {
 			b[fl.off] ^= 1 << (fl.off % 8)
 			return b
 		}
-		s, res, err := relayOnce(t, p.addr, f.server.Public(), f.clients["web"], m)
+		s, res, err := relayOnce(t, p.Addr, f.Server.Public(), f.Clients["web"], m)
 		if err != nil {
 			record(err.Error()) // errors go through the canary check too
 		}
@@ -80,7 +80,7 @@ func TestBitFlips(t *testing.T) {
 		mu.Unlock()
 	})
 	l.stop(t)
-	used := cpuTime(t, p.pid()) - before
+	used := cpuTime(t, p.Pid()) - before
 	t.Logf("%d flipped sessions, %d accepted; server CPU %v (%v a session)", len(flips), accepted.Load(), used, used/time.Duration(len(flips)))
 	for k, n := range failures {
 		t.Logf("  %4d  %s", n, k)
@@ -88,7 +88,7 @@ func TestBitFlips(t *testing.T) {
 	p.mustServe(t, "web", "one")
 	p.checkMemory(t, "after the bit flips")
 	p.checkNoLeak(t)
-	p.stop()
+	p.Stop()
 	f.audit(t)
 }
 
@@ -150,7 +150,7 @@ func TestReplays(t *testing.T) {
 		}
 		for _, tc := range cases {
 			for round := range 5 {
-				r, err := attack("127.0.0.2", p.addr, tc.b, round%2 == 0, replyWait)
+				r, err := attack("127.0.0.2", p.Addr, tc.b, round%2 == 0, replyWait)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -164,7 +164,7 @@ func TestReplays(t *testing.T) {
 	t.Run("recorded okget to a new session", func(t *testing.T) {
 		// A live session with the real server whose OkGet is swapped for
 		// the recorded one: the client must refuse it.
-		_, res, err := relayOnce(t, p.addr, f.server.Public(), f.clients["web"], func(dir direction, k int, raw []byte) []byte {
+		_, res, err := relayOnce(t, p.Addr, f.Server.Public(), f.Clients["web"], func(dir direction, k int, raw []byte) []byte {
 			if dir == toClient && k == 1 {
 				return good.server[1]
 			}
@@ -195,7 +195,7 @@ func TestReplays(t *testing.T) {
 			}
 		}()
 		for range 3 {
-			r, err := fetchFrom(ln.Addr().String(), f.server.Public(), f.clients["web"], 5*time.Second)
+			r, err := fetchFrom(ln.Addr().String(), f.Server.Public(), f.Clients["web"], 5*time.Second)
 			if !errors.Is(err, coffer.ErrServerAuth) {
 				t.Errorf("recorded Link and OkGet from a fake server: got %v (result %v), want server authentication failed", err, r != nil)
 			}
@@ -205,6 +205,6 @@ func TestReplays(t *testing.T) {
 	p.mustServe(t, "web", "one")
 	p.checkMemory(t, "after the replays")
 	p.checkNoLeak(t)
-	p.stop()
+	p.Stop()
 	f.audit(t)
 }

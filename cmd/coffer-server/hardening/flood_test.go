@@ -18,7 +18,7 @@ func TestConnectionFlood(t *testing.T) {
 	f := newFixture(t, relaxedLimits, "web")
 	f.next(t, "one")
 	p := f.start(t, "--max-connections", "16", "--hello-timeout", "1s", "--handshake-timeout", "2s", "--session-timeout", "3s")
-	before := cpuTime(t, p.pid())
+	before := cpuTime(t, p.Pid())
 	const idle, churn = 96, 2000
 	var mu sync.Mutex
 	var held []net.Conn
@@ -28,7 +28,7 @@ func TestConnectionFlood(t *testing.T) {
 		}
 	})
 	parallel(idle, 16, func(int) {
-		c, err := dialFrom("127.0.0.2", p.addr)
+		c, err := dialFrom("127.0.0.2", p.Addr)
 		if err != nil {
 			t.Error(err)
 			return
@@ -38,12 +38,12 @@ func TestConnectionFlood(t *testing.T) {
 		mu.Unlock()
 	})
 	parallel(churn, 16, func(int) {
-		if c, err := dialFrom("127.0.0.2", p.addr); err == nil {
+		if c, err := dialFrom("127.0.0.2", p.Addr); err == nil {
 			c.Close()
 		}
 	})
 	start := time.Now()
-	r, err := fetchFrom(p.addr, f.server.Public(), f.clients["web"], 30*time.Second)
+	r, err := fetchFrom(p.Addr, f.Server.Public(), f.Clients["web"], 30*time.Second)
 	if err != nil {
 		t.Fatalf("legitimate client behind the flood: %v", err)
 	}
@@ -58,7 +58,7 @@ func TestConnectionFlood(t *testing.T) {
 			t.Errorf("idle flood connection: %v", r)
 		}
 	}
-	used := cpuTime(t, p.pid()) - before
+	used := cpuTime(t, p.Pid()) - before
 	t.Logf("connection flood: server CPU %v for %d connections (%v each)", used, idle+churn, used/(idle+churn))
 	if per := used / (idle + churn); per > 2*time.Millisecond {
 		t.Errorf("server CPU %v per flood connection, want < 2ms", per)
@@ -66,7 +66,7 @@ func TestConnectionFlood(t *testing.T) {
 	p.mustServe(t, "web", "one")
 	p.checkMemory(t, "after the connection flood")
 	p.checkNoLeak(t)
-	p.stop()
+	p.Stop()
 	f.audit(t)
 }
 
@@ -79,10 +79,10 @@ func TestHelloFlood(t *testing.T) {
 	f := newFixture(t, "", "web", "db")
 	f.next(t, "one")
 	p := f.start(t, "--max-connections", "64", "--hello-timeout", "1s", "--handshake-timeout", "2s", "--session-timeout", "3s")
-	good := helloFrom(t, f.clients["web"], f.server.Public())
+	good := helloFrom(t, f.Clients["web"], f.Server.Public())
 	strangers := make([][]byte, 64)
 	for i := range strangers {
-		strangers[i] = helloFrom(t, genKey(t), f.server.Public())
+		strangers[i] = helloFrom(t, genKey(t), f.Server.Public())
 	}
 	l := p.legitLoop("db", "one", 100*time.Millisecond)
 
@@ -99,12 +99,12 @@ func TestHelloFlood(t *testing.T) {
 		{"unknown keys, valid proofs", 1500, func(i int) []byte { return strangers[i%len(strangers)] }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := cpuTime(t, p.pid())
+			before := cpuTime(t, p.Pid())
 			start := time.Now()
 			var mu sync.Mutex
 			outcomes := map[string]int{}
 			parallel(tc.n, 8, func(i int) {
-				r, err := attack("127.0.0.2", p.addr, tc.hello(i), false, replyWait)
+				r, err := attack("127.0.0.2", p.Addr, tc.hello(i), false, replyWait)
 				if !checkRefused(t, tc.name, r, err) {
 					return
 				}
@@ -119,7 +119,7 @@ func TestHelloFlood(t *testing.T) {
 				outcomes[k]++
 				mu.Unlock()
 			})
-			used := cpuTime(t, p.pid()) - before
+			used := cpuTime(t, p.Pid()) - before
 			el := time.Since(start)
 			t.Logf("%d Hellos in %v (%.0f/s): server CPU %v (%v a Hello); replies %v",
 				tc.n, el.Round(time.Millisecond), float64(tc.n)/el.Seconds(), used, used/time.Duration(tc.n), outcomes)
@@ -135,7 +135,7 @@ func TestHelloFlood(t *testing.T) {
 	p.mustServe(t, "web", "one")
 	p.checkMemory(t, "after the Hello floods")
 	p.checkNoLeak(t)
-	p.stop()
+	p.Stop()
 	f.audit(t)
 }
 
@@ -147,8 +147,8 @@ func TestReplayedHelloFlood(t *testing.T) {
 	f := newFixture(t, "", "web")
 	f.next(t, "one")
 	p := f.start(t, "--max-connections", "64", "--hello-timeout", "1s", "--handshake-timeout", "2s", "--session-timeout", "3s")
-	hello := helloFrom(t, f.clients["web"], f.server.Public())
-	before := cpuTime(t, p.pid())
+	hello := helloFrom(t, f.Clients["web"], f.Server.Public())
+	before := cpuTime(t, p.Pid())
 	const n = 1500
 	var mu sync.Mutex
 	outcomes := map[string]int{}
@@ -156,7 +156,7 @@ func TestReplayedHelloFlood(t *testing.T) {
 	start := time.Now()
 	parallel(n, 4, func(i int) {
 		// The replayer closes once it has its answer.
-		r, err := attack("127.0.0.2", p.addr, hello, true, replyWait)
+		r, err := attack("127.0.0.2", p.Addr, hello, true, replyWait)
 		if err != nil {
 			t.Error(err)
 			return
@@ -176,7 +176,7 @@ func TestReplayedHelloFlood(t *testing.T) {
 		mu.Unlock()
 	})
 	l.stop(t)
-	used := cpuTime(t, p.pid()) - before
+	used := cpuTime(t, p.Pid()) - before
 	t.Logf("%d replays of one Hello: server CPU %v (%v each); replies %v", n, used, used/n, outcomes)
 	// The real client, from its own address, right after the flood.
 	p.mustServe(t, "web", "one")
@@ -186,7 +186,7 @@ func TestReplayedHelloFlood(t *testing.T) {
 	}
 	p.checkMemory(t, "after the replayed Hellos")
 	p.checkNoLeak(t)
-	p.stop()
+	p.Stop()
 	f.audit(t)
 }
 
@@ -198,19 +198,19 @@ func TestStolenKeyLoop(t *testing.T) {
 	f.next(t, "one")
 	p := f.start(t)
 	l := p.legitLoop("db", "one", 100*time.Millisecond)
-	before := cpuTime(t, p.pid())
+	before := cpuTime(t, p.Pid())
 	start := time.Now()
 	const n = 400
 	var mu sync.Mutex
 	outcomes := map[string]int{}
 	parallel(n, 4, func(int) {
-		c, err := dialFrom("127.0.0.2", p.addr)
+		c, err := dialFrom("127.0.0.2", p.Addr)
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		defer c.Close()
-		_, err = coffer.Fetch(context.Background(), c, &coffer.ClientConfig{Key: f.clients["web"], Server: f.server.Public()})
+		_, err = coffer.Fetch(context.Background(), c, &coffer.ClientConfig{Key: f.Clients["web"], Server: f.Server.Public()})
 		k := "ok"
 		if err != nil {
 			record(err.Error())
@@ -221,7 +221,7 @@ func TestStolenKeyLoop(t *testing.T) {
 		mu.Unlock()
 	})
 	l.stop(t)
-	used := cpuTime(t, p.pid()) - before
+	used := cpuTime(t, p.Pid()) - before
 	t.Logf("%d fetches in a loop with one key: %v; server CPU %v (%v a fetch)", n, outcomes, used, used/n)
 	// per_client: burst 20, 10/s (and slack for timing).
 	if limit := 30 + int(10*time.Since(start).Seconds()); outcomes["ok"] > limit || outcomes["server Error{"+frame.CodeBusy.String()+"}"] == 0 {
@@ -229,7 +229,7 @@ func TestStolenKeyLoop(t *testing.T) {
 	}
 	p.checkMemory(t, "after a looping client")
 	p.checkNoLeak(t)
-	p.stop()
+	p.Stop()
 	f.audit(t)
 }
 
@@ -248,14 +248,14 @@ func TestFDExhaustion(t *testing.T) {
 		}
 	})
 	for range 100 {
-		c, err := dialFrom("127.0.0.2", p.addr)
+		c, err := dialFrom("127.0.0.2", p.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		held = append(held, c)
 	}
 	start := time.Now()
-	r, err := fetchFrom(p.addr, f.server.Public(), f.clients["web"], 30*time.Second)
+	r, err := fetchFrom(p.Addr, f.Server.Public(), f.Clients["web"], 30*time.Second)
 	if err != nil {
 		t.Fatalf("legitimate client with the server out of file descriptors: %v", err)
 	}
@@ -268,11 +268,11 @@ func TestFDExhaustion(t *testing.T) {
 			t.Errorf("idle connection: %v", r)
 		}
 	}
-	if _, _, ok := p.logs.waitFor(0, `accept failed`, time.Second); !ok {
+	if _, _, ok := p.Logs.WaitFor(0, `accept failed`, time.Second); !ok {
 		t.Logf("no accept failure logged (the backlog absorbed the connections)")
 	}
 	p.mustServe(t, "web", "one")
 	p.checkMemory(t, "after file descriptor exhaustion")
 	p.checkNoLeak(t)
-	p.stop()
+	p.Stop()
 }

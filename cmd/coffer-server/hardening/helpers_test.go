@@ -48,7 +48,7 @@ func memory(t testing.TB, pid int) (rss, hwm int64) {
 // checkMemory asserts the bound and logs the figures.
 func (p *proc) checkMemory(t testing.TB, when string) {
 	t.Helper()
-	rss, hwm := memory(t, p.pid())
+	rss, hwm := memory(t, p.Pid())
 	t.Logf("server memory %s: VmRSS %.1f MiB, VmHWM %.1f MiB", when, mib(rss), mib(hwm))
 	if hwm > maxRSS {
 		t.Errorf("server VmHWM %.1f MiB, want < %.0f MiB", mib(hwm), mib(maxRSS))
@@ -67,10 +67,10 @@ func openFDs(pid int) int {
 func (p *proc) checkNoLeak(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	n := openFDs(p.pid())
+	n := openFDs(p.Pid())
 	for n > p.fds0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
-		n = openFDs(p.pid())
+		n = openFDs(p.Pid())
 	}
 	t.Logf("server file descriptors: %d when ready, %d after the attack", p.fds0, n)
 	if n > p.fds0 {

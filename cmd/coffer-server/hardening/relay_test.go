@@ -109,7 +109,7 @@ func pump(src, dst net.Conn, dir direction, rec *[][]byte, m mutate) {
 // checks that it succeeded.
 func recordSession(t testing.TB, p *proc, client string) *session {
 	t.Helper()
-	s, res, err := relayOnce(t, p.addr, p.f.server.Public(), p.f.clients[client], nil)
+	s, res, err := relayOnce(t, p.Addr, p.f.Server.Public(), p.f.Clients[client], nil)
 	if err != nil {
 		t.Fatalf("relayed good session: %v", err)
 	}

@@ -27,7 +27,7 @@ func slowClients(t *testing.T, slots int) {
 	f.next(t, "one")
 	p := f.start(t, "--max-connections", strconv.Itoa(slots), "--hello-timeout", "2s", "--handshake-timeout", "3s",
 		"--session-timeout", "4s", "--bye-timeout", "500ms")
-	hello := helloFrom(t, f.clients["web"], f.server.Public())
+	hello := helloFrom(t, f.Clients["web"], f.Server.Public())
 
 	type slow struct {
 		name     string
@@ -54,7 +54,7 @@ func slowClients(t *testing.T, slots int) {
 	}
 	results := make(chan result, len(slows))
 	for _, s := range slows {
-		c, err := dialFrom("127.0.0.2", p.addr)
+		c, err := dialFrom("127.0.0.2", p.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +92,7 @@ func slowClients(t *testing.T, slots int) {
 	// All eight slots are taken: a legitimate client waits in the
 	// backlog until the slow ones are cut, then gets through.
 	start := time.Now()
-	r, err := fetchFrom(p.addr, f.server.Public(), f.clients["web"], 15*time.Second)
+	r, err := fetchFrom(p.Addr, f.Server.Public(), f.Clients["web"], 15*time.Second)
 	if err != nil {
 		t.Fatalf("legitimate client behind %d slow clients: %v", len(slows), err)
 	}
@@ -120,13 +120,13 @@ func slowClients(t *testing.T, slots int) {
 	t.Run("slow get", func(t *testing.T) {
 		// Past Hello: a valid Hello at once, then a Get header trickled;
 		// the 3 s handshake deadline cuts it.
-		c, err := dialFrom("127.0.0.2", p.addr)
+		c, err := dialFrom("127.0.0.2", p.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 		start := time.Now()
-		c.Write(helloFrom(t, f.clients["web"], f.server.Public()))
+		c.Write(helloFrom(t, f.Clients["web"], f.Server.Public()))
 		link, err := frame.Read(c)
 		if err != nil || link.Type != frame.TypeLink {
 			t.Fatalf("got %v %v, want a Link", link.Type, err)
@@ -158,6 +158,6 @@ func slowClients(t *testing.T, slots int) {
 			}
 		}
 	})
-	p.stop()
+	p.Stop()
 	f.audit(t)
 }

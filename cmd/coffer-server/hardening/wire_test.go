@@ -52,7 +52,7 @@ func hostileBytes(t *testing.T, scale int) {
 	f := newFixture(t, relaxedLimits, "web")
 	f.next(t, "one")
 	p := f.start(t, quickLimits...)
-	before := cpuTime(t, p.pid())
+	before := cpuTime(t, p.Pid())
 	l := p.legitLoop("web", "one", 100*time.Millisecond)
 	conns := 0
 
@@ -63,7 +63,7 @@ func hostileBytes(t *testing.T, scale int) {
 			if i%3 == 0 && len(b) > 0 {
 				b[0] = 0 // a Hello-sized length more often
 			}
-			r, err := attack("127.0.0.2", p.addr, b, i%2 == 0, replyWait)
+			r, err := attack("127.0.0.2", p.Addr, b, i%2 == 0, replyWait)
 			checkRefused(t, "random bytes", r, err)
 		})
 		conns += n
@@ -93,7 +93,7 @@ func hostileBytes(t *testing.T, scale int) {
 		parallel(len(probes), 16, func(i int) {
 			pr := probes[i]
 			b := append(hdr(pr.n, pr.ty), randBytes(pr.n)...)
-			r, err := attack("127.0.0.2", p.addr, b, i%2 == 0, replyWait)
+			r, err := attack("127.0.0.2", p.Addr, b, i%2 == 0, replyWait)
 			if !checkRefused(t, pr.ty.String()+" body", r, err) {
 				t.Logf("probe %s len %d", pr.ty, pr.n)
 			}
@@ -103,7 +103,7 @@ func hostileBytes(t *testing.T, scale int) {
 	})
 
 	t.Run("truncated", func(t *testing.T) {
-		hello := helloFrom(t, f.clients["web"], f.server.Public())
+		hello := helloFrom(t, f.Clients["web"], f.Server.Public())
 		var cuts [][]byte
 		for n := 0; n < len(hello); n++ {
 			cuts = append(cuts, hello[:n])
@@ -126,7 +126,7 @@ func hostileBytes(t *testing.T, scale int) {
 		parallel(len(cc), 16, func(i int) {
 			cut, stall := cc[i].cut, cc[i].stall
 			start := time.Now()
-			r, err := attack("127.0.0.2", p.addr, cut, !stall, replyWait)
+			r, err := attack("127.0.0.2", p.Addr, cut, !stall, replyWait)
 			if !checkRefused(t, "truncated hello", r, err) {
 				t.Logf("cut at %d bytes, stall %v", len(cut), stall)
 			}
@@ -142,7 +142,7 @@ func hostileBytes(t *testing.T, scale int) {
 		s := recordSession(t, p, "web")
 		hello, get, bye := s.client[0], s.client[1], s.client[2]
 		link, okget := s.server[0], s.server[1]
-		fresh := func() []byte { return helloFrom(t, f.clients["web"], f.server.Public()) }
+		fresh := func() []byte { return helloFrom(t, f.Clients["web"], f.Server.Public()) }
 		cases := []struct {
 			name string
 			b    []byte
@@ -163,7 +163,7 @@ func hostileBytes(t *testing.T, scale int) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				for _, half := range []bool{false, true} {
-					r, err := attack("127.0.0.2", p.addr, tc.b, half, replyWait)
+					r, err := attack("127.0.0.2", p.Addr, tc.b, half, replyWait)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -184,8 +184,8 @@ func hostileBytes(t *testing.T, scale int) {
 				// A Get header with garbage inside, the likeliest to be read.
 				g = append(hdr(len(g)%4096, frame.TypeGet), g[:len(g)%4096]...)
 			}
-			b := append(helloFrom(t, f.clients["web"], f.server.Public()), g...)
-			r, err := attack("127.0.0.2", p.addr, b, i%3 == 0, replyWait)
+			b := append(helloFrom(t, f.Clients["web"], f.Server.Public()), g...)
+			r, err := attack("127.0.0.2", p.Addr, b, i%3 == 0, replyWait)
 			if err != nil {
 				t.Error(err)
 				return
@@ -198,11 +198,11 @@ func hostileBytes(t *testing.T, scale int) {
 	})
 
 	l.stop(t)
-	used := cpuTime(t, p.pid()) - before
+	used := cpuTime(t, p.Pid()) - before
 	t.Logf("%d hostile connections: server CPU %v in all (%v each, legitimate fetches included)", conns, used, used/time.Duration(max(conns, 1)))
 	p.mustServe(t, "web", "one")
 	p.checkMemory(t, "after hostile bytes")
 	p.checkNoLeak(t)
-	p.stop()
+	p.Stop()
 	f.audit(t)
 }
