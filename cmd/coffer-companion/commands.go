@@ -60,14 +60,11 @@ example:
 `
 
 func (c *cli) pubkey(args []string) error {
-	pos, err := parseArgs(newFlags("pubkey"), args)
+	path, err := parseOne(newFlags("pubkey"), args, "key file")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("pubkey takes one key file")
-	}
-	k, err := coffer.LoadKeyFile(pos[0])
+	k, err := coffer.LoadKeyFile(path)
 	if err != nil {
 		return err
 	}
@@ -114,12 +111,9 @@ func (c *cli) seal(args []string) error {
 	force := fs.Bool("force", false, "")
 	armor := fs.Bool("armor", false, "")
 	out := fs.String("o", "", "")
-	pos, err := parseArgs(fs, args)
+	path, err := parseOne(fs, args, "definition file")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usagef("seal takes one definition file")
 	}
 	switch {
 	case *force && *previous != "":
@@ -136,7 +130,7 @@ func (c *cli) seal(args []string) error {
 	if err != nil {
 		return err
 	}
-	src, err := readSmallFile(pos[0], config.MaxDefinitionBytes)
+	src, err := readSmallFile(path, config.MaxDefinitionBytes)
 	if err != nil {
 		return err
 	}
@@ -233,18 +227,15 @@ func (c *cli) open(args []string) error {
 	fs := newFlags("open")
 	var kf keyFlags
 	kf.register(fs)
-	pos, err := parseArgs(fs, args)
+	path, err := parseOne(fs, args, "sealed file")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usagef("open takes one sealed file")
 	}
 	k, server, err := kf.load()
 	if err != nil {
 		return err
 	}
-	bin, err := coffer.ReadSealedFile(pos[0])
+	bin, err := coffer.ReadSealedFile(path)
 	if err != nil {
 		return err
 	}
@@ -267,14 +258,11 @@ example:
 `
 
 func (c *cli) check(args []string) error {
-	pos, err := parseArgs(newFlags("check"), args)
+	path, err := parseOne(newFlags("check"), args, "definition file")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("check takes one definition file")
-	}
-	src, err := readSmallFile(pos[0], config.MaxDefinitionBytes)
+	src, err := readSmallFile(path, config.MaxDefinitionBytes)
 	if err != nil {
 		return err
 	}
@@ -289,7 +277,7 @@ func (c *cli) check(args []string) error {
 		keys += len(cl.Keys)
 		values += len(cl.Values)
 	}
-	fmt.Fprintf(c.stdout, "%s: ok: %d clients, %d public keys, %d values\n", pos[0], len(def.Clients), keys, values)
+	fmt.Fprintf(c.stdout, "%s: ok: %d clients, %d public keys, %d values\n", path, len(def.Clients), keys, values)
 	return nil
 }
 
@@ -310,18 +298,15 @@ func (c *cli) inspect(args []string) error {
 	fs := newFlags("inspect")
 	var kf keyFlags
 	kf.register(fs)
-	pos, err := parseArgs(fs, args)
+	path, err := parseOne(fs, args, "sealed file")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("inspect takes one sealed file")
-	}
-	bin, err := coffer.ReadSealedFile(pos[0])
+	bin, err := coffer.ReadSealedFile(path)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "file:     %s (%d bytes in binary form)\n", pos[0], len(bin))
+	fmt.Fprintf(c.stdout, "file:     %s (%d bytes in binary form)\n", path, len(bin))
 	h := coffer.SealedHash(bin)
 	fmt.Fprintf(c.stdout, "hash:     %s\n", hex.EncodeToString(h[:]))
 	if !kf.given() {

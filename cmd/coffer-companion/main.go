@@ -184,6 +184,19 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// parseOne is parseArgs for a subcommand that takes exactly one
+// argument; what names it in the usage error.
+func parseOne(fs *flag.FlagSet, args []string, what string) (string, error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usagef("%s takes one %s", fs.Name(), what)
+	}
+	return pos[0], nil
+}
+
 // keyFlags are --key and --server with their environment defaults.
 type keyFlags struct {
 	key, server string
