@@ -206,29 +206,15 @@ func (f *serverFile) apply(c *Server) error {
 	}
 	setString(&c.Log.Level, f.Log.Level)
 	setString(&c.Log.Format, f.Log.Format)
-	ints := []struct {
-		name string
-		src  *int64
-		dst  *int
-	}{
+	ints := []setting[int64, int]{
 		{"limits.max_connections", f.Limits.MaxConnections, &c.Limits.MaxConnections},
 		{"limits.max_handshakes_per_address", f.Limits.MaxHandshakesPerAddress, &c.Limits.MaxHandshakesPerAddress},
 		{"audit.max_records", f.Audit.MaxRecords, &c.Audit.MaxRecords},
 	}
-	for _, i := range ints {
-		if i.src == nil {
-			continue
-		}
-		if *i.src < 0 || *i.src > 1<<31-1 {
-			return fmt.Errorf("config: server config: %s = %d is out of range", i.name, *i.src)
-		}
-		*i.dst = int(*i.src)
+	if err := applySettings(ints, parseCount); err != nil {
+		return err
 	}
-	durations := []struct {
-		name string
-		src  *string
-		dst  *time.Duration
-	}{
+	durations := []setting[string, time.Duration]{
 		{"limits.hello_timeout", f.Limits.HelloTimeout, &c.Limits.HelloTimeout},
 		{"limits.handshake_timeout", f.Limits.HandshakeTimeout, &c.Limits.HandshakeTimeout},
 		{"limits.session_timeout", f.Limits.SessionTimeout, &c.Limits.SessionTimeout},
@@ -236,39 +222,58 @@ func (f *serverFile) apply(c *Server) error {
 		{"limits.shutdown_timeout", f.Limits.ShutdownTimeout, &c.Limits.ShutdownTimeout},
 		{"audit.max_age", f.Audit.MaxAge, &c.Audit.MaxAge},
 	}
-	for _, d := range durations {
-		if d.src == nil {
-			continue
-		}
-		v, err := ParseServerDuration(d.name, *d.src)
-		if err != nil {
-			return err
-		}
-		*d.dst = v
+	if err := applySettings(durations, ParseServerDuration); err != nil {
+		return err
 	}
-	rates := []struct {
-		name string
-		src  *rateFile
-		dst  *ServerRate
-	}{
+	rates := []setting[rateFile, ServerRate]{
 		{"limits.failed_auth_per_address", f.Limits.FailedAuthPerAddress, &c.Limits.FailedAuthPerAddress},
 		{"limits.unknown_clients", f.Limits.UnknownClients, &c.Limits.UnknownClients},
 		{"limits.unknown_clients_per_address", f.Limits.UnknownClientsPerAddress, &c.Limits.UnknownClientsPerAddress},
 		{"limits.per_client", f.Limits.PerClient, &c.Limits.PerClient},
 	}
-	for _, r := range rates {
-		if r.src == nil {
+	return applySettings(rates, parseRate)
+}
+
+// setting is one optional value of the file and the field it sets.
+type setting[S, D any] struct {
+	name string
+	src  *S
+	dst  *D
+}
+
+// applySettings converts each value the file gives, in order, and stops
+// at the first error; a value the file leaves out keeps its default.
+func applySettings[S, D any](settings []setting[S, D], parse func(name string, v S) (D, error)) error {
+	for _, s := range settings {
+		if s.src == nil {
 			continue
 		}
-		if r.src.Rate == nil || r.src.Burst == nil {
-			return fmt.Errorf("config: server config: %s needs both rate and burst", r.name)
+		v, err := parse(s.name, *s.src)
+		if err != nil {
+			return err
 		}
-		if *r.src.Burst < 0 || *r.src.Burst > 1<<31-1 {
-			return fmt.Errorf("config: server config: %s.burst = %d is out of range", r.name, *r.src.Burst)
-		}
-		*r.dst = ServerRate{Rate: *r.src.Rate, Burst: int(*r.src.Burst)}
+		*s.dst = v
 	}
 	return nil
+}
+
+// parseCount checks that a count fits an int on every platform.
+func parseCount(name string, n int64) (int, error) {
+	if n < 0 || n > 1<<31-1 {
+		return 0, fmt.Errorf("config: server config: %s = %d is out of range", name, n)
+	}
+	return int(n), nil
+}
+
+// parseRate checks that a rate limit gives both rate and burst.
+func parseRate(name string, r rateFile) (ServerRate, error) {
+	if r.Rate == nil || r.Burst == nil {
+		return ServerRate{}, fmt.Errorf("config: server config: %s needs both rate and burst", name)
+	}
+	if *r.Burst < 0 || *r.Burst > 1<<31-1 {
+		return ServerRate{}, fmt.Errorf("config: server config: %s.burst = %d is out of range", name, *r.Burst)
+	}
+	return ServerRate{Rate: *r.Rate, Burst: int(*r.Burst)}, nil
 }
 
 func setString(dst, src *string) {
