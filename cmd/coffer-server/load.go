@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 
 	"github.com/coffer-project/coffer/coffer"
@@ -78,6 +79,7 @@ var errUnchanged = errors.New("the definition is already current")
 func (l *loader) loadFile() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer releaseMemory()
 	file, err := coffer.ReadSealedFile(l.path)
 	if err != nil {
 		return err
@@ -196,6 +198,15 @@ func (l *loader) installLocked(prevGen uint64) error {
 	}()
 	return nil
 }
+
+// releaseMemory returns the heap a load leaves behind to the OS. Parsing
+// a 6 MB definition, encoding and importing it peak at about 150 MiB of
+// heap, all garbage once the import is installed; the scavenger would
+// return it only slowly, so the daemon's idle RSS would stay at that
+// peak (docs/benchmarks.md, "Memory"). Called once per load, after the
+// caller's last reference to the file, the definition and the encoded
+// values; it costs one extra GC cycle.
+func releaseMemory() { debug.FreeOSMemory() }
 
 // hashPrefix is the short form of a definition hash for logs.
 func hashPrefix(h [32]byte) string { return fmt.Sprintf("%x", h[:8]) }
