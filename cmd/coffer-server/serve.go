@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -28,6 +29,10 @@ Under systemd it reports readiness (Type=notify) and accepts a socket
 from socket activation (coffer-server.socket), which replaces --listen.
 
 ` + configUsage + `
+Profiling:
+  --cpuprofile FILE          write a pprof CPU profile to FILE (created 0600),
+                             from start-up until the server stops
+
 Examples:
   coffer-server --config /etc/coffer/server.toml
   coffer-server serve --key server.key --data ./data --definition secrets.sealed \
@@ -41,6 +46,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	defer signal.Stop(sigs.ch)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	build := configFlags(fs)
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to FILE until the server stops")
 	if err := parseFlags(fs, args, stderr, serveUsage); err != nil {
 		return err
 	}
@@ -53,11 +59,36 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.Log)
+	if *cpuprofile != "" {
+		stop, err := startCPUProfile(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	if err := serve(cfg, log, os.Getenv, sigs); err != nil {
 		log.Error("coffer-server stopped on an error", "err", err)
 		return err
 	}
 	return nil
+}
+
+// startCPUProfile writes a pprof CPU profile to path until stop is
+// called: the benchmark (cmd/coffer-bench -cpuprofile) profiles the real
+// server under load with it. A profile holds stack samples, no data.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // newLogger returns the daemon's logger: one line per event on w.
