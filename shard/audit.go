@@ -22,6 +22,11 @@ const (
 	// auditBatchLen bounds the records written in one transaction, well
 	// below Badger's per-transaction count limit.
 	auditBatchLen = 512
+	// auditLinger is how long the writer waits after the first record of
+	// a batch for more: under load one Badger transaction then carries
+	// tens of records instead of one per session. It bounds how late a
+	// record is written (and Close's and AuditRecords' wait for it).
+	auditLinger = 20 * time.Millisecond
 	// auditPruneEvery is how often age retention runs when nothing is
 	// written.
 	auditPruneEvery = time.Minute
@@ -60,6 +65,7 @@ type auditor struct {
 	quit    chan struct{}
 	done    chan struct{}
 	seq     uint64 // writer goroutine only
+	oldest  uint64 // auditTime of the oldest stored record; writer only
 	count   atomic.Int64
 	dropped atomic.Uint64
 	logged  uint64 // dropped count last logged; writer only
@@ -69,6 +75,7 @@ type auditor struct {
 func newAuditor(st *Store) *auditor {
 	a := &auditor{
 		st:     st,
+		oldest: noAudit,
 		q:      make(chan AuditRecord, auditQueueLen),
 		flushQ: make(chan chan struct{}),
 		quit:   make(chan struct{}),
@@ -166,6 +173,7 @@ func (a *auditor) run() {
 	for {
 		select {
 		case rec := <-a.q:
+			time.Sleep(auditLinger)
 			batch = a.drain(append(batch[:0], rec))
 			a.write(batch)
 		case ack := <-a.flushQ:
@@ -221,7 +229,9 @@ func (a *auditor) write(batch []AuditRecord) {
 			}
 			k := make([]byte, 0, len(prefixAudit)+16)
 			k = append(k, prefixAudit...)
-			k = binary.BigEndian.AppendUint64(k, auditTime(r.Time))
+			t := auditTime(r.Time)
+			a.oldest = min(a.oldest, t)
+			k = binary.BigEndian.AppendUint64(k, t)
 			k = binary.BigEndian.AppendUint64(k, a.seq)
 			a.seq++
 			if err := txn.Set(k, v); err != nil {
@@ -270,6 +280,7 @@ func (a *auditor) scan() {
 			n++
 			if k := it.Item().Key(); len(k) == len(prefixAudit)+16 {
 				a.seq = max(a.seq, binary.BigEndian.Uint64(k[len(prefixAudit)+8:])+1)
+				a.oldest = min(a.oldest, binary.BigEndian.Uint64(k[len(prefixAudit):]))
 			}
 		}
 		a.count.Store(n)
@@ -277,25 +288,34 @@ func (a *auditor) scan() {
 	})
 }
 
+// noAudit is auditor.oldest when no record is stored.
+const noAudit = ^uint64(0)
+
 // prune deletes the oldest records beyond AuditMaxRecords and those
-// older than AuditMaxAge.
+// older than AuditMaxAge. It runs after every batch, so it opens no
+// iterator unless a record is due: the oldest record's time is tracked.
 func (a *auditor) prune() {
 	excess := a.count.Load() - int64(a.st.opt.AuditMaxRecords)
 	var floor uint64
 	if a.st.opt.AuditMaxAge > 0 {
 		floor = auditTime(time.Now().Add(-a.st.opt.AuditMaxAge))
 	}
-	if excess <= 0 && floor == 0 {
+	if excess <= 0 && a.oldest >= floor {
 		return
 	}
 	var keys [][]byte
+	oldest := noAudit
 	a.st.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAudit)})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			k := it.Item().Key()
-			old := len(k) >= len(prefixAudit)+8 && binary.BigEndian.Uint64(k[len(prefixAudit):]) < floor
-			if int64(len(keys)) >= excess && !old {
+			var t uint64
+			if len(k) >= len(prefixAudit)+8 {
+				t = binary.BigEndian.Uint64(k[len(prefixAudit):])
+			}
+			if int64(len(keys)) >= excess && t >= floor {
+				oldest = t
 				break
 			}
 			keys = append(keys, it.Item().KeyCopy(nil))
@@ -320,4 +340,5 @@ func (a *auditor) prune() {
 		return
 	}
 	a.count.Add(-int64(len(keys)))
+	a.oldest = oldest
 }
