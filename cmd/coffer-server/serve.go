@@ -349,7 +349,7 @@ func (l *loader) start() error {
 func (l *loader) rebuild() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	defer releaseMemory()
+	defer loadMemory()()
 	state, _ := l.st.State()
 	l.log.Warn("store is behind the state file or empty; rebuilding from the kept sealed file",
 		"serial", state.Serial, "hash", hashPrefix(state.Hash))
