@@ -80,9 +80,9 @@ type clientSession struct {
 	cfg    *ClientConfig
 	c      net.Conn
 	server PublicKey
-	ss     *[32]byte   // K(C,S)
-	e      *PrivateKey // Ce
-	es     *[32]byte   // K(Ce,S)
+	ss     *[32]byte     // K(C,S)
+	e      *ephemeralKey // Ce
+	es     *[32]byte     // K(Ce,S)
 	th     hash
 	cs, sc *cipherState
 	pt     []byte // plaintext buffer, cleared at the end
@@ -94,6 +94,7 @@ func (cl *clientSession) clear() {
 			clear(k[:])
 		}
 	}
+	cl.e.clear()
 	cl.e = nil
 	cl.cs.clear()
 	cl.sc.clear()
@@ -139,7 +140,7 @@ func (cl *clientSession) sealHello() error {
 		r = rand.Reader
 	}
 	var err error
-	if cl.e, err = GenerateKey(r); err != nil {
+	if cl.e, err = newEphemeralKey(r); err != nil {
 		return err
 	}
 	n, err := readNonce(r)
@@ -219,6 +220,7 @@ func (cl *clientSession) openLink(f frame.Frame) error {
 		return ErrServerAuth
 	}
 	defer clear(se[:])
+	cl.e.clear()
 	cl.e = nil
 	cl.th = mixFrame(&cl.th, f.Raw)
 	if cl.cs, cl.sc, err = sessionKeys(&cl.th, cl.es, cl.ss, ee, se); err != nil {

@@ -49,10 +49,10 @@ type session struct {
 	snap       *Snapshot
 	client     PublicKey
 	name       string
-	ss         *[32]byte   // K(S,C): the snapshot's row, never cleared here
-	ephemeral  PublicKey   // Ce
-	se         *PrivateKey // server ephemeral
-	es         *[32]byte   // K(S,Ce)
+	ss         *[32]byte     // K(S,C): the snapshot's row, never cleared here
+	ephemeral  PublicKey     // Ce
+	se         *ephemeralKey // server ephemeral Se
+	es         *[32]byte     // K(S,Ce)
 	th         hash
 	cs, sc     *cipherState
 	ladders    uint64
@@ -254,7 +254,7 @@ func (ss *session) sealLink() error {
 	s := ss.s
 	var err error
 	ss.ladders++
-	if ss.se, err = GenerateKey(s.rand); err != nil {
+	if ss.se, err = newEphemeralKey(s.rand); err != nil {
 		return fail(frame.CodeInternal, OutcomeError, "generating the ephemeral key")
 	}
 	ss.ladders++
@@ -299,7 +299,8 @@ func (ss *session) openGet(f frame.Frame) ([]string, error) {
 		return nil, authFailed("weak client key")
 	}
 	defer clear(se[:])
-	ss.se = nil // best effort: crypto/ecdh keys cannot be zeroed in place
+	ss.se.clear()
+	ss.se = nil
 	if ss.cs, ss.sc, err = sessionKeys(&ss.th, ss.es, ss.ss, ee, se); err != nil {
 		return nil, fail(frame.CodeInternal, OutcomeError, "deriving session keys")
 	}
@@ -433,6 +434,7 @@ func (ss *session) finish(err error) {
 	ss.cs.clear()
 	ss.sc.clear()
 	clear(ss.pt[:])
+	ss.se.clear()
 	ss.se = nil
 	if ss.snap != nil {
 		ss.snap.release()
