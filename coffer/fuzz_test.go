@@ -88,18 +88,28 @@ func (rs *replayServer) clientConfig() *ClientConfig {
 	return &ClientConfig{Key: rs.client, Server: rs.srv.Key.Public(), Rand: detRand(5)}
 }
 
+// scriptConn is a peer that sent the bytes in r and then closed its
+// side for writing, and reads whatever it is sent: reads return r's
+// bytes, then EOF; writes succeed and are dropped. Other methods are the
+// embedded connection's. (A net.Pipe end closed after the write would
+// also close the way back, so a server that reads ahead in a buffer
+// would find it closed before it answered.)
+type scriptConn struct {
+	net.Conn
+	r *bytes.Reader
+}
+
+func (c *scriptConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *scriptConn) Write(p []byte) (int, error) { return len(p), nil }
+
 // serve runs one server session fed with in, discarding what the server
 // writes, and fails if the session does not end.
 func (rs *replayServer) serve(tb testing.TB, in []byte) {
 	rs.rand.reset()
 	c, s := net.Pipe()
+	defer c.Close()
 	done := make(chan struct{})
-	go func() { rs.srv.ServeConn(s); close(done) }()
-	go func() {
-		c.Write(in)
-		c.Close()
-	}()
-	io.Copy(io.Discard, c)
+	go func() { rs.srv.ServeConn(&scriptConn{Conn: s, r: bytes.NewReader(in)}); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):

@@ -29,9 +29,6 @@ const (
 	defaultGetTimeout = 10 * time.Second
 	// defaultSessionTimeout bounds a whole session, counted from accept.
 	defaultSessionTimeout = 30 * time.Second
-	// defaultByeTimeout is how long the server waits for Bye after the
-	// last OkGet before it closes anyway.
-	defaultByeTimeout = 5 * time.Second
 )
 
 // Default rate limits (docs/protocol.md §7).
@@ -90,7 +87,7 @@ type Server struct {
 	HelloTimeout   time.Duration // Hello must arrive this long after accept (5 s)
 	GetTimeout     time.Duration // Get must arrive this long after accept (10 s)
 	SessionTimeout time.Duration // whole session, from accept (30 s)
-	ByeTimeout     time.Duration // wait for Bye after the last OkGet (5 s)
+	ByeTimeout     time.Duration // wait for Bye after the last OkGet (0: close at once)
 
 	UnknownLimit      Limit // valid proofs from unknown keys, all sources (100/s, burst 100)
 	UnknownPerIPLimit Limit // the same per source address (10/s, burst 20)
@@ -145,7 +142,6 @@ func (s *Server) init() {
 		setDefault(&s.HelloTimeout, defaultHelloTimeout)
 		setDefault(&s.GetTimeout, defaultGetTimeout)
 		setDefault(&s.SessionTimeout, defaultSessionTimeout)
-		setDefault(&s.ByeTimeout, defaultByeTimeout)
 		s.unknown.limit = s.UnknownLimit.or(defaultUnknownLimit)
 		s.unknownIP = newKeyedLimiter[netip.Addr](s.UnknownPerIPLimit.or(defaultUnknownPerIPLimit))
 		s.clientLim = newKeyedLimiter[PublicKey](s.ClientLimit.or(defaultClientLimit))

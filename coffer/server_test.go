@@ -85,33 +85,46 @@ func TestDeadlines(t *testing.T) {
 			}
 		})
 	}
-	t.Run("no bye", func(t *testing.T) {
-		fx := newFixture(t, 1, noLimits, func(s *Server) { s.ByeTimeout = short })
-		c := fx.dial(t)
-		cl := &clientSession{cfg: fx.config(0), c: c, server: fx.key.Public()}
-		cl.ss, _ = cl.cfg.Key.boxKey(&cl.server)
-		if err := cl.sealHello(); err != nil {
-			t.Fatal(err)
-		}
-		f, err := frame.Read(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.openLink(f); err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.sealGet(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cl.readShard(); err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		io.Copy(io.Discard, c)
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("server closed %v after the last OkGet, want about %v", d, short)
-		}
-	})
+	// After the last OkGet the server closes at once by default, and
+	// waits for Bye only with a ByeTimeout. The client here never sends
+	// Bye; a server that waited the session deadline (30 s) would trip
+	// the 10 s read deadline.
+	for _, tt := range []struct {
+		name string
+		bye  time.Duration
+	}{{"no bye, default", 0}, {"no bye, bye timeout", short}} {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t, 1, noLimits, func(s *Server) { s.ByeTimeout = tt.bye })
+			c := fx.dial(t)
+			cl := &clientSession{cfg: fx.config(0), c: c, server: fx.key.Public()}
+			cl.ss, _ = cl.cfg.Key.boxKey(&cl.server)
+			if err := cl.sealHello(); err != nil {
+				t.Fatal(err)
+			}
+			f, err := frame.Read(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cl.openLink(f); err != nil {
+				t.Fatal(err)
+			}
+			if err := cl.sealGet(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cl.readShard(); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if n, err := io.Copy(io.Discard, c); n != 0 || err != nil {
+				t.Errorf("after the last OkGet: %d more bytes, %v; want EOF", n, err)
+			}
+			// The server's wait starts a little before ours.
+			if d := time.Since(start); d < tt.bye/2 {
+				t.Errorf("server closed %v after the last OkGet, want about %v", d, tt.bye)
+			}
+		})
+	}
 }
 
 func TestRateLimits(t *testing.T) {

@@ -62,11 +62,39 @@ type session struct {
 
 	pt  [frame.HeaderSize + 256]byte // plaintext of Hello
 	out []byte                       // frame being written
+	in  connReader                   // frames being read
+}
+
+// connReader reads a connection through a small buffer, so that a frame
+// that arrived whole (a Hello, a Get) costs one read system call rather
+// than two (header, then body). Reads as large as the buffer bypass it.
+// It holds only bytes as received: public or sealed.
+type connReader struct {
+	c    net.Conn
+	r, w int
+	buf  [512]byte
+}
+
+func (cr *connReader) Read(p []byte) (int, error) {
+	if cr.r == cr.w {
+		if len(p) >= len(cr.buf) {
+			return cr.c.Read(p)
+		}
+		n, err := cr.c.Read(cr.buf[:])
+		cr.r, cr.w = 0, n
+		if n == 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, cr.buf[cr.r:cr.w])
+	cr.r += n
+	return n, nil
 }
 
 // serve runs one session on c and closes it.
 func (s *Server) serve(c net.Conn) {
 	ss := &session{s: s, c: c, start: time.Now(), remote: sourceAddr(c.RemoteAddr())}
+	ss.in.c = c
 	err := ss.run()
 	ss.finish(err)
 }
@@ -78,7 +106,7 @@ func (ss *session) run() error {
 	}
 	ss.handshake = true
 	ss.c.SetDeadline(ss.start.Add(s.HelloTimeout))
-	f, err := frame.Read(ss.c, frame.TypeHello)
+	f, err := frame.Read(&ss.in, frame.TypeHello)
 	if err != nil {
 		return readFailure(err, "reading hello")
 	}
@@ -89,7 +117,7 @@ func (ss *session) run() error {
 		return err
 	}
 	ss.c.SetDeadline(ss.start.Add(s.GetTimeout))
-	if f, err = frame.Read(ss.c, frame.TypeGet); err != nil {
+	if f, err = frame.Read(&ss.in, frame.TypeGet); err != nil {
 		// A Link that no Get follows is most likely a replayed Hello:
 		// it counts as a failure of the source address, which bounds
 		// the two ladders each replay costs.
@@ -106,10 +134,14 @@ func (ss *session) run() error {
 	if err := ss.sendShard(names); err != nil {
 		return err
 	}
-	// The shard is out; Bye is a courtesy. Wait for it briefly, then close.
-	ss.c.SetDeadline(minTime(time.Now().Add(s.ByeTimeout), ss.start.Add(s.SessionTimeout)))
-	if f, err = frame.Read(ss.c, frame.TypeBye); err == nil {
-		_ = ss.openBye(f) // a bad Bye changes nothing
+	// The shard is out and Bye is a courtesy: by default the server closes
+	// at once, which spares a wake-up per session. With a ByeTimeout it
+	// waits that long for the Bye (docs/protocol.md §4.5).
+	if s.ByeTimeout > 0 {
+		ss.c.SetDeadline(minTime(time.Now().Add(s.ByeTimeout), ss.start.Add(s.SessionTimeout)))
+		if f, err = frame.Read(&ss.in, frame.TypeBye); err == nil {
+			_ = ss.openBye(f) // a bad Bye changes nothing
+		}
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ type ServerLimits struct {
 	HelloTimeout            time.Duration // Hello must arrive this long after accept
 	HandshakeTimeout        time.Duration // Get must arrive this long after accept
 	SessionTimeout          time.Duration // a whole session, from accept
-	ByeTimeout              time.Duration // wait for Bye after the last OkGet
+	ByeTimeout              time.Duration // wait for Bye after the last OkGet; 0 means close at once
 	ShutdownTimeout         time.Duration // how long SIGTERM waits for sessions in flight
 
 	FailedAuthPerAddress     ServerRate // failed authentications per source address
@@ -95,7 +95,7 @@ func DefaultServer() *Server {
 			HelloTimeout:             5 * time.Second,
 			HandshakeTimeout:         10 * time.Second,
 			SessionTimeout:           30 * time.Second,
-			ByeTimeout:               5 * time.Second,
+			ByeTimeout:               0,
 			ShutdownTimeout:          10 * time.Second,
 			FailedAuthPerAddress:     ServerRate{Rate: 10, Burst: 50},
 			UnknownClients:           ServerRate{Rate: 100, Burst: 100},
@@ -323,12 +323,14 @@ func (c *Server) Validate() error {
 		v    time.Duration
 	}{
 		{"limits.hello_timeout", l.HelloTimeout}, {"limits.handshake_timeout", l.HandshakeTimeout},
-		{"limits.session_timeout", l.SessionTimeout}, {"limits.bye_timeout", l.ByeTimeout},
-		{"limits.shutdown_timeout", l.ShutdownTimeout},
+		{"limits.session_timeout", l.SessionTimeout}, {"limits.shutdown_timeout", l.ShutdownTimeout},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("config: server config: %s must be positive", d.name)
 		}
+	}
+	if l.ByeTimeout < 0 {
+		return fmt.Errorf("config: server config: limits.bye_timeout must not be negative")
 	}
 	for _, r := range []struct {
 		name string

@@ -200,7 +200,7 @@ const configUsage = `Configuration (flag > COFFER_* variable > config file > def
   --hello-timeout D          Hello deadline from accept (default 5s)
   --handshake-timeout D      Get deadline from accept (default 10s)
   --session-timeout D        whole-session deadline from accept (default 30s)
-  --bye-timeout D            wait for Bye after the shard (default 5s)
+  --bye-timeout D            wait for Bye after the shard (default 0: close at once)
   --shutdown-timeout D       grace for sessions in flight on SIGTERM (default 10s)
   --audit-max-records N      audit records kept (default 100000)
   --audit-max-age D          oldest audit record kept, 0s for no bound (default 2160h)
