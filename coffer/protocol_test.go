@@ -3,6 +3,7 @@ package coffer
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -448,6 +449,82 @@ func TestHelloRejected(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHelloPayloadChecked seals Hellos whose proof opens but whose
+// payload is not exactly the encoding of {hello, 1, C, S, Ce}: each gets
+// Error{auth} and costs no ladder; the exact encoding gets a Link.
+func TestHelloPayloadChecked(t *testing.T) {
+	fx := newFixture(t, 1, noLimits)
+	cfg := fx.config(0)
+	c, s := cfg.Key.Public(), cfg.Server
+	ce := PublicKey{9}
+	good := frame.HelloPayload{H: frame.KindHello, V: frame.Version, C: c[:], S: s[:], E: ce[:]}
+	enc := func(p frame.HelloPayload) []byte {
+		b, err := frame.Marshal(&p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	with := func(f func(p *frame.HelloPayload)) []byte { p := good; f(&p); return enc(p) }
+	goodEnc := enc(good)
+	other := PublicKey{7}
+	tests := []struct {
+		name string
+		pt   []byte
+	}{
+		{"wrong kind", with(func(p *frame.HelloPayload) { p.H = frame.KindGet })},
+		{"version 2 inside", with(func(p *frame.HelloPayload) { p.V = 2 })},
+		{"other client", with(func(p *frame.HelloPayload) { p.C = other[:] })},
+		{"other server", with(func(p *frame.HelloPayload) { p.S = other[:] })},
+		{"other ephemeral", with(func(p *frame.HelloPayload) { p.E = other[:] })},
+		{"short key", with(func(p *frame.HelloPayload) { p.E = ce[:31] })},
+		{"extra field", append(append([]byte{0xa6}, goodEnc[1:]...), 0x61, 'x', 0x00)},
+		{"version in two bytes", append(bytes.Clone(goodEnc[:len(goodEnc)-1]), 0x18, 0x01)},
+		{"truncated", goodEnc[:len(goodEnc)-1]},
+		{"empty", []byte{}},
+	}
+	send := func(t *testing.T, pt []byte) (frame.Type, frame.ErrorCode, uint64) {
+		ss, err := cfg.Key.boxKey(&s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := readNonce(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := frame.Hello{Version: frame.Version, Client: c, Ephemeral: ce, Nonce: n}
+		b := seal(h.Append(appendHeader(nil, frame.TypeHello)), pt, &n, ss)
+		if b, err = finishFrame(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		before := fx.srv.ladders.Load()
+		conn := fx.dial(t)
+		conn.Write(b)
+		typ, code := readReply(t, conn)
+		if typ == frame.TypeError {
+			io.Copy(io.Discard, conn) // the server counts ladders before it closes
+		}
+		conn.Close()
+		return typ, code, fx.srv.ladders.Load() - before
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			typ, code, ladders := send(t, tt.pt)
+			if typ != frame.TypeError || code != frame.CodeAuth {
+				t.Errorf("got %s code %d, want Error{auth}", typ, code)
+			}
+			if ladders != 0 {
+				t.Errorf("got %d ladders, want 0", ladders)
+			}
+		})
+	}
+	t.Run("exact encoding", func(t *testing.T) {
+		if typ, _, _ := send(t, goodEnc); typ != frame.TypeLink {
+			t.Errorf("got %s, want Link", typ)
+		}
+	})
 }
 
 func TestReplays(t *testing.T) {

@@ -1,7 +1,6 @@
 package coffer
 
 import (
-	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
@@ -50,14 +49,21 @@ func transcriptStart(server *PublicKey) hash {
 }
 
 // mixFrame returns H(th || raw), raw being a whole frame (header and
-// body) exactly as sent or received.
+// body) exactly as sent or received. Hashed from a stack buffer: a Hello
+// or a Link fits, so the handshake's transcript costs no allocation.
 func mixFrame(th *hash, raw []byte) hash {
-	h := sha256.New()
-	h.Write(th[:])
-	h.Write(raw)
-	var out hash
-	h.Sum(out[:0])
-	return out
+	var buf [len(hash{}) + frame.HeaderSize + 256]byte
+	if len(raw) > len(buf)-len(th) {
+		h := sha256.New()
+		h.Write(th[:])
+		h.Write(raw)
+		var out hash
+		h.Sum(out[:0])
+		return out
+	}
+	n := copy(buf[:], th[:])
+	n += copy(buf[n:], raw)
+	return sha256.Sum256(buf[:n])
 }
 
 // equalHash compares a transcript hash carried in a plaintext with the
@@ -104,29 +110,50 @@ func sessionKeys(th2 *hash, es, ss, ee, se *[32]byte) (cs, sc *cipherState, err 
 	copy(ikm[64:], ee[:])
 	copy(ikm[96:], se[:])
 	defer clear(ikm[:])
-	prk, err := hkdf.Extract(sha256.New, ikm[:], th2[:])
-	if err != nil {
-		return nil, nil, err
-	}
-	defer clear(prk)
+	// HKDF-SHA256 (RFC 5869): Extract with th2 as the salt, then Expand
+	// to 32 bytes, which is the single block T(1) = HMAC(prk, info || 1).
+	prk := hmacSHA256(th2[:], ikm[:])
+	defer clear(prk[:])
 	cs, sc = new(cipherState), new(cipherState)
-	if err := expandInto(&cs.key, prk, labelC2S); err != nil {
-		return nil, nil, err
-	}
-	if err := expandInto(&sc.key, prk, labelS2C); err != nil {
-		return nil, nil, err
-	}
+	cs.key = hmacSHA256(prk[:], []byte(labelC2S), []byte{1})
+	sc.key = hmacSHA256(prk[:], []byte(labelS2C), []byte{1})
 	return cs, sc, nil
 }
 
-func expandInto(dst *[32]byte, prk []byte, label string) error {
-	k, err := hkdf.Expand(sha256.New, prk, label, 32)
-	if err != nil {
-		return err
+// hmacSHA256 returns HMAC-SHA256 (RFC 2104) under key of the
+// concatenated parts. It hashes from stack buffers, so the key schedule
+// allocates nothing (crypto/hmac allocates two digests and their pads per
+// call). key is at most one block (64 bytes) and the message at most
+// 128 bytes: the key schedule's inputs; it panics beyond, as only this
+// file calls it.
+func hmacSHA256(key []byte, parts ...[]byte) [32]byte {
+	const block = 64
+	var buf [block + 128]byte
+	defer clear(buf[:])
+	if len(key) > block {
+		panic("coffer: hmac key longer than a block")
 	}
-	copy(dst[:], k)
-	clear(k)
-	return nil
+	for i := range block {
+		var k byte
+		if i < len(key) {
+			k = key[i]
+		}
+		buf[i] = k ^ 0x36
+	}
+	n := block
+	for _, p := range parts {
+		if len(p) > len(buf)-n {
+			panic("coffer: hmac message too long")
+		}
+		n += copy(buf[n:], p)
+	}
+	inner := sha256.Sum256(buf[:n])
+	defer clear(inner[:])
+	for i := range block {
+		buf[i] ^= 0x36 ^ 0x5c
+	}
+	copy(buf[block:], inner[:])
+	return sha256.Sum256(buf[:block+len(inner)])
 }
 
 // cipherState is one direction of a session: k_cs or k_sc with its
