@@ -47,11 +47,12 @@ type figures struct {
 	Storm map[string]*stormFig           `json:"storm"`
 	Load  map[string]map[string]*loadFig `json:"load"`
 
-	X25519Us   float64            `json:"x25519_us"`
-	TCPConnUs  float64            `json:"tcp_conn_us"`
-	FloorUs    float64            `json:"floor_us"`
-	FloorRatio float64            `json:"coffer_over_floor_c16"`
-	Ratios     map[string]float64 `json:"ratios"`
+	X25519Us    float64            `json:"x25519_us"`
+	FixedBaseUs float64            `json:"fixed_base_us"`
+	TCPConnUs   float64            `json:"tcp_conn_us"`
+	FloorUs     float64            `json:"floor_us"`
+	FloorRatio  float64            `json:"coffer_over_floor_c16"`
+	Ratios      map[string]float64 `json:"ratios"`
 
 	ColdStart   coldFig  `json:"cold_start"`
 	FinalRSSMiB float64  `json:"final_rss_mib"`
@@ -259,7 +260,7 @@ func (f *figures) finish() {
 	}
 	if tcp, ok := f.Load["tcp"]["c16"]; ok {
 		f.TCPConnUs = tcp.CPUPerSession
-		f.FloorUs = f.TCPConnUs + scalarMultsPerSession*f.X25519Us
+		f.FloorUs = f.TCPConnUs + laddersPerSession*f.X25519Us + fixedBasePerSession*f.FixedBaseUs
 		f.FloorRatio = ratio(f.Load["coffer"]["c16"].CPUPerSession, f.FloorUs)
 	}
 	f.Targets = f.targets()
@@ -364,8 +365,8 @@ func printReport(w io.Writer, f *figures) error {
 	}
 
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "protocol floor: TCP accept+close %.0f us (server CPU at c16) + %d x X25519 %.1f us (crypto/ecdh, cached key) = %.0f us; coffer/floor %.2fx\n",
-		f.TCPConnUs, scalarMultsPerSession, f.X25519Us, f.FloorUs, f.FloorRatio)
+	fmt.Fprintf(w, "protocol floor: TCP accept+close %.0f us (server CPU at c16) + %d x X25519 %.1f us (crypto/ecdh, cached key) + %d x fixed-base %.1f us (Se) = %.0f us; coffer/floor %.2fx\n",
+		f.TCPConnUs, laddersPerSession, f.X25519Us, fixedBasePerSession, f.FixedBaseUs, f.FloorUs, f.FloorRatio)
 	if f.ColdStart.Runs > 0 {
 		fmt.Fprintf(w, "client cold start (coffer-client get --format json): median %.1f ms, p90 %.1f ms, min %.1f ms, %d runs, %d errors; coffer-client -h median %.1f ms\n",
 			f.ColdStart.MedianMs, f.ColdStart.P90Ms, f.ColdStart.MinMs, f.ColdStart.Runs, f.ColdStart.Errors, f.ColdStart.HelpMedianMs)

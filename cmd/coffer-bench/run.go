@@ -87,12 +87,16 @@ func (b *bench) run(ctx context.Context) (*figures, error) {
 	defer b.kids.stopAll()
 
 	f := newFigures(b.opt)
-	b.logf("X25519 with a cached crypto/ecdh key...")
+	b.logf("X25519 with a cached crypto/ecdh key, and a fixed-base multiplication...")
 	x, err := measureX25519(5, 100*time.Millisecond)
 	if err != nil {
 		return nil, err
 	}
 	f.X25519Us = us(x)
+	if x, err = measureFixedBase(5, 100*time.Millisecond); err != nil {
+		return nil, err
+	}
+	f.FixedBaseUs = us(x)
 
 	b.logf("generating %d clients x %d secrets...", b.opt.clients, b.opt.secrets)
 	if b.fx, err = newFixture(dir, b.opt); err != nil {
