@@ -531,3 +531,59 @@ func TestMaxConns(t *testing.T) {
 		t.Errorf("after the slot freed: %v", err)
 	}
 }
+
+// trickleConn writes each byte in its own Write: over a net.Pipe, each
+// becomes its own Read on the other side.
+type trickleConn struct{ net.Conn }
+
+func (c trickleConn) Write(b []byte) (int, error) {
+	for i := range b {
+		if _, err := c.Conn.Write(b[i : i+1]); err != nil {
+			return i, err
+		}
+	}
+	return len(b), nil
+}
+
+// TestServerReadsFramesInPieces checks the server's read buffer on the
+// two paths it has: frames that arrive one byte per read, and a Get
+// larger than the buffer (many names), which bypasses it.
+func TestServerReadsFramesInPieces(t *testing.T) {
+	fx := newFixture(t, 1, noLimits)
+	var names []string
+	for i := range 200 {
+		names = append(names, fmt.Sprintf("name-%03d", i))
+	}
+	names = append(names, "token")
+	for _, tt := range []struct {
+		name    string
+		trickle bool
+		names   []string
+		want    int
+	}{
+		{"one byte per read", true, nil, 3},
+		{"get larger than the buffer", false, names, 1},
+		{"both", true, names, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, s := net.Pipe()
+			done := make(chan struct{})
+			go func() { fx.srv.ServeConn(s); close(done) }()
+			var conn net.Conn = c
+			if tt.trickle {
+				conn = trickleConn{c}
+			}
+			cfg := fx.config(0)
+			cfg.Names = tt.names
+			res, err := Fetch(context.Background(), conn, cfg)
+			c.Close()
+			<-done
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Shard) != tt.want {
+				t.Errorf("got %d values, want %d", len(res.Shard), tt.want)
+			}
+		})
+	}
+}
