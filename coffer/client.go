@@ -140,15 +140,14 @@ func (cl *clientSession) sealHello() error {
 		r = rand.Reader
 	}
 	var err error
-	if cl.e, err = newEphemeralKey(r); err != nil {
+	// A client makes one ephemeral key per process: the ladder is cheaper
+	// than building the fixed-base tables (newLadderEphemeralKey).
+	if cl.e, err = newLadderEphemeralKey(r); err != nil {
 		return err
 	}
 	n, err := readNonce(r)
 	if err != nil {
 		return fmt.Errorf("coffer: reading randomness: %w", err)
-	}
-	if cl.es, err = cl.e.boxKey(&cl.server); err != nil {
-		return fmt.Errorf("pinned server key: %w", err)
 	}
 	c, e := cl.cfg.Key.Public(), cl.e.Public()
 	pt, err := frame.Marshal(&frame.HelloPayload{H: frame.KindHello, V: frame.Version, C: c[:], S: cl.server[:], E: e[:]})
@@ -166,6 +165,10 @@ func (cl *clientSession) sealHello() error {
 	}
 	th0 := transcriptStart(&cl.server)
 	cl.th = mixFrame(&th0, b)
+	// K(Ce,S) only opens Link: computed while the server works on Hello.
+	if cl.es, err = cl.e.boxKey(&cl.server); err != nil {
+		return fmt.Errorf("pinned server key: %w", err)
+	}
 	return nil
 }
 

@@ -113,6 +113,9 @@ func TestX25519MatchesECDH(t *testing.T) {
 		if !bytes.Equal(e.pub[:], ref.PublicKey().Bytes()) {
 			t.Fatalf("key %x: public key %x, crypto/ecdh %x", k, e.pub, ref.PublicKey().Bytes())
 		}
+		if l, err := newLadderEphemeralKey(bytes.NewReader(k[:])); err != nil || *l != *e {
+			t.Fatalf("key %x: the ladder's key pair differs from the fixed-base one (%v)", k, err)
+		}
 		u := &points[i%len(points)]
 		var got [32]byte
 		ok := x25519(&got, &k, u)
