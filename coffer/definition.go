@@ -54,11 +54,11 @@ func ParseDefinition(src []byte) (*Definition, error) {
 	owner := make(map[PublicKey]string)
 	for i := range cd.Clients {
 		c, err := convertClient(src, &cd.Clients[i], owner)
+		def.Clients = append(def.Clients, c) // on error too, so that Clear reaches its values
 		if err != nil {
 			def.Clear()
 			return nil, err
 		}
-		def.Clients = append(def.Clients, c)
 	}
 	return def, nil
 }
@@ -94,6 +94,11 @@ func convertClient(src []byte, cc *config.DefinitionClient, owner map[PublicKey]
 			return c, fmt.Errorf("coffer: definition: client %q, value %q: %w", cc.Name, n, err)
 		}
 		c.Values[n] = fv
+		cc.Values[n] = config.Value{} // the text is c's now
+	}
+	cc.Values = nil // let the collector have the map while the rest converts
+	if shardBound(c.Values) <= frame.MaxShardBytes {
+		return c, nil
 	}
 	enc, err := frame.EncodeShard(c.Values)
 	if err != nil {
@@ -108,6 +113,28 @@ func convertClient(src []byte, cc *config.DefinitionClient, owner map[PublicKey]
 	return c, nil
 }
 
+// Parts of shardBound: the longest CBOR head (a type byte and an 8-byte
+// length), and the most any value adds to its text: a head, or for the
+// tagged kinds the map {t: kind, v: text} with a kind name of at most 16
+// bytes and, for a non-finite float, a text of at most 8 bytes that is
+// not in Value.Text (frame.Value.MarshalCBOR).
+const (
+	cborMaxHead   = 9
+	valueMaxExtra = 1 + 2 + cborMaxHead + 16 + 2 + cborMaxHead + 8
+)
+
+// shardBound returns at least the size frame.EncodeShard gives s, without
+// encoding it: encoding every shard of a large definition only to measure
+// it was a tenth of a load (docs/server.md, "Load time"). Only a shard
+// whose bound passes the limit is encoded and measured exactly.
+func shardBound(s frame.Shard) int {
+	n := cborMaxHead
+	for name, v := range s {
+		n += cborMaxHead + len(name) + valueMaxExtra + len(v.Text)
+	}
+	return n
+}
+
 // frameKinds maps each config kind to the frame kind of the same name.
 var frameKinds = map[config.Kind]frame.Kind{
 	config.KindString: frame.KindString, config.KindInt: frame.KindInt,
@@ -116,18 +143,15 @@ var frameKinds = map[config.Kind]frame.Kind{
 	config.KindLocalDate: frame.KindLocalDate, config.KindLocalTime: frame.KindLocalTime,
 }
 
-// frameValue converts a config value by kind; the text is copied so that
-// clearing the config definition does not clear the result.
+// frameValue converts a config value by kind. The result shares v's text:
+// the caller takes it over and removes it from the config definition, so
+// that clearing one does not clear the other.
 func frameValue(v config.Value) (frame.Value, error) {
 	k, ok := frameKinds[v.Kind]
 	if !ok {
 		return frame.Value{}, errors.New("unknown value kind")
 	}
-	fv := frame.Value{Kind: k, Int: v.Int, Float: v.Float, Bool: v.Bool}
-	if v.Text != nil {
-		fv.Text = append([]byte(nil), v.Text...)
-	}
-	return fv, nil
+	return frame.Value{Kind: k, Text: v.Text, Int: v.Int, Float: v.Float, Bool: v.Bool}, nil
 }
 
 // checkKeys refuses a client key equal to the author's or the server's

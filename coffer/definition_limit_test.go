@@ -1,6 +1,7 @@
 package coffer
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -40,6 +41,42 @@ func TestShardLimit(t *testing.T) {
 				}
 			case err == nil || !strings.Contains(err.Error(), "exceeds the limit") || !strings.Contains(err.Error(), `client "c"`):
 				t.Fatalf("got %v, want a shard size error naming the client", err)
+			}
+		})
+	}
+}
+
+// TestShardBound checks that shardBound never under-counts, for every
+// value kind, so that a shard it lets through without encoding is within
+// the limit.
+func TestShardBound(t *testing.T) {
+	long := strings.Repeat("n", frame.MaxNameBytes)
+	for _, tc := range []struct {
+		name string
+		s    frame.Shard
+	}{
+		{"empty", frame.Shard{}},
+		{"string", frame.Shard{"a": {Kind: frame.KindString, Text: []byte("x")}}},
+		{"long string", frame.Shard{long: {Kind: frame.KindString, Text: []byte(strings.Repeat("x", 70000))}}},
+		{"int", frame.Shard{"a": {Kind: frame.KindInt, Int: -1 << 63}}},
+		{"float", frame.Shard{"a": {Kind: frame.KindFloat, Float: 1.0000000000000002}}},
+		{"inf", frame.Shard{"a": {Kind: frame.KindFloat, Float: math.Inf(-1)}}},
+		{"nan", frame.Shard{"a": {Kind: frame.KindFloat, Float: math.NaN()}}},
+		{"bool", frame.Shard{"a": {Kind: frame.KindBool, Bool: true}}},
+		{"datetime", frame.Shard{"a": {Kind: frame.KindDateTime, Text: []byte("1979-05-27T07:32:00.999999-07:00")}}},
+		{"local kinds", frame.Shard{
+			"a": {Kind: frame.KindLocalDateTime, Text: []byte("1979-05-27T07:32:00.999999999")},
+			"b": {Kind: frame.KindLocalDate, Text: []byte("1979-05-27")},
+			"c": {Kind: frame.KindLocalTime, Text: []byte("07:32:00.999999999")},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			enc, err := frame.EncodeShard(tc.s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := shardBound(tc.s); got < len(enc) {
+				t.Errorf("got bound %d, want at least the encoded %d bytes", got, len(enc))
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -128,8 +129,10 @@ func ParseDefinition(src []byte) (*Definition, error) {
 	if err := checkNesting(src); err != nil {
 		return nil, err
 	}
+	// A reader, not toml.Decode(string(src)): the library copies its
+	// input anyway, and a string copy of the secrets could not be cleared.
 	var doc map[string]any
-	if _, err := toml.Decode(string(src), &doc); err != nil {
+	if _, err := toml.NewDecoder(bytes.NewReader(src)).Decode(&doc); err != nil {
 		return nil, tomlError(err)
 	}
 	p := parser{src: src}
@@ -175,9 +178,11 @@ func (p *parser) definition(doc map[string]any) (*Definition, error) {
 		if !ok {
 			return def, p.fail([]string{name}, "want a table of secrets for client %q", name)
 		}
-		if err := p.values(def.Clients[i].Values, []string{name}, table); err != nil {
+		def.Clients[i].Values = make(map[string]Value, len(table))
+		if err := p.values(def.Clients[i].Values, []string{name}, "", table); err != nil {
 			return def, err
 		}
+		delete(doc, name) // converted: the collector may have it while the rest converts
 	}
 	return def, nil
 }
@@ -212,7 +217,8 @@ func (p *parser) clients(doc map[string]any) ([]DefinitionClient, error) {
 		if nkeys += len(keys); nkeys > MaxClientKeys {
 			return nil, p.fail(path, "more than %d public keys in [clients]", MaxClientKeys)
 		}
-		clients = append(clients, DefinitionClient{Name: name, Keys: keys, Values: map[string]Value{}})
+		// A copy, as for secret names in values.
+		clients = append(clients, DefinitionClient{Name: strings.Clone(name), Keys: keys, Values: map[string]Value{}})
 	}
 	return clients, nil
 }
@@ -241,29 +247,40 @@ func keyList(v any) ([]string, string) {
 	return nil, want
 }
 
-// values flattens one client's table into out, joining nested keys with '.'.
-func (p *parser) values(out map[string]Value, path []string, table map[string]any) error {
+// values flattens one client's table into out, joining nested keys with
+// '.'. path is the table's key path, for errors; prefix is its joined
+// name, with a final '.', or "" for the client's own table. The path of a
+// key is built only on error or to descend: a definition has a hundred
+// thousand values (docs/server.md, "Load time").
+func (p *parser) values(out map[string]Value, path []string, prefix string, table map[string]any) error {
+	kpath := func(k string) []string { return append(slices.Clip(path), k) }
 	for _, k := range sortedKeys(table) {
-		kpath := append(slices.Clip(path), k)
 		if err := checkSegment(k, MaxSecretNameBytes); err != "" {
-			return p.fail(kpath, "invalid secret name: %s", err)
+			return p.fail(kpath(k), "invalid secret name: %s", err)
 		}
-		name := strings.Join(kpath[1:], ".")
+		// A name must not be k itself: the library's keys are substrings
+		// of its copy of the source, secrets included, which a kept name
+		// would keep alive.
+		name := prefix + k
+		if prefix == "" {
+			name = strings.Clone(k)
+		}
 		if len(name) > MaxSecretNameBytes {
-			return p.fail(kpath, "secret name of %d bytes exceeds the limit of %d", len(name), MaxSecretNameBytes)
+			return p.fail(kpath(k), "secret name of %d bytes exceeds the limit of %d", len(name), MaxSecretNameBytes)
 		}
 		if sub, ok := table[k].(map[string]any); ok {
-			if err := p.values(out, kpath, sub); err != nil {
+			if err := p.values(out, kpath(k), name+".", sub); err != nil {
 				return err
 			}
 			continue
 		}
 		v, reason := value(table[k])
 		if reason != "" {
-			return p.fail(kpath, "%s", reason)
+			return p.fail(kpath(k), "%s", reason)
 		}
 		if len(out) >= MaxValuesPerClient {
-			return p.fail(kpath, "client %q has more than %d values", path[0], MaxValuesPerClient)
+			clear(v.Text)
+			return p.fail(kpath(k), "client %q has more than %d values", path[0], MaxValuesPerClient)
 		}
 		out[name] = v
 	}

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -279,10 +280,14 @@ func readSmallFile(path string, max int64) ([]byte, error) {
 	if fi.Size() > max {
 		return nil, fmt.Errorf("%s has %d bytes, more than the limit of %d", path, fi.Size(), max)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
+	// One buffer sized from Stat: io.ReadAll's doubling would leave
+	// copies of a secret file behind that nothing clears.
+	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(f, max+1)); err != nil {
+		clear(buf.Bytes())
 		return nil, err
 	}
+	data := buf.Bytes()
 	if int64(len(data)) > max {
 		clear(data)
 		return nil, fmt.Errorf("%s grew past the limit of %d bytes", path, max)
