@@ -33,9 +33,13 @@ type Snapshot struct {
 	Clients map[PublicKey]string // client key -> client name
 	Shards  Shards
 
-	// table holds K(S,C) for every client, computed by Swap, so a
-	// session spends no ladder on the static-static key.
-	table map[PublicKey]*clientEntry
+	// table holds K(S,C) for every client, computed by Precompute or
+	// Swap, so a session spends no ladder on the static-static key.
+	// tableFor is the server key it was computed with, and skipped the
+	// clients left out of it.
+	table    map[PublicKey]*clientEntry
+	tableFor PublicKey
+	skipped  []PublicKey
 
 	mu       sync.Mutex
 	claimed  bool          // installed by a Swap
@@ -123,9 +127,23 @@ func (sn *Snapshot) releaseLocked() {
 	close(sn.released)
 }
 
-// precompute fills the K(S,C) table with every client key, in parallel.
-// Clients with weak keys are left out and returned as skipped.
+// Precompute computes the K(S,C) table for the server key ahead of Swap,
+// so that a loader can run it beside other work: it is one ladder per
+// client, about 0.4 s of CPU for 10,000 (docs/server.md, "Load time").
+// Swap on a Server with the same key then installs the table as is;
+// with another key it computes a new one. Precompute must return before
+// the snapshot is passed to Swap, and must not be called after.
+func (sn *Snapshot) Precompute(key *PrivateKey) {
+	sn.precompute(key)
+}
+
+// precompute fills the K(S,C) table with every client key, in parallel,
+// unless Precompute already did for key. Clients with weak keys are left
+// out and returned as skipped.
 func (sn *Snapshot) precompute(key *PrivateKey) (skipped []PublicKey) {
+	if sn.table != nil && sn.tableFor == key.Public() {
+		return sn.skipped
+	}
 	keys := make([]PublicKey, 0, len(sn.Clients))
 	for k := range sn.Clients {
 		keys = append(keys, k)
@@ -157,5 +175,6 @@ func (sn *Snapshot) precompute(key *PrivateKey) (skipped []PublicKey) {
 		}
 		sn.table[keys[i]] = e
 	}
+	sn.tableFor, sn.skipped = key.Public(), skipped
 	return skipped
 }

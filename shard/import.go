@@ -108,8 +108,24 @@ func (st *Store) Import(v Version, sealed []byte, clients iter.Seq[Client]) (pre
 	if err := fixModes(st.dir); err != nil {
 		st.log.Warn("shard: tightening file modes", "err", err)
 	}
+	if err := st.settle(); err != nil {
+		st.log.Warn("shard: waiting for the import's memtable flushes", "err", err)
+	}
 	st.step("done")
 	return prev, nil
+}
+
+// settle waits for Badger's memtable flushes that the import started. A
+// flush still running when Import returns holds its table's buffers and
+// the blocks it verifies, up to 25 MiB, which the server would count as
+// its live heap when it settles its memory after a load (docs/server.md,
+// "Memory"). Badger has no call for this, but DropPrefix drains and
+// stops the flusher before it looks for the prefix, and nothing is ever
+// written under prefixSettle, so nothing is dropped.
+func (st *Store) settle() error {
+	st.dropMu.Lock()
+	defer st.dropMu.Unlock()
+	return st.db.DropPrefix([]byte(prefixSettle))
 }
 
 // checkVersion applies the rollback rules before anything is written.

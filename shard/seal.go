@@ -127,6 +127,7 @@ const (
 	prefixClient = "c/"
 	prefixAudit  = "a/"
 	keyCur       = "m/cur"
+	prefixSettle = "settle/" // never written; see settle
 )
 
 // shardKey appends s/ gen client to dst.

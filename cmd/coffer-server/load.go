@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"runtime/debug"
@@ -114,12 +115,39 @@ func (l *loader) importLocked(file []byte, cur *coffer.Version, why string) erro
 	if err != nil {
 		return err
 	}
+	// The K(S,C) ladders (about 0.4 s of CPU for 10,000 keys) run beside
+	// the import, whose fsyncs and flushes leave a core idle at times: the
+	// two take about 0.05 s less than one after the other (docs/server.md,
+	// "Load time").
+	pre := &coffer.Snapshot{Clients: clientNames(def)}
+	ladders := make(chan struct{})
+	go func() {
+		defer close(ladders)
+		pre.Precompute(l.key)
+	}()
 	prevGen, err := l.st.Import(shard.Version{Serial: ver.Serial, Hash: ver.Hash}, binary, storeClients(def, enc))
 	clearEncoded(enc)
+	<-ladders
 	if err != nil {
 		return err
 	}
-	return l.installLocked(prevGen)
+	return l.installLocked(prevGen, pre)
+}
+
+// clientNames maps every client key of def to its client's name, as the
+// store lists them after an import.
+func clientNames(def *coffer.Definition) map[coffer.PublicKey]string {
+	n := 0
+	for i := range def.Clients {
+		n += len(def.Clients[i].Keys)
+	}
+	names := make(map[coffer.PublicKey]string, n)
+	for i := range def.Clients {
+		for _, k := range def.Clients[i].Keys {
+			names[k] = def.Clients[i].Name
+		}
+	}
+	return names
 }
 
 // encodeValues encodes every client's values as the store keeps them,
@@ -166,8 +194,10 @@ func storeClients(def *coffer.Definition, enc []map[string][]byte) iter.Seq[shar
 
 // installLocked makes the store's current generation the server's
 // snapshot; prevGen, if not 0, is dropped from the store once the last
-// session reading it has ended. The caller holds l.mu.
-func (l *loader) installLocked(prevGen uint64) error {
+// session reading it has ended. pre, if not nil, is a snapshot whose
+// K(S,C) table was computed during the import; it is used only if its
+// clients are exactly the ones the store lists. The caller holds l.mu.
+func (l *loader) installLocked(prevGen uint64, pre *coffer.Snapshot) error {
 	v, gen, ok := l.st.Current()
 	if !ok {
 		return errors.New("internal error: the store has no current definition after an import")
@@ -176,11 +206,12 @@ func (l *loader) installLocked(prevGen uint64) error {
 	if err := l.st.Clients(gen, func(key [32]byte, name string) { clients[key] = name }); err != nil {
 		return fmt.Errorf("reading the stored clients: %w", err)
 	}
-	sn := &coffer.Snapshot{
-		Version: coffer.Version{Serial: v.Serial, Hash: v.Hash},
-		Clients: clients,
-		Shards:  storeShards{st: l.st, gen: gen},
+	sn := pre
+	if sn == nil || !maps.Equal(sn.Clients, clients) {
+		sn = &coffer.Snapshot{Clients: clients} // Swap computes the table
 	}
+	sn.Version = coffer.Version{Serial: v.Serial, Hash: v.Hash}
+	sn.Shards = storeShards{st: l.st, gen: gen}
 	prev := l.srv.Swap(sn)
 	l.served = &sn.Version
 	l.log.Info("serving definition", "serial", v.Serial, "hash", hashPrefix(v.Hash), "clients", len(clients), "generation", gen)
