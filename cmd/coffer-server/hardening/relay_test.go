@@ -60,10 +60,11 @@ func relayOnce(t testing.TB, addr string, server coffer.PublicKey, key *coffer.P
 		var inner sync.WaitGroup
 		inner.Go(func() { pump(c, up, toServer, &s.client, m); up.(*net.TCPConn).CloseWrite() })
 		pump(up, c, toClient, &s.server, m)
-		// The server closed: end the client side too, so that a client
-		// waiting for more bytes sees the close.
-		c.Close()
-		up.Close()
+		// The server closed (by default right after the last OkGet):
+		// close the way to the client too, so that a client waiting for
+		// more bytes sees EOF, but keep relaying what the client still
+		// sends (its Bye) until it closes.
+		c.(*net.TCPConn).CloseWrite()
 		inner.Wait()
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
