@@ -68,6 +68,9 @@ func Unmarshal(data []byte, v any) error {
 		return fmt.Errorf("frame: malformed CBOR body: %s", cborErrorClass(err))
 	}
 	enc, err := detEnc.Marshal(v)
+	// The re-encoding is a copy of data, which may hold secrets (a
+	// sealed definition's TOML, a shard): clear it once compared.
+	defer clear(enc)
 	if err != nil || !bytes.Equal(enc, data) {
 		return errors.New("frame: malformed CBOR body: not deterministic, or a field is null or missing")
 	}
