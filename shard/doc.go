@@ -18,7 +18,7 @@
 //	s/ gen(8 BE) client(32)     -> seal(shard blob,          AAD "coffer/1 shard"  gen client)
 //	c/ gen(8 BE) client(32)     -> seal(count(4 BE) name,    AAD "coffer/1 client" gen client)
 //	m/cur                       -> seal(gen serial hash clients(8 BE), AAD "coffer/1 cur")
-//	a/ time(8 BE ns) seq(8 BE)  -> audit record, JSON, never a value
+//	a/ time(8 BE ns) seq(8 BE)  -> audit record (binary, see audit.go; JSON from earlier versions), never a value
 //	settle/                     -> never written (Import drops it to wait for flushes)
 //
 // A client's values are one blob (blob.go: count, then sorted name and
