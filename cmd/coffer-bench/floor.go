@@ -36,17 +36,17 @@ const (
 	fixedBasePerSession = 1
 )
 
-// measureX25519 returns the median cost of one X25519 scalar
-// multiplication with a cached *ecdh.PrivateKey (the server's hot path),
-// in thread CPU time, over rounds rounds of at least d each.
-func measureX25519(rounds int, d time.Duration) (time.Duration, error) {
+// measureX25519 returns the cost of one X25519 scalar multiplication
+// with a cached *ecdh.PrivateKey (the server's hot path), in thread CPU
+// time, for each of rounds rounds of at least d.
+func measureX25519(rounds int, d time.Duration) ([]time.Duration, error) {
 	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	peer, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	pub := peer.PublicKey()
 	return measureCPU(rounds, d, func() error {
@@ -55,13 +55,13 @@ func measureX25519(rounds int, d time.Duration) (time.Duration, error) {
 	})
 }
 
-// measureFixedBase returns the median cost of one fixed-base
-// multiplication, clamp(k)·B on edwards25519 mapped to its Montgomery u
-// (what coffer does for Se), in thread CPU time.
-func measureFixedBase(rounds int, d time.Duration) (time.Duration, error) {
+// measureFixedBase returns the cost of one fixed-base multiplication,
+// clamp(k)·B on edwards25519 mapped to its Montgomery u (what coffer does
+// for Se), in thread CPU time, for each of rounds rounds of at least d.
+func measureFixedBase(rounds int, d time.Duration) ([]time.Duration, error) {
 	var k [32]byte
 	if _, err := rand.Read(k[:]); err != nil {
-		return 0, err
+		return nil, err
 	}
 	return measureCPU(rounds, d, func() error {
 		s, err := edwards25519.NewScalar().SetBytesWithClamping(k[:])
@@ -73,9 +73,9 @@ func measureFixedBase(rounds int, d time.Duration) (time.Duration, error) {
 	})
 }
 
-// measureCPU returns the median thread CPU time of one call of op over
-// rounds rounds of at least d each.
-func measureCPU(rounds int, d time.Duration, op func() error) (time.Duration, error) {
+// measureCPU returns the thread CPU time of one call of op in each of
+// rounds rounds of at least d.
+func measureCPU(rounds int, d time.Duration, op func() error) ([]time.Duration, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var per []time.Duration
@@ -85,13 +85,41 @@ func measureCPU(rounds int, d time.Duration, op func() error) (time.Duration, er
 		for threadCPU()-start < d {
 			for range 32 {
 				if err := op(); err != nil {
-					return 0, err
+					return nil, err
 				}
 			}
 			n += 32
 		}
 		per = append(per, (threadCPU()-start)/time.Duration(n))
 	}
-	slices.Sort(per)
-	return per[len(per)/2], nil
+	return per, nil
+}
+
+// floorTimer times the floor's scalar multiplications at the start of a
+// run and again at its end, and reports the median of all rounds, so one
+// busy moment on a shared machine does not set the floor.
+type floorTimer struct {
+	ladder, fixedBase []time.Duration
+}
+
+func (ft *floorTimer) measure() error {
+	x, err := measureX25519(5, 100*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	fb, err := measureFixedBase(5, 100*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	ft.ladder, ft.fixedBase = append(ft.ladder, x...), append(ft.fixedBase, fb...)
+	return nil
+}
+
+func medianDuration(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	d = slices.Clone(d)
+	slices.Sort(d)
+	return d[len(d)/2]
 }

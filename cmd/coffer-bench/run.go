@@ -88,15 +88,10 @@ func (b *bench) run(ctx context.Context) (*figures, error) {
 
 	f := newFigures(b.opt)
 	b.logf("X25519 with a cached crypto/ecdh key, and a fixed-base multiplication...")
-	x, err := measureX25519(5, 100*time.Millisecond)
-	if err != nil {
+	var ft floorTimer
+	if err = ft.measure(); err != nil {
 		return nil, err
 	}
-	f.X25519Us = us(x)
-	if x, err = measureFixedBase(5, 100*time.Millisecond); err != nil {
-		return nil, err
-	}
-	f.FixedBaseUs = us(x)
 
 	b.logf("generating %d clients x %d secrets...", b.opt.clients, b.opt.secrets)
 	if b.fx, err = newFixture(dir, b.opt); err != nil {
@@ -124,6 +119,11 @@ func (b *bench) run(ctx context.Context) (*figures, error) {
 	if err := b.servers["coffer"].c.stop(); err != nil {
 		return nil, fmt.Errorf("stopping coffer-server: %w", err)
 	}
+	b.logf("X25519 and the fixed-base multiplication again...")
+	if err := ft.measure(); err != nil {
+		return nil, err
+	}
+	f.X25519Us, f.FixedBaseUs = us(medianDuration(ft.ladder)), us(medianDuration(ft.fixedBase))
 	if b.opt.cpuprofile != "" && f.CPUProfile == "" {
 		f.Notes = append(f.Notes, "-cpuprofile: coffer-server has no --cpuprofile flag; profile the in-process server with go test -bench (docs/benchmarks.md)")
 	}
