@@ -64,6 +64,13 @@ func newLadderEphemeralKey(rand io.Reader) (*ephemeralKey, error) {
 // Public returns the public key.
 func (e *ephemeralKey) Public() PublicKey { return e.pub }
 
+// String, GoString and Format keep the scalar out of any formatted
+// output, as for PrivateKey. Value receivers, so that a copy of the key
+// formats the same way.
+func (ephemeralKey) String() string                  { return "coffer.ephemeralKey(redacted)" }
+func (e ephemeralKey) GoString() string              { return e.String() }
+func (e ephemeralKey) Format(f fmt.State, verb rune) { io.WriteString(f, e.String()) }
+
 // boxKey returns K(e,p) = HSalsa20(X25519(e,p), 0^16), like
 // PrivateKey.boxKey. A low-order p gives ErrWeakKey.
 func (e *ephemeralKey) boxKey(p *PublicKey) (*[32]byte, error) {

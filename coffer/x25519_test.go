@@ -5,6 +5,8 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -176,4 +178,18 @@ func FuzzX25519(f *testing.F) {
 			t.Fatalf("X25519(%x, %x) = %x, %v; crypto/ecdh %x, %v", k, u, got, ok, want, wantOK)
 		}
 	})
+}
+
+// TestEphemeralKeyNeverPrints checks that no formatting verb shows the
+// scalar, in hex or raw.
+func TestEphemeralKeyNeverPrints(t *testing.T) {
+	e, err := newEphemeralKey(bytes.NewReader(bytes.Repeat([]byte{0xab}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{fmt.Sprintf("%v %+v %#v %x %X %s %q %d", e, e, e, e, e, e, e, e), fmt.Sprint(e), fmt.Sprintf("%v", *e)} {
+		if strings.Contains(strings.ToLower(s), "abab") || strings.Contains(s, "171 171") || strings.Contains(s, "\xab") {
+			t.Errorf("formatted ephemeral key %q shows the scalar", s)
+		}
+	}
 }
