@@ -150,7 +150,7 @@ func (cl *clientSession) sealHello() error {
 		return fmt.Errorf("coffer: reading randomness: %w", err)
 	}
 	c, e := cl.cfg.Key.Public(), cl.e.Public()
-	pt, err := frame.Marshal(&frame.HelloPayload{H: frame.KindHello, V: frame.Version, C: c[:], S: cl.server[:], E: e[:]})
+	pt, err := frame.Marshal(&frame.HelloPayload{H: frame.PurposeHello, V: frame.Version, C: c[:], S: cl.server[:], E: e[:]})
 	if err != nil {
 		return fmt.Errorf("coffer: encoding hello: %w", err)
 	}
@@ -234,7 +234,7 @@ func (cl *clientSession) openLink(f frame.Frame) error {
 
 // sealGet sends Get under k_cs, counter 0.
 func (cl *clientSession) sealGet() error {
-	p := frame.GetPayload{H: frame.KindGet, TH: cl.th[:], Names: cl.cfg.Names}
+	p := frame.GetPayload{H: frame.PurposeGet, TH: cl.th[:], Names: cl.cfg.Names}
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("coffer: names: %w", err)
 	}
@@ -356,7 +356,7 @@ func plainRemoteError(f frame.Frame) error {
 // sealBye sends Bye under k_cs, counter 1. The server closes either way,
 // so a failure here is ignored.
 func (cl *clientSession) sealBye() {
-	pt, err := frame.Marshal(&frame.ByePayload{H: frame.KindBye})
+	pt, err := frame.Marshal(&frame.ByePayload{H: frame.PurposeBye})
 	if err != nil {
 		return
 	}

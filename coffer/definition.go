@@ -9,9 +9,9 @@ import (
 	"github.com/coffer-project/coffer/frame"
 )
 
-// Client is one client name of a definition: the machines that share it
+// DefinitionClient is one client name of a definition: the machines that share it
 // (one public key each) and the values they may fetch.
-type Client struct {
+type DefinitionClient struct {
 	Name   string
 	Keys   []PublicKey
 	Values frame.Shard
@@ -21,7 +21,7 @@ type Client struct {
 // fills Clients; OpenDefinition also fills the fields from the sealed
 // envelope.
 type Definition struct {
-	Clients []Client // sorted by Name
+	Clients []DefinitionClient // sorted by Name
 
 	Author  PublicKey // the companion key that sealed it
 	Created time.Time // informational; never used for ordering
@@ -50,7 +50,7 @@ func ParseDefinition(src []byte) (*Definition, error) {
 		return nil, err
 	}
 	defer cd.Clear()
-	def := &Definition{Clients: make([]Client, 0, len(cd.Clients))}
+	def := &Definition{Clients: make([]DefinitionClient, 0, len(cd.Clients))}
 	owner := make(map[PublicKey]string)
 	for i := range cd.Clients {
 		c, err := convertClient(src, &cd.Clients[i], owner)
@@ -65,8 +65,8 @@ func ParseDefinition(src []byte) (*Definition, error) {
 
 // convertClient parses the keys and converts the values of one client.
 // owner maps each key seen so far to its client name.
-func convertClient(src []byte, cc *config.DefinitionClient, owner map[PublicKey]string) (Client, error) {
-	c := Client{Name: cc.Name, Keys: make([]PublicKey, 0, len(cc.Keys)), Values: make(frame.Shard, len(cc.Values))}
+func convertClient(src []byte, cc *config.DefinitionClient, owner map[PublicKey]string) (DefinitionClient, error) {
+	c := DefinitionClient{Name: cc.Name, Keys: make([]PublicKey, 0, len(cc.Keys)), Values: make(frame.Shard, len(cc.Values))}
 	keyErr := func(i int, err error) error {
 		line := config.Line(src, "clients", cc.Name)
 		return fmt.Errorf("coffer: definition: line %d: client %q, key %d: %w", line, cc.Name, i+1, err)

@@ -381,7 +381,7 @@ func TestKCIImpostor(t *testing.T) {
 		ce := PublicKey(h.Ephemeral)
 		k, _ := client.boxKey(&ce) // the best key the thief has
 		n := nonce{1}
-		pt, _ := frame.Marshal(&frame.LinkPayload{H: frame.KindLink, SE: make([]byte, 32), TH: make([]byte, 32)})
+		pt, _ := frame.Marshal(&frame.LinkPayload{H: frame.PurposeLink, SE: make([]byte, 32), TH: make([]byte, 32)})
 		b := append(appendHeader(nil, frame.TypeLink), n[:]...)
 		b, _ = finishFrame(seal(b, pt, &n, k), 0)
 		sc.Write(b)
@@ -459,7 +459,7 @@ func TestHelloPayloadChecked(t *testing.T) {
 	cfg := fx.config(0)
 	c, s := cfg.Key.Public(), cfg.Server
 	ce := PublicKey{9}
-	good := frame.HelloPayload{H: frame.KindHello, V: frame.Version, C: c[:], S: s[:], E: ce[:]}
+	good := frame.HelloPayload{H: frame.PurposeHello, V: frame.Version, C: c[:], S: s[:], E: ce[:]}
 	enc := func(p frame.HelloPayload) []byte {
 		b, err := frame.Marshal(&p)
 		if err != nil {
@@ -474,7 +474,7 @@ func TestHelloPayloadChecked(t *testing.T) {
 		name string
 		pt   []byte
 	}{
-		{"wrong kind", with(func(p *frame.HelloPayload) { p.H = frame.KindGet })},
+		{"wrong kind", with(func(p *frame.HelloPayload) { p.H = frame.PurposeGet })},
 		{"version 2 inside", with(func(p *frame.HelloPayload) { p.V = 2 })},
 		{"other client", with(func(p *frame.HelloPayload) { p.C = other[:] })},
 		{"other server", with(func(p *frame.HelloPayload) { p.S = other[:] })},

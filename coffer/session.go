@@ -217,7 +217,7 @@ func (ss *session) checkProof(h *frame.Hello) error {
 	// deterministic encoding of those values: comparing with it checks
 	// the same thing as decoding, validating and comparing fields, at a
 	// fraction of the cost (frame.Marshal, no decode and re-encode).
-	want, err := frame.Marshal(&frame.HelloPayload{H: frame.KindHello, V: frame.Version,
+	want, err := frame.Marshal(&frame.HelloPayload{H: frame.PurposeHello, V: frame.Version,
 		C: h.Client[:], S: ss.s.pub[:], E: h.Ephemeral[:]})
 	if err != nil {
 		return fail(frame.CodeInternal, OutcomeError, "encoding the expected hello payload")
@@ -266,7 +266,7 @@ func (ss *session) unknownClient(h *frame.Hello, raw []byte) error {
 	if err != nil {
 		return fail(frame.CodeInternal, OutcomeError, "reading randomness")
 	}
-	pt, err := frame.Marshal(&frame.KeyNotFoundPayload{H: frame.KindKeyNotFound, TH: th1[:]})
+	pt, err := frame.Marshal(&frame.KeyNotFoundPayload{H: frame.PurposeKeyNotFound, TH: th1[:]})
 	if err != nil {
 		return fail(frame.CodeInternal, OutcomeError, "encoding keynotfound")
 	}
@@ -301,7 +301,7 @@ func (ss *session) sealLink() error {
 		return fail(frame.CodeInternal, OutcomeError, "reading randomness")
 	}
 	sePub := ss.se.Public()
-	pt, err := frame.Marshal(&frame.LinkPayload{H: frame.KindLink, SE: sePub[:], TH: ss.th[:]})
+	pt, err := frame.Marshal(&frame.LinkPayload{H: frame.PurposeLink, SE: sePub[:], TH: ss.th[:]})
 	if err != nil {
 		return fail(frame.CodeInternal, OutcomeError, "encoding link")
 	}
@@ -351,7 +351,7 @@ func (ss *session) openGet(f frame.Frame) ([]string, error) {
 	// plaintext is its deterministic encoding (as for Hello). Anything
 	// else goes through the strict decoder, which tells a malformed
 	// payload from a wrong transcript.
-	if want, err := frame.Marshal(&frame.GetPayload{H: frame.KindGet, TH: ss.th[:]}); err == nil && bytes.Equal(pt, want) {
+	if want, err := frame.Marshal(&frame.GetPayload{H: frame.PurposeGet, TH: ss.th[:]}); err == nil && bytes.Equal(pt, want) {
 		s.clientLim.spend(ss.client, time.Now())
 		return nil, nil
 	}
@@ -387,7 +387,7 @@ func (ss *session) sendShard(names []string) error {
 	}
 	ss.serial, ss.values, ss.shardBytes = ss.snap.Version.Serial, shardValues(shard), len(shard)
 	sh := sha256.Sum256(shard)
-	p := frame.OkGetPayload{H: frame.KindOkGet, Serial: ss.serial, DH: ss.snap.Version.Hash[:], Size: uint64(len(shard))}
+	p := frame.OkGetPayload{H: frame.PurposeOkGet, Serial: ss.serial, DH: ss.snap.Version.Hash[:], Size: uint64(len(shard))}
 	for off := 0; ; p.I++ {
 		end := min(off+frame.MaxChunkBytes, len(shard))
 		p.D, p.Last = shard[off:end], end == len(shard)
@@ -440,7 +440,7 @@ func (ss *session) sendError(code frame.ErrorCode) {
 		ss.c.Write(plainError(code))
 		return
 	}
-	pt, err := frame.Marshal(&frame.ErrorPayload{H: frame.KindError, Code: code})
+	pt, err := frame.Marshal(&frame.ErrorPayload{H: frame.PurposeError, Code: code})
 	if err != nil {
 		return
 	}

@@ -29,13 +29,13 @@ const (
 // The kinds named in the "h" field of each sealed plaintext. A receiver
 // checks it, which stops reflection and cross-message confusion.
 const (
-	KindHello       = "hello"
-	KindLink        = "link"
-	KindKeyNotFound = "keynotfound"
-	KindGet         = "get"
-	KindOkGet       = "okget"
-	KindBye         = "bye"
-	KindError       = "error"
+	PurposeHello       = "hello"
+	PurposeLink        = "link"
+	PurposeKeyNotFound = "keynotfound"
+	PurposeGet         = "get"
+	PurposeOkGet       = "okget"
+	PurposeBye         = "bye"
+	PurposeError       = "error"
 )
 
 // ErrInvalid is wrapped by every Validate and Parse error.
@@ -111,7 +111,7 @@ type HelloPayload struct {
 
 // Validate checks the kind, version and key lengths.
 func (p *HelloPayload) Validate() error {
-	if p.H != KindHello {
+	if p.H != PurposeHello {
 		return invalid("hello payload has the wrong kind")
 	}
 	if p.V != Version {
@@ -130,7 +130,7 @@ type LinkPayload struct {
 
 // Validate checks the kind and field lengths.
 func (p *LinkPayload) Validate() error {
-	if p.H != KindLink {
+	if p.H != PurposeLink {
 		return invalid("link payload has the wrong kind")
 	}
 	return checkLens(KeySize, "se", p.SE, "th", p.TH)
@@ -144,7 +144,7 @@ type KeyNotFoundPayload struct {
 
 // Validate checks the kind and the transcript hash length.
 func (p *KeyNotFoundPayload) Validate() error {
-	if p.H != KindKeyNotFound {
+	if p.H != PurposeKeyNotFound {
 		return invalid("keynotfound payload has the wrong kind")
 	}
 	return checkLens(HashSize, "th", p.TH)
@@ -160,7 +160,7 @@ type GetPayload struct {
 
 // Validate checks the kind, the transcript hash and the names.
 func (p *GetPayload) Validate() error {
-	if p.H != KindGet {
+	if p.H != PurposeGet {
 		return invalid("get payload has the wrong kind")
 	}
 	if err := checkLens(HashSize, "th", p.TH); err != nil {
@@ -213,7 +213,7 @@ type OkGetPayload struct {
 
 // Validate checks the kind, lengths and bounds of one chunk.
 func (p *OkGetPayload) Validate() error {
-	if p.H != KindOkGet {
+	if p.H != PurposeOkGet {
 		return invalid("okget payload has the wrong kind")
 	}
 	if p.Serial == 0 {
@@ -244,7 +244,7 @@ type ByePayload struct {
 
 // Validate checks the kind.
 func (p *ByePayload) Validate() error {
-	if p.H != KindBye {
+	if p.H != PurposeBye {
 		return invalid("bye payload has the wrong kind")
 	}
 	return nil
@@ -305,7 +305,7 @@ type ErrorPayload struct {
 
 // Validate checks the kind and that a code is present.
 func (p *ErrorPayload) Validate() error {
-	if p.H != KindError {
+	if p.H != PurposeError {
 		return invalid("error payload has the wrong kind")
 	}
 	if p.Code == 0 {
