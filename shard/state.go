@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/coffer-project/coffer/internal/atomicfile"
 )
 
 // The state file mirrors the current version outside Badger, so a store
@@ -40,7 +42,7 @@ func formatStateBody(v Version) []byte {
 func writeState(dir string, sl *sealer, v Version) error {
 	body := formatStateBody(v)
 	body = fmt.Appendf(body, "mac %x\n", sl.stateMAC(body))
-	if err := writeFileAtomic(dir, stateFile, body); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, stateFile), body, 0o600); err != nil {
 		return fmt.Errorf("shard: writing state file: %w", err)
 	}
 	return nil
@@ -104,38 +106,6 @@ func parseState(data []byte, sl *sealer) (Version, error) {
 	return v, nil
 }
 
-// writeFileAtomic writes data to dir/name through a 0600 temporary file,
-// fsyncs it, renames it into place and fsyncs the directory.
-func writeFileAtomic(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, name+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -152,7 +122,7 @@ func keptName(hash [32]byte) string { return hex.EncodeToString(hash[:]) + ".sea
 
 // writeKept stores the sealed file under its hash.
 func writeKept(dir string, hash [32]byte, sealed []byte) error {
-	if err := writeFileAtomic(filepath.Join(dir, sealedDir), keptName(hash), sealed); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, sealedDir, keptName(hash)), sealed, 0o600); err != nil {
 		return fmt.Errorf("shard: keeping sealed file: %w", err)
 	}
 	return nil

@@ -72,40 +72,44 @@ func writeCerts(dir string) (certFiles, error) {
 	if err := writePEM(cf.CA, "CERTIFICATE", caDER, 0o644); err != nil {
 		return cf, err
 	}
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, certPath, keyPath string) error {
-		pub, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		}
-		if usage == x509.ExtKeyUsageServerAuth {
-			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caPriv)
-		if err != nil {
-			return err
-		}
-		pk, err := x509.MarshalPKCS8PrivateKey(priv)
-		if err != nil {
-			return err
-		}
-		if err := writePEM(certPath, "CERTIFICATE", der, 0o644); err != nil {
-			return err
-		}
-		return writePEM(keyPath, "PRIVATE KEY", pk, 0o600)
-	}
-	if err := leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth, cf.ServerCert, cf.ServerKey); err != nil {
+	if err := writeLeaf(ca, caPriv, 2, "127.0.0.1", x509.ExtKeyUsageServerAuth, cf.ServerCert, cf.ServerKey); err != nil {
 		return cf, err
 	}
-	err = leaf(3, "bench-client", x509.ExtKeyUsageClientAuth, cf.ClientCert, cf.ClientKey)
+	err = writeLeaf(ca, caPriv, 3, "bench-client", x509.ExtKeyUsageClientAuth, cf.ClientCert, cf.ClientKey)
 	return cf, err
+}
+
+// writeLeaf makes a certificate for cn signed by ca, valid as long as ca,
+// for usage (a server certificate is for 127.0.0.1), and writes it to
+// certPath (0644) and its key to keyPath (0600).
+func writeLeaf(ca *x509.Certificate, caKey ed25519.PrivateKey, serial int64, cn string, usage x509.ExtKeyUsage, certPath, keyPath string) error {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    ca.NotBefore,
+		NotAfter:     ca.NotAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	}
+	if usage == x509.ExtKeyUsageServerAuth {
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
+	if err != nil {
+		return err
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	if err := writePEM(certPath, "CERTIFICATE", der, 0o644); err != nil {
+		return err
+	}
+	return writePEM(keyPath, "PRIVATE KEY", pk, 0o600)
 }
 
 func writePEM(path, typ string, der []byte, mode os.FileMode) error {

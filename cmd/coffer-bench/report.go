@@ -313,6 +313,20 @@ var targetNames = map[string]string{
 
 // printReport prints the table and, last, the JSON line.
 func printReport(w io.Writer, f *figures) error {
+	printHeader(w, f)
+	printStorm(w, f)
+	for _, c := range f.Conc {
+		printConc(w, f, c)
+	}
+	printFloor(w, f)
+	printTargets(w, f)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(f)
+}
+
+// printHeader prints the run's parameters and the load figures.
+func printHeader(w io.Writer, f *figures) {
 	fmt.Fprintf(w, "\ncoffer-bench %s  %s  %s  %d CPUs  %d clients x %d secrets of %d B  phases %gs x %d rounds (medians)\n\n",
 		f.Revision, f.Time, f.GoVersion, f.CPUs, f.Clients, f.Secrets, f.ValueSize, f.PhaseS, f.Rounds)
 	if len(f.ServerFlags) > 0 {
@@ -325,9 +339,12 @@ func printReport(w io.Writer, f *figures) error {
 	fmt.Fprintf(tw, "server start to ready\t%.0f ms\t%s\n", f.ReadyMs, f.ReadyMethod)
 	fmt.Fprintf(tw, "server RSS idle\t%.1f MiB\tVmRSS 1 s after ready (%.1f MiB at ready; VmHWM %.1f MiB)\n", f.IdleRSSMiB, f.ReadyRSSMiB, f.LoadHWMMiB)
 	tw.Flush()
+}
 
+// printStorm prints the boot storm table and its error samples.
+func printStorm(w io.Writer, f *figures) {
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "boot storm\tclients\terrors\ttime\tsessions/s\tp99\tCPU/session\tRSS before\tpeak RSS\t\n")
 	for _, t := range targets[:3] {
 		s, ok := f.Storm[t]
@@ -343,27 +360,33 @@ func printReport(w io.Writer, f *figures) error {
 			fmt.Fprintf(w, "  %s storm error: %s\n", targetNames[t], s.ErrorSample)
 		}
 	}
+}
 
-	for _, c := range f.Conc {
-		k := concKey(c)
-		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "concurrency %d\tsessions/s\tp50\tp99\tp99.9\terrors\tCPU/session\tRSS\tVmHWM\t\n", c)
-		for _, t := range targets {
-			l := f.Load[t][k]
-			fmt.Fprintf(tw, "%s\t%.0f\t%.2f ms\t%.2f ms\t%.2f ms\t%d\t%.0f us\t%.1f MiB\t%.1f MiB\t\n", targetNames[t],
-				l.SessionsPerS, l.P50Ms, l.P99Ms, l.P999Ms, l.Errors, l.CPUPerSession, l.RSSMiB, l.HWMMiB)
-		}
-		for _, t := range targets {
-			if e := f.Load[t][k].ErrorSample; e != "" {
-				fmt.Fprintf(tw, "  %s error:\t%s\n", targetNames[t], e)
-			}
-		}
-		fmt.Fprintf(tw, "coffer/TLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_tls_"+k], f.Ratios["cpu_coffer_over_tls_"+k])
-		fmt.Fprintf(tw, "coffer/mTLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_mtls_"+k], f.Ratios["cpu_coffer_over_mtls_"+k])
-		tw.Flush()
+// printConc prints the table of every target at concurrency c, with the
+// coffer/TLS and coffer/mTLS ratios.
+func printConc(w io.Writer, f *figures, c int) {
+	k := concKey(c)
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "concurrency %d\tsessions/s\tp50\tp99\tp99.9\terrors\tCPU/session\tRSS\tVmHWM\t\n", c)
+	for _, t := range targets {
+		l := f.Load[t][k]
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f ms\t%.2f ms\t%.2f ms\t%d\t%.0f us\t%.1f MiB\t%.1f MiB\t\n", targetNames[t],
+			l.SessionsPerS, l.P50Ms, l.P99Ms, l.P999Ms, l.Errors, l.CPUPerSession, l.RSSMiB, l.HWMMiB)
 	}
+	for _, t := range targets {
+		if e := f.Load[t][k].ErrorSample; e != "" {
+			fmt.Fprintf(tw, "  %s error:\t%s\n", targetNames[t], e)
+		}
+	}
+	fmt.Fprintf(tw, "coffer/TLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_tls_"+k], f.Ratios["cpu_coffer_over_tls_"+k])
+	fmt.Fprintf(tw, "coffer/mTLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_mtls_"+k], f.Ratios["cpu_coffer_over_mtls_"+k])
+	tw.Flush()
+}
 
+// printFloor prints the protocol floor, the client's cold start, the
+// server's memory at the end, the profile and the notes.
+func printFloor(w io.Writer, f *figures) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "protocol floor: TCP accept+close %.0f us (server CPU at c16) + %d x X25519 %.1f us (crypto/ecdh, cached key) + %d x fixed-base %.1f us (Se) = %.0f us; coffer/floor %.2fx\n",
 		f.TCPConnUs, laddersPerSession, f.X25519Us, fixedBasePerSession, f.FixedBaseUs, f.FloorUs, f.FloorRatio)
@@ -381,9 +404,12 @@ func printReport(w io.Writer, f *figures) error {
 	for _, n := range f.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
+}
 
+// printTargets prints issue 6's targets, met or not.
+func printTargets(w io.Writer, f *figures) {
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "target\twant\tgot\t\n")
 	met := 0
 	for _, t := range f.Targets {
@@ -399,8 +425,4 @@ func printReport(w io.Writer, f *figures) error {
 		fmt.Fprintf(w, "* the target is stated for 10000 clients x 10 secrets; this run used %d x %d\n", f.Clients, f.Secrets)
 	}
 	fmt.Fprintln(w)
-
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return enc.Encode(f)
 }

@@ -67,23 +67,17 @@ func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 			if err == nil {
 				return &fetchResult{res, addr}, nil
 			}
-			var re *coffer.RemoteError
-			switch {
-			case errors.As(err, &re) && !re.Sealed:
-				// Proves nothing about this server: try the next one.
-				switch re.Code {
-				case frame.CodeAuth:
-					plainAuth++
-				case frame.CodeVersion, frame.CodeMalformed:
-					plainOther++
-				}
-			case errors.Is(err, coffer.ErrServerAuth), errors.Is(err, coffer.ErrAuth),
-				errors.Is(err, coffer.ErrUnknownClient):
+			switch classify(err) {
+			case stopAuth:
 				return nil, authError(addr, err, f.cfg.Key.Public())
-			case errors.Is(err, coffer.ErrRollback):
-				stale = fmt.Errorf("%s: %w", addr, err)
-			case !coffer.Retryable(err):
+			case stopFailure:
 				return nil, &exitError{code: exitFailure, err: fmt.Errorf("%s: %w", addr, err)}
+			case nextPlainAuth:
+				plainAuth++
+			case nextPlainRefusal:
+				plainOther++
+			case nextStale:
+				stale = fmt.Errorf("%s: %w", addr, err)
 			}
 			now = append(now, addr+": "+err.Error())
 		}
@@ -107,6 +101,67 @@ func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 			t.Stop()
 		}
 	}
+}
+
+// outcome is what fetch does after one server failed, as decided by
+// classify.
+type outcome int
+
+const (
+	// next: try the next server (a connection error, a timeout, a
+	// retryable server error, an unsealed Error of another code).
+	next outcome = iota
+	// nextPlainAuth: an unsealed Error{auth}, which proves nothing about
+	// the server: try the next one. A round in which every server gave
+	// this or nextPlainRefusal ends the fetch (plainErrors), with status
+	// 4 (exitAuth) if any gave this.
+	nextPlainAuth
+	// nextPlainRefusal: an unsealed Error{version} or {malformed}: try
+	// the next server; a round of only these ends with status 1.
+	nextPlainRefusal
+	// nextStale: the server serves an older definition than required
+	// (coffer.ErrRollback): try the next one; if none serves, status 1.
+	nextStale
+	// stopAuth: the server's key is not the pinned one, or it refused
+	// this client: stop at once with status 4 (exitAuth).
+	stopAuth
+	// stopFailure: any other error that no server or retry will fix:
+	// stop at once with status 1 (exitFailure).
+	stopFailure
+)
+
+var outcomeNames = [...]string{"next", "next-plain-auth", "next-plain-refusal", "next-stale", "stop-auth", "stop-failure"}
+
+func (o outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return fmt.Sprintf("outcome(%d)", int(o))
+}
+
+// classify decides what a failed attempt means for the fetch. It is a
+// pure function of err; the order of the cases matters, because an
+// unsealed Error must never be taken as the server's word.
+func classify(err error) outcome {
+	var re *coffer.RemoteError
+	switch {
+	case errors.As(err, &re) && !re.Sealed:
+		switch re.Code {
+		case frame.CodeAuth:
+			return nextPlainAuth
+		case frame.CodeVersion, frame.CodeMalformed:
+			return nextPlainRefusal
+		}
+		return next
+	case errors.Is(err, coffer.ErrServerAuth), errors.Is(err, coffer.ErrAuth),
+		errors.Is(err, coffer.ErrUnknownClient):
+		return stopAuth
+	case errors.Is(err, coffer.ErrRollback):
+		return nextStale
+	case !coffer.Retryable(err):
+		return stopFailure
+	}
+	return next
 }
 
 // once runs one attempt against addr, bounded by --timeout and, when

@@ -3,7 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -383,6 +388,53 @@ func TestPlainErrors(t *testing.T) {
 			}
 			if got := a.n.Load() + b.n.Load(); got != 2 {
 				t.Errorf("got %d connections, want 2 (one round)", got)
+			}
+		})
+	}
+}
+
+// TestClassify names every row of fetch's decision on a failed attempt.
+func TestClassify(t *testing.T) {
+	plain := func(c frame.ErrorCode) error { return &coffer.RemoteError{Code: c} }
+	sealed := func(c frame.ErrorCode) error { return &coffer.RemoteError{Code: c, Sealed: true} }
+	wrap := func(err error) error { return fmt.Errorf("reading link: %w", err) }
+	dialErr := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("no route to host")}
+	tests := []struct {
+		name string
+		err  error
+		want outcome
+	}{
+		{"unsealed auth", plain(frame.CodeAuth), nextPlainAuth},
+		{"unsealed auth wrapped", wrap(plain(frame.CodeAuth)), nextPlainAuth},
+		{"unsealed version", plain(frame.CodeVersion), nextPlainRefusal},
+		{"unsealed malformed", plain(frame.CodeMalformed), nextPlainRefusal},
+		{"unsealed busy", plain(frame.CodeBusy), next},
+		{"unsealed unavailable", plain(frame.CodeUnavailable), next},
+		{"unsealed internal", plain(frame.CodeInternal), next},
+		{"server key not the pinned one", wrap(coffer.ErrServerAuth), stopAuth},
+		{"sealed auth", sealed(frame.CodeAuth), stopAuth},
+		{"unknown client", wrap(coffer.ErrUnknownClient), stopAuth},
+		{"stale server", wrap(coffer.ErrRollback), nextStale},
+		{"sealed busy", sealed(frame.CodeBusy), next},
+		{"sealed unavailable", sealed(frame.CodeUnavailable), next},
+		{"sealed internal", sealed(frame.CodeInternal), next},
+		{"sealed version", sealed(frame.CodeVersion), stopFailure},
+		{"sealed malformed", sealed(frame.CodeMalformed), stopFailure},
+		{"protocol violation", wrap(coffer.ErrProtocol), stopFailure},
+		{"connection refused", wrap(syscall.ECONNREFUSED), next},
+		{"connection reset", wrap(syscall.ECONNRESET), next},
+		{"broken pipe", wrap(syscall.EPIPE), next},
+		{"attempt timed out", wrap(context.DeadlineExceeded), next},
+		{"truncated session", wrap(io.ErrUnexpectedEOF), next},
+		{"closed session", wrap(io.EOF), next},
+		{"network error", dialErr, next},
+		{"canceled", wrap(context.Canceled), stopFailure},
+		{"anything else", errors.New("unknown"), stopFailure},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := classify(tt.err); got != tt.want {
+				t.Errorf("classify(%v): got %v, want %v", tt.err, got, tt.want)
 			}
 		})
 	}

@@ -107,13 +107,13 @@ func TestOut(t *testing.T) {
 			t.Error("a value that was not asked for was written")
 		}
 	})
-	t.Run("replaces a symlink, not its target", func(t *testing.T) {
+	t.Run("refuses a symlink and leaves its target", func(t *testing.T) {
 		dir := t.TempDir()
 		target := filepath.Join(fx.dir, "target")
 		os.WriteFile(target, []byte("keep"), 0o644)
 		os.Symlink(target, filepath.Join(dir, "port"))
-		fx.runUmask0(append([]string{"get", "--out", dir, "port"}, fx.base("--server", ts.addr)...)...).want(t, exitOK)
-		stat(t, filepath.Join(dir, "port"), 0o600)
+		fx.runUmask0(append([]string{"get", "--out", dir, "port"}, fx.base("--server", ts.addr)...)...).want(t, exitFailure)
+		stat(t, filepath.Join(dir, "port"), os.ModeSymlink|0o777)
 		if got, _ := os.ReadFile(target); string(got) != "keep" {
 			t.Errorf("symlink target changed to %q", got)
 		}

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"syscall"
 
 	"github.com/coffer-project/coffer/frame"
+	"github.com/coffer-project/coffer/internal/atomicfile"
 )
 
 // defaultFileMode is the mode of every file coffer-client writes unless
@@ -76,63 +74,12 @@ func lookupOwner(owner, group string) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// writeFileAtomic writes data to path through a private temporary file
-// in the same directory: created with O_EXCL|O_NOFOLLOW and mode 0600
-// (so no umask can widen it), given its owner and group with fchown and
-// its final mode with fchmod while still private, synced, then renamed
-// over path. A failure removes the temporary file and leaves path as it
-// was. Readers of path see the old file or the whole new one.
+// writeFileAtomic replaces path with data through atomicfile, with the
+// mode, owner and group of spec. Only a regular file is replaced (or a new
+// one created); a symlink, FIFO, device, socket or directory at path is
+// refused and left as it was (docs/client.md, "Files: --out").
 func writeFileAtomic(path string, data []byte, spec fileSpec) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	var rnd [8]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, "."+base+".tmp-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("creating a temporary file in %s: %w", dir, bareErr(err))
-	}
-	err = fillFile(f, data, spec)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	syncDir(dir)
-	return nil
-}
-
-func fillFile(f *os.File, data []byte, spec fileSpec) error {
-	if spec.uid != -1 || spec.gid != -1 {
-		if err := f.Chown(spec.uid, spec.gid); err != nil {
-			return fmt.Errorf("setting owner and group: %w", bareErr(err))
-		}
-	}
-	if err := f.Chmod(spec.mode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	return f.Sync()
-}
-
-// syncDir makes a rename durable; a failure only weakens durability,
-// so it is ignored.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	return atomicfile.WriteOwned(path, data, spec.mode, spec.uid, spec.gid)
 }
 
 // writeDir writes one file per value into dir, each named by its secret

@@ -10,11 +10,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/config"
+	"github.com/coffer-project/coffer/internal/atomicfile"
 )
 
 const prog = "coffer-companion"
@@ -295,39 +295,8 @@ func readSmallFile(path string, max int64) ([]byte, error) {
 	return data, nil
 }
 
-// writeFileAtomic writes data to a temporary file in path's directory
-// with the given mode, syncs it and renames it over path, so a reader
-// sees the old file or the new one, never a part.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+// writeFileAtomic replaces path with data and gives it mode; only a
+// regular file is replaced (or a new one created), see atomicfile.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return atomicfile.Write(path, data, mode)
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/report.golden")
+
+// fixedFigures fills every field printReport prints, error samples and
+// notes included, with values no run would round the same way twice.
+func fixedFigures() *figures {
+	f := &figures{
+		Time: "2026-12-04T22:00:00Z", Revision: "3b539a1", GoVersion: "go1.26.8", CPUs: 2,
+		Clients: 1000, Secrets: 10, ValueSize: 32, PhaseS: 1.5, Rounds: 3, Conc: []int{1, 16}, StormConc: 64,
+		ServerFlags: []string{"--rate", "1e6"}, LoadAvg: [2]float64{1.25, 2.75},
+		DefinitionBytes: 3 << 20, ShardBytes: 734, SealMs: 412.4, SealMethod: "companion seal",
+		ReadyMs: 1234.6, ReadyMethod: "sd_notify READY=1", LoadTotalMs: 1647, ReadyRSSMiB: 30.25,
+		IdleRSSMiB: 28.5, LoadHWMMiB: 61.75,
+		Storm: map[string]*stormFig{
+			"coffer": {Sessions: 1000, ElapsedMs: 2345.6, SessionsPerS: 426.3, P99Ms: 310.2, CPUPerSession: 812,
+				RSSBeforeMiB: 28.5, PeakMiB: 44.1, PeakSince: "storm"},
+			"tls": {Sessions: 998, Errors: 2, ElapsedMs: 2999.9, SessionsPerS: 332.7, P99Ms: 401.5, CPUPerSession: 950,
+				RSSBeforeMiB: 12.1, PeakMiB: 40.2, PeakSince: "start", ErrorSample: "read: connection reset by peer"},
+		},
+		Load:     map[string]map[string]*loadFig{},
+		X25519Us: 48.2, FixedBaseUs: 17.9, TCPConnUs: 61.4, FloorUs: 223.9, FloorRatio: 3.14,
+		Ratios: map[string]float64{"sps_coffer_over_tls_c1": 1.21, "cpu_coffer_over_tls_c1": 0.87,
+			"sps_coffer_over_mtls_c1": 1.42, "cpu_coffer_over_mtls_c1": 0.66,
+			"sps_coffer_over_tls_c16": 1.13, "cpu_coffer_over_tls_c16": 0.91},
+		ColdStart: coldFig{Runs: 21, Errors: 1, MedianMs: 7.3, P90Ms: 9.8, MinMs: 6.1, HelpMedianMs: 2.4,
+			ErrorSample: "exit status 3"},
+		FinalRSSMiB: 33.3, FinalHWMMiB: 70.1, CPUProfile: "/tmp/cpu.pprof",
+		Targets: []target{{"sessions/s c16 vs TLS", ">= 1.1x", "1.13x", true}, {"p99 c16", "< 5 ms", "6.20 ms", false}},
+		Notes:   []string{"the machine was busy", "second note"},
+	}
+	for i, t := range targets {
+		f.Load[t] = map[string]*loadFig{}
+		for _, c := range f.Conc {
+			l := &loadFig{SessionsPerS: 1000.5 / float64(i+c), Sessions: int64(100 * c), P50Ms: 0.5 * float64(c),
+				P99Ms: 1.25 * float64(c+i), P999Ms: 2.5 * float64(c), CPUPerSession: 300 + float64(i), RSSMiB: 20.5, HWMMiB: 30.25}
+			if t == "mtls" && c == 16 {
+				l.Errors, l.ErrorSample = 3, "handshake timeout"
+			}
+			f.Load[t][concKey(c)] = l
+		}
+	}
+	return f
+}
+
+// TestPrintReport compares the printed report of fixed figures with
+// testdata/report.golden byte for byte; -update rewrites it.
+func TestPrintReport(t *testing.T) {
+	var b bytes.Buffer
+	if err := printReport(&b, fixedFigures()); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "report.golden")
+	if *update {
+		if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b.Bytes(), want) {
+		t.Errorf("got report:\n%s\nwant:\n%s", b.Bytes(), want)
+	}
+}
