@@ -175,14 +175,15 @@ func counterNonce(n uint64) nonce {
 	return nc
 }
 
-// seal appends the next sealed message to out and advances the counter.
-func (c *cipherState) seal(out, msg []byte) ([]byte, error) {
+// next returns the nonce of the next message sealed in this direction
+// and advances the counter.
+func (c *cipherState) next() (nonce, error) {
 	if c.n >= maxFramesPerDirection {
-		return nil, errCounter
+		return nonce{}, errCounter
 	}
 	nc := counterNonce(c.n)
 	c.n++
-	return seal(out, msg, &nc, &c.key), nil
+	return nc, nil
 }
 
 // open opens the next message. The counter advances only on success;
@@ -207,23 +208,18 @@ func (c *cipherState) clear() {
 	}
 }
 
-// appendHeader appends a frame header with a zero length, to be fixed by
-// finishFrame once the body has been appended.
-func appendHeader(b []byte, t frame.Type) []byte {
-	return append(b, 0, 0, byte(t))
-}
-
-// finishFrame writes the body length into the header that starts at
-// b[start] and checks the type's limit, so no frame the peer must refuse
-// is ever sent.
-func finishFrame(b []byte, start int) ([]byte, error) {
-	n := len(b) - start - frame.HeaderSize
-	t := frame.Type(b[start+2])
-	limit, ok := t.Limit()
-	if !ok || n > limit {
-		return nil, frame.ErrTooLong
+// appendSealed appends one whole frame of type t to b: prefix (Hello's
+// outer fields, a nonce box's nonce, or nothing), then the deterministic
+// encoding of v sealed under key and n. Every sealed frame of coffer/1 is
+// built here (docs/protocol.md §3); the plaintext is cleared before it
+// returns.
+func appendSealed(b []byte, t frame.Type, prefix []byte, v any, n *nonce, key *[32]byte) ([]byte, error) {
+	pt, err := frame.Marshal(v)
+	if err != nil {
+		return nil, err
 	}
-	b[start] = byte(n >> 8)
-	b[start+1] = byte(n)
-	return b, nil
+	defer clear(pt)
+	start := len(b)
+	b = append(frame.AppendHeader(b, t), prefix...)
+	return frame.Finish(seal(b, pt, n, key), start)
 }
