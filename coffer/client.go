@@ -29,6 +29,39 @@ type ClientConfig struct {
 	Rand io.Reader
 }
 
+// ErrGetTooLarge: the names asked for would make a Get larger than one
+// Get frame may be. It is known before connecting; see CheckNames.
+var ErrGetTooLarge = errors.New("coffer: the names asked for do not fit in one Get")
+
+// CheckNames reports whether a Get asking for names can be sent
+// (docs/protocol.md §4.3, §7): at most frame.MaxGetNames names, each
+// valid, and a Get body of at most the Get frame limit (4,096 bytes). The
+// body is the deterministic CBOR encoding of {h: "get", th: 32 bytes,
+// names} plus the 16-byte tag, so its size depends on the names alone and
+// is known before connecting: 66 bytes, plus 2 for the array header (3
+// from 256 names; 1 below 24), plus for each name its length and 1 (2
+// from 24 bytes). Fetch checks it before it writes anything; a program
+// should check it where it reads the names. Errors wrap ErrGetTooLarge
+// or frame.ErrInvalid, and name no name but a bad one, quoted.
+func CheckNames(names []string) error {
+	if len(names) == 0 {
+		return nil // the whole shard: a fixed 60-byte Get
+	}
+	p := frame.GetPayload{H: frame.PurposeGet, TH: make([]byte, frame.HashSize), Names: names}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("coffer: names: %w", err)
+	}
+	pt, err := frame.Marshal(&p)
+	if err != nil {
+		return fmt.Errorf("coffer: encoding get: %w", err)
+	}
+	limit, _ := frame.TypeGet.Limit()
+	if n := len(pt) + frame.Overhead; n > limit {
+		return fmt.Errorf("%w: %d names make a Get of %d bytes, limit %d (ask for fewer, or for all)", ErrGetTooLarge, len(names), n, limit)
+	}
+	return nil
+}
+
 // Result is a fetched shard and the definition it came from.
 type Result struct {
 	Shard   frame.Shard
@@ -44,6 +77,9 @@ type Result struct {
 func Fetch(ctx context.Context, conn net.Conn, cfg *ClientConfig) (*Result, error) {
 	if cfg.Key == nil {
 		return nil, errors.New("coffer: client key not set")
+	}
+	if err := CheckNames(cfg.Names); err != nil {
+		return nil, err
 	}
 	server := cfg.Server
 	if err := CheckPublicKey(&server); err != nil {
@@ -210,12 +246,10 @@ func (cl *clientSession) openLink(f frame.Frame) error {
 	return nil
 }
 
-// sealGet sends Get under k_cs, counter 0.
+// sealGet sends Get under k_cs, counter 0. Fetch has checked the names
+// with CheckNames.
 func (cl *clientSession) sealGet() error {
 	p := frame.GetPayload{H: frame.PurposeGet, TH: cl.th[:], Names: cl.cfg.Names}
-	if err := p.Validate(); err != nil {
-		return fmt.Errorf("coffer: names: %w", err)
-	}
 	if err := cl.writeSealed(frame.TypeGet, &p); err != nil {
 		return fmt.Errorf("writing get: %w", err)
 	}
