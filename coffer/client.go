@@ -29,6 +29,39 @@ type ClientConfig struct {
 	Rand io.Reader
 }
 
+// ErrGetTooLarge: the names asked for would make a Get larger than one
+// Get frame may be. It is known before connecting; see CheckNames.
+var ErrGetTooLarge = errors.New("coffer: the names asked for do not fit in one Get")
+
+// CheckNames reports whether a Get asking for names can be sent
+// (docs/protocol.md §4.3, §7): at most frame.MaxGetNames names, each
+// valid, and a Get body of at most the Get frame limit (4,096 bytes). The
+// body is the deterministic CBOR encoding of {h: "get", th: 32 bytes,
+// names} plus the 16-byte tag, so its size depends on the names alone and
+// is known before connecting: 66 bytes, plus 2 for the array header (3
+// from 256 names; 1 below 24), plus for each name its length and 1 (2
+// from 24 bytes). Fetch checks it before it writes anything; a program
+// should check it where it reads the names. Errors wrap ErrGetTooLarge
+// or frame.ErrInvalid, and name no name but a bad one, quoted.
+func CheckNames(names []string) error {
+	if len(names) == 0 {
+		return nil // the whole shard: a fixed 60-byte Get
+	}
+	p := frame.GetPayload{H: frame.PurposeGet, TH: make([]byte, frame.HashSize), Names: names}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("coffer: names: %w", err)
+	}
+	pt, err := frame.Marshal(&p)
+	if err != nil {
+		return fmt.Errorf("coffer: encoding get: %w", err)
+	}
+	limit, _ := frame.TypeGet.Limit()
+	if n := len(pt) + frame.Overhead; n > limit {
+		return fmt.Errorf("%w: %d names make a Get of %d bytes, limit %d (ask for fewer, or for all)", ErrGetTooLarge, len(names), n, limit)
+	}
+	return nil
+}
+
 // Result is a fetched shard and the definition it came from.
 type Result struct {
 	Shard   frame.Shard
@@ -44,6 +77,9 @@ type Result struct {
 func Fetch(ctx context.Context, conn net.Conn, cfg *ClientConfig) (*Result, error) {
 	if cfg.Key == nil {
 		return nil, errors.New("coffer: client key not set")
+	}
+	if err := CheckNames(cfg.Names); err != nil {
+		return nil, err
 	}
 	server := cfg.Server
 	if err := CheckPublicKey(&server); err != nil {
@@ -150,14 +186,11 @@ func (cl *clientSession) sealHello() error {
 		return fmt.Errorf("coffer: reading randomness: %w", err)
 	}
 	c, e := cl.cfg.Key.Public(), cl.e.Public()
-	pt, err := frame.Marshal(&frame.HelloPayload{H: frame.PurposeHello, V: frame.Version, C: c[:], S: cl.server[:], E: e[:]})
-	if err != nil {
-		return fmt.Errorf("coffer: encoding hello: %w", err)
-	}
+	p := frame.HelloPayload{H: frame.PurposeHello, V: frame.Version, C: c[:], S: cl.server[:], E: e[:]}
 	h := frame.Hello{Version: frame.Version, Client: c, Ephemeral: e, Nonce: n}
-	b := h.Append(appendHeader(make([]byte, 0, 256), frame.TypeHello))
-	b = seal(b, pt, &n, cl.ss)
-	if b, err = finishFrame(b, 0); err != nil {
+	var outer [1 + 2*frame.KeySize + frame.NonceSize]byte // Hello's outer fields
+	b, err := appendSealed(make([]byte, 0, 256), frame.TypeHello, h.Append(outer[:0]), &p, &n, cl.ss)
+	if err != nil {
 		return fmt.Errorf("coffer: hello: %w", err)
 	}
 	if _, err := cl.c.Write(b); err != nil {
@@ -176,17 +209,8 @@ func (cl *clientSession) sealHello() error {
 // ErrUnknownClient; one that does not open is a retryable, unverified
 // reply.
 func (cl *clientSession) openKeyNotFound(f frame.Frame) error {
-	nb, err := frame.ParseNonceBox(f.Body())
-	if err != nil {
-		return errUnverified
-	}
-	n := nonce(nb.Nonce)
-	pt, err := open(nil, nb.Box, &n, cl.ss)
-	if err != nil {
-		return errUnverified
-	}
 	var p frame.KeyNotFoundPayload
-	if frame.Unmarshal(pt, &p) != nil || p.Validate() != nil || !equalHash(p.TH, &cl.th) {
+	if cl.openSealed(f, cl.ss, &p) != nil || !equalHash(p.TH, &cl.th) {
 		return errUnverified
 	}
 	return ErrUnknownClient
@@ -195,18 +219,8 @@ func (cl *clientSession) openKeyNotFound(f frame.Frame) error {
 // openLink checks Link (the server's proof of S, bound to Ce and th1) and
 // derives the session keys: two ladders.
 func (cl *clientSession) openLink(f frame.Frame) error {
-	nb, err := frame.ParseNonceBox(f.Body())
-	if err != nil {
-		return ErrServerAuth
-	}
-	n := nonce(nb.Nonce)
-	pt, err := open(nil, nb.Box, &n, cl.es)
-	if err != nil {
-		return ErrServerAuth
-	}
-	defer clear(pt)
 	var p frame.LinkPayload
-	if frame.Unmarshal(pt, &p) != nil || p.Validate() != nil || !equalHash(p.TH, &cl.th) {
+	if cl.openSealed(f, cl.es, &p) != nil || !equalHash(p.TH, &cl.th) {
 		return ErrServerAuth
 	}
 	sePub := PublicKey(p.SE)
@@ -232,28 +246,61 @@ func (cl *clientSession) openLink(f frame.Frame) error {
 	return nil
 }
 
-// sealGet sends Get under k_cs, counter 0.
+// sealGet sends Get under k_cs, counter 0. Fetch has checked the names
+// with CheckNames.
 func (cl *clientSession) sealGet() error {
 	p := frame.GetPayload{H: frame.PurposeGet, TH: cl.th[:], Names: cl.cfg.Names}
-	if err := p.Validate(); err != nil {
-		return fmt.Errorf("coffer: names: %w", err)
-	}
-	pt, err := frame.Marshal(&p)
-	if err != nil {
-		return fmt.Errorf("coffer: encoding get: %w", err)
-	}
-	b, err := cl.cs.seal(appendHeader(nil, frame.TypeGet), pt)
-	clear(pt) // the names
-	if err == nil {
-		b, err = finishFrame(b, 0)
-	}
-	if err != nil {
-		return fmt.Errorf("coffer: get (too many names?): %w", err)
-	}
-	if _, err := cl.c.Write(b); err != nil {
+	if err := cl.writeSealed(frame.TypeGet, &p); err != nil {
 		return fmt.Errorf("writing get: %w", err)
 	}
 	return nil
+}
+
+// writeSealed sends v as one frame of type t under k_cs and its next
+// counter: Get, then Bye (docs/protocol.md §3). The plaintext is cleared.
+func (cl *clientSession) writeSealed(t frame.Type, v any) error {
+	n, err := cl.cs.next()
+	if err != nil {
+		return err
+	}
+	b, err := appendSealed(nil, t, nil, v, &n, &cl.cs.key)
+	if err != nil {
+		return err
+	}
+	_, err = cl.c.Write(b)
+	return err
+}
+
+// openSealed opens the box in f into v and validates it. With a key, the
+// body is a nonce and the box under key and that nonce (Link,
+// KeyNotFound); with a nil key, the box under k_sc and its next counter
+// (an OkGet chunk, a sealed Error). A box that does not open gives
+// errOpen; a payload that does not decode or validate, the decoder's or
+// Validate's error. The plaintext is cleared before it returns.
+func (cl *clientSession) openSealed(f frame.Frame, key *[32]byte, v interface{ Validate() error }) error {
+	var (
+		pt  []byte
+		err error
+	)
+	if key != nil {
+		var nb frame.NonceBox
+		if nb, err = frame.ParseNonceBox(f.Body()); err != nil {
+			return err
+		}
+		n := nonce(nb.Nonce)
+		pt, err = open(cl.pt[:0], nb.Box, &n, key)
+	} else {
+		pt, err = cl.sc.open(cl.pt[:0], f.Body())
+	}
+	if err != nil {
+		return errOpen
+	}
+	cl.pt = pt
+	defer clear(pt)
+	if err := frame.Unmarshal(pt, v); err != nil {
+		return err
+	}
+	return v.Validate()
 }
 
 // readShard reads OkGet chunks until the last one (docs/protocol.md §4.4).
@@ -276,15 +323,10 @@ func (cl *clientSession) readShard() (*Result, error) {
 		if f.Type == frame.TypeError {
 			return nil, cl.openError(f)
 		}
-		cl.pt, err = cl.sc.open(cl.pt[:0], f.Body())
-		if err != nil {
-			return nil, fmt.Errorf("%w: okget %d did not open (reordered, dropped, duplicated or altered)", ErrProtocol, i)
-		}
 		var p frame.OkGetPayload
-		if err := frame.Unmarshal(cl.pt, &p); err != nil {
-			return nil, fmt.Errorf("%w: okget %d: %w", ErrProtocol, i, err)
-		}
-		if err := p.Validate(); err != nil {
+		if err := cl.openSealed(f, nil, &p); errors.Is(err, errOpen) {
+			return nil, fmt.Errorf("%w: okget %d did not open (reordered, dropped, duplicated or altered)", ErrProtocol, i)
+		} else if err != nil {
 			return nil, fmt.Errorf("%w: okget %d: %w", ErrProtocol, i, err)
 		}
 		if p.I != i {
@@ -304,7 +346,6 @@ func (cl *clientSession) readShard() (*Result, error) {
 		}
 		buf = append(buf, p.D...)
 		clear(p.D)
-		clear(cl.pt)
 		if p.Last {
 			return finishShard(buf, &p)
 		}
@@ -334,14 +375,14 @@ func finishShard(buf []byte, last *frame.OkGetPayload) (*Result, error) {
 // openError reads an Error after Get: sealed under k_sc when the server
 // opened our Get, plain when it did not.
 func (cl *clientSession) openError(f frame.Frame) error {
-	if pt, err := cl.sc.open(nil, f.Body()); err == nil {
-		var p frame.ErrorPayload
-		if frame.Unmarshal(pt, &p) != nil || p.Validate() != nil {
-			return fmt.Errorf("%w: malformed sealed error", ErrProtocol)
-		}
-		return &RemoteError{Code: p.Code, Sealed: true}
+	var p frame.ErrorPayload
+	switch err := cl.openSealed(f, nil, &p); {
+	case errors.Is(err, errOpen):
+		return plainRemoteError(f)
+	case err != nil:
+		return fmt.Errorf("%w: malformed sealed error", ErrProtocol)
 	}
-	return plainRemoteError(f)
+	return &RemoteError{Code: p.Code, Sealed: true}
 }
 
 // plainRemoteError decodes an unsealed Error body.
@@ -356,14 +397,5 @@ func plainRemoteError(f frame.Frame) error {
 // sealBye sends Bye under k_cs, counter 1. The server closes either way,
 // so a failure here is ignored.
 func (cl *clientSession) sealBye() {
-	pt, err := frame.Marshal(&frame.ByePayload{H: frame.PurposeBye})
-	if err != nil {
-		return
-	}
-	b, err := cl.cs.seal(appendHeader(nil, frame.TypeBye), pt)
-	if err == nil {
-		if b, err = finishFrame(b, 0); err == nil {
-			cl.c.Write(b)
-		}
-	}
+	cl.writeSealed(frame.TypeBye, &frame.ByePayload{H: frame.PurposeBye})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -242,5 +243,105 @@ func TestFetchContext(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v, want context.Canceled", err)
+	}
+}
+
+// TestGetTooLarge checks the names rule a client knows before connecting
+// (docs/protocol.md §4.3): a Get whose sealed body would pass the Get
+// frame limit, or that asks for too many names or a bad one, is refused
+// before Fetch writes a byte, so the server sees no Hello and audits
+// nothing; a Get exactly at the limit is served.
+func TestGetTooLarge(t *testing.T) {
+	names := func(n, size int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%0*d", size, i)
+		}
+		return out
+	}
+	// 30 names of 128 bytes make a Get body of 3,968 bytes (each name is
+	// 130 bytes of CBOR); a 31st of 126 bytes brings it to 4,096.
+	tests := []struct {
+		name    string
+		names   []string
+		wantErr error // nil: served
+	}{
+		{"at the limit", append(names(30, 128), strings.Repeat("x", 126)), nil},
+		{"one byte past", append(names(30, 128), strings.Repeat("x", 127)), ErrGetTooLarge},
+		{"256 names of 128 bytes", names(256, 128), ErrGetTooLarge},
+		{"257 short names", names(257, 3), frame.ErrInvalid},
+		{"a bad name", []string{"db password"}, frame.ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var events []AuditEvent // appended by the session goroutine, read after Close
+			fx := newFixture(t, 1, noLimits, func(s *Server) { s.Audit = func(e AuditEvent) { events = append(events, e) } })
+			cfg := fx.config(0)
+			cfg.Names = tc.names
+			_, err := fx.fetch(t, cfg)
+			fx.close(t) // waits for the session, so events is complete
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatalf("got %v, want the shard", err)
+				}
+				if len(events) != 1 || events[0].Outcome != OutcomeOK {
+					t.Errorf("got audit events %+v, want one %q", events, OutcomeOK)
+				}
+				return
+			}
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("got %v, want %v", err, tc.wantErr)
+			}
+			if len(events) != 0 {
+				t.Errorf("got audit events %+v, want none: nothing may be sent", events)
+			}
+			if Retryable(err) {
+				t.Errorf("Retryable(%v) = true, want false", err)
+			}
+		})
+	}
+}
+
+// TestGetSizeRule checks the size rule CheckNames documents against the
+// Get body Fetch builds: 66 bytes, plus the names array's header (1 byte
+// below 24 names, 2 below 256, 3 from 256), plus each name's length and 1
+// (2 from 24 bytes).
+func TestGetSizeRule(t *testing.T) {
+	rule := func(names []string) int {
+		n := 66 + 1
+		if len(names) >= 24 {
+			n++
+		}
+		if len(names) >= 256 {
+			n++
+		}
+		for _, s := range names {
+			n += len(s) + 1
+			if len(s) >= 24 {
+				n++
+			}
+		}
+		return n
+	}
+	for _, count := range []int{1, 23, 24, 255, 256} {
+		for _, size := range []int{3, 23, 24, 128} {
+			t.Run(fmt.Sprintf("%d names of %d bytes", count, size), func(t *testing.T) {
+				names := make([]string, count)
+				for i := range names {
+					names[i] = fmt.Sprintf("%0*d", size, i)
+				}
+				// Built as an OkGet, whose limit (65,535) holds even
+				// 256 names of 128 bytes, to measure past Get's limit.
+				var key [32]byte
+				var n nonce
+				b, err := appendSealed(nil, frame.TypeOkGet, nil, &frame.GetPayload{H: frame.PurposeGet, TH: make([]byte, 32), Names: names}, &n, &key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := len(b)-frame.HeaderSize, rule(names); got != want {
+					t.Errorf("Get body of %d bytes, rule says %d", got, want)
+				}
+			})
+		}
 	}
 }

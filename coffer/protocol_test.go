@@ -381,9 +381,7 @@ func TestKCIImpostor(t *testing.T) {
 		ce := PublicKey(h.Ephemeral)
 		k, _ := client.boxKey(&ce) // the best key the thief has
 		n := nonce{1}
-		pt, _ := frame.Marshal(&frame.LinkPayload{H: frame.PurposeLink, SE: make([]byte, 32), TH: make([]byte, 32)})
-		b := append(appendHeader(nil, frame.TypeLink), n[:]...)
-		b, _ = finishFrame(seal(b, pt, &n, k), 0)
+		b, _ := appendSealed(nil, frame.TypeLink, n[:], &frame.LinkPayload{H: frame.PurposeLink, SE: make([]byte, 32), TH: make([]byte, 32)}, &n, k)
 		sc.Write(b)
 	}()
 	_, err := Fetch(context.Background(), cc, &ClientConfig{Key: client, Server: server.Public()})
@@ -495,8 +493,8 @@ func TestHelloPayloadChecked(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := frame.Hello{Version: frame.Version, Client: c, Ephemeral: ce, Nonce: n}
-		b := seal(h.Append(appendHeader(nil, frame.TypeHello)), pt, &n, ss)
-		if b, err = finishFrame(b, 0); err != nil {
+		b := seal(h.Append(frame.AppendHeader(nil, frame.TypeHello)), pt, &n, ss)
+		if b, err = frame.Finish(b, 0); err != nil {
 			t.Fatal(err)
 		}
 		before := fx.srv.ladders.Load()

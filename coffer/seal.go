@@ -1,6 +1,7 @@
 package coffer
 
 import (
+	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
@@ -95,14 +96,15 @@ func open(out, sealed []byte, n *nonce, key *[32]byte) ([]byte, error) {
 	return m, nil
 }
 
-// sessionKeys derives k_cs and k_sc:
+// sessionKeys derives k_cs and k_sc with crypto/hkdf:
 //
 //	prk  = HKDF-Extract(salt = th2, ikm = es || ss || ee || se)
 //	k_cs = HKDF-Expand(prk, "coffer/1 c2s", 32)
 //	k_sc = HKDF-Expand(prk, "coffer/1 s2c", 32)
 //
 // where, seen from the client, es = K(Ce,S), ss = K(C,S), ee = K(Ce,Se)
-// and se = K(C,Se). The ikm and prk are cleared before it returns.
+// and se = K(C,Se). The ikm, prk and expanded keys are cleared before it
+// returns; only the two cipherStates hold the result.
 func sessionKeys(th2 *hash, es, ss, ee, se *[32]byte) (cs, sc *cipherState, err error) {
 	var ikm [4 * 32]byte
 	copy(ikm[0:], es[:])
@@ -110,50 +112,31 @@ func sessionKeys(th2 *hash, es, ss, ee, se *[32]byte) (cs, sc *cipherState, err 
 	copy(ikm[64:], ee[:])
 	copy(ikm[96:], se[:])
 	defer clear(ikm[:])
-	// HKDF-SHA256 (RFC 5869): Extract with th2 as the salt, then Expand
-	// to 32 bytes, which is the single block T(1) = HMAC(prk, info || 1).
-	prk := hmacSHA256(th2[:], ikm[:])
-	defer clear(prk[:])
+	prk, err := hkdf.Extract(sha256.New, ikm[:], th2[:])
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(prk)
 	cs, sc = new(cipherState), new(cipherState)
-	cs.key = hmacSHA256(prk[:], []byte(labelC2S), []byte{1})
-	sc.key = hmacSHA256(prk[:], []byte(labelS2C), []byte{1})
+	if err := expandKey(&cs.key, prk, labelC2S); err != nil {
+		return nil, nil, err
+	}
+	if err := expandKey(&sc.key, prk, labelS2C); err != nil {
+		return nil, nil, err
+	}
 	return cs, sc, nil
 }
 
-// hmacSHA256 returns HMAC-SHA256 (RFC 2104) under key of the
-// concatenated parts. It hashes from stack buffers, so the key schedule
-// allocates nothing (crypto/hmac allocates two digests and their pads per
-// call). key is at most one block (64 bytes) and the message at most
-// 128 bytes: the key schedule's inputs; it panics beyond, as only this
-// file calls it.
-func hmacSHA256(key []byte, parts ...[]byte) [32]byte {
-	const block = 64
-	var buf [block + 128]byte
-	defer clear(buf[:])
-	if len(key) > block {
-		panic("coffer: hmac key longer than a block")
+// expandKey sets key to HKDF-Expand(prk, label, 32) and clears the copy
+// crypto/hkdf returns.
+func expandKey(key *[32]byte, prk []byte, label string) error {
+	k, err := hkdf.Expand(sha256.New, prk, label, len(key))
+	if err != nil {
+		return err
 	}
-	for i := range block {
-		var k byte
-		if i < len(key) {
-			k = key[i]
-		}
-		buf[i] = k ^ 0x36
-	}
-	n := block
-	for _, p := range parts {
-		if len(p) > len(buf)-n {
-			panic("coffer: hmac message too long")
-		}
-		n += copy(buf[n:], p)
-	}
-	inner := sha256.Sum256(buf[:n])
-	defer clear(inner[:])
-	for i := range block {
-		buf[i] ^= 0x36 ^ 0x5c
-	}
-	copy(buf[block:], inner[:])
-	return sha256.Sum256(buf[:block+len(inner)])
+	copy(key[:], k)
+	clear(k)
+	return nil
 }
 
 // cipherState is one direction of a session: k_cs or k_sc with its
@@ -175,14 +158,15 @@ func counterNonce(n uint64) nonce {
 	return nc
 }
 
-// seal appends the next sealed message to out and advances the counter.
-func (c *cipherState) seal(out, msg []byte) ([]byte, error) {
+// next returns the nonce of the next message sealed in this direction
+// and advances the counter.
+func (c *cipherState) next() (nonce, error) {
 	if c.n >= maxFramesPerDirection {
-		return nil, errCounter
+		return nonce{}, errCounter
 	}
 	nc := counterNonce(c.n)
 	c.n++
-	return seal(out, msg, &nc, &c.key), nil
+	return nc, nil
 }
 
 // open opens the next message. The counter advances only on success;
@@ -207,23 +191,18 @@ func (c *cipherState) clear() {
 	}
 }
 
-// appendHeader appends a frame header with a zero length, to be fixed by
-// finishFrame once the body has been appended.
-func appendHeader(b []byte, t frame.Type) []byte {
-	return append(b, 0, 0, byte(t))
-}
-
-// finishFrame writes the body length into the header that starts at
-// b[start] and checks the type's limit, so no frame the peer must refuse
-// is ever sent.
-func finishFrame(b []byte, start int) ([]byte, error) {
-	n := len(b) - start - frame.HeaderSize
-	t := frame.Type(b[start+2])
-	limit, ok := t.Limit()
-	if !ok || n > limit {
-		return nil, frame.ErrTooLong
+// appendSealed appends one whole frame of type t to b: prefix (Hello's
+// outer fields, a nonce box's nonce, or nothing), then the deterministic
+// encoding of v sealed under key and n. Every sealed frame of coffer/1 is
+// built here (docs/protocol.md §3); the plaintext is cleared before it
+// returns.
+func appendSealed(b []byte, t frame.Type, prefix []byte, v any, n *nonce, key *[32]byte) ([]byte, error) {
+	pt, err := frame.Marshal(v)
+	if err != nil {
+		return nil, err
 	}
-	b[start] = byte(n >> 8)
-	b[start+1] = byte(n)
-	return b, nil
+	defer clear(pt)
+	start := len(b)
+	b = append(frame.AppendHeader(b, t), prefix...)
+	return frame.Finish(seal(b, pt, n, key), start)
 }

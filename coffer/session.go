@@ -262,22 +262,10 @@ func (ss *session) unknownClient(h *frame.Hello, raw []byte) error {
 		return err
 	}
 	th1 := mixFrame(&s.th0, raw)
-	n, err := readNonce(s.rand)
-	if err != nil {
-		return fail(frame.CodeInternal, OutcomeError, "reading randomness")
-	}
-	pt, err := frame.Marshal(&frame.KeyNotFoundPayload{H: frame.PurposeKeyNotFound, TH: th1[:]})
-	if err != nil {
-		return fail(frame.CodeInternal, OutcomeError, "encoding keynotfound")
-	}
-	b := appendHeader(ss.out[:0], frame.TypeKeyNotFound)
-	b = append(b, n[:]...)
-	b = seal(b, pt, &n, k)
-	if b, err = finishFrame(b, 0); err != nil {
-		return fail(frame.CodeInternal, OutcomeError, "keynotfound too long")
-	}
-	if _, err := ss.c.Write(b); err != nil {
-		return fail(0, OutcomeUnknownClient, "writing keynotfound")
+	err = ss.writeSealed(frame.TypeKeyNotFound, &frame.KeyNotFoundPayload{H: frame.PurposeKeyNotFound, TH: th1[:]}, k)
+	var fl *failure
+	if errors.As(err, &fl) && fl.code != 0 {
+		return err // the KeyNotFound could not be built: Error{internal}
 	}
 	return fail(0, OutcomeUnknownClient, "unknown client")
 }
@@ -296,26 +284,43 @@ func (ss *session) sealLink() error {
 	if ss.es, err = s.Key.boxKey(&ss.ephemeral); err != nil {
 		return authFailed("weak client ephemeral key")
 	}
-	n, err := readNonce(s.rand)
-	if err != nil {
-		return fail(frame.CodeInternal, OutcomeError, "reading randomness")
-	}
 	sePub := ss.se.Public()
-	pt, err := frame.Marshal(&frame.LinkPayload{H: frame.PurposeLink, SE: sePub[:], TH: ss.th[:]})
+	if err := ss.writeSealed(frame.TypeLink, &frame.LinkPayload{H: frame.PurposeLink, SE: sePub[:], TH: ss.th[:]}, ss.es); err != nil {
+		return err
+	}
+	ss.th = mixFrame(&ss.th, ss.out)
+	return nil
+}
+
+// writeSealed sends v as one frame of type t (docs/protocol.md §3). With
+// a key, the body is a fresh random nonce and the box under key and that
+// nonce (Link, KeyNotFound); with a nil key, the box under k_sc and its
+// next counter (an OkGet chunk, a sealed Error). The frame as sent stays
+// in ss.out until the next write, for the transcript. Errors are
+// failures: Error{internal} when the frame cannot be built, a plain
+// close when it cannot be written.
+func (ss *session) writeSealed(t frame.Type, v any, key *[32]byte) error {
+	var (
+		n      nonce
+		prefix []byte
+		err    error
+	)
+	if key != nil {
+		n, err = readNonce(ss.s.rand)
+		prefix = n[:]
+	} else {
+		n, err = ss.sc.next()
+		key = &ss.sc.key
+	}
+	if err == nil {
+		ss.out, err = appendSealed(ss.out[:0], t, prefix, v, &n, key)
+	}
 	if err != nil {
-		return fail(frame.CodeInternal, OutcomeError, "encoding link")
+		return fail(frame.CodeInternal, OutcomeError, "building "+t.String())
 	}
-	b := appendHeader(ss.out[:0], frame.TypeLink)
-	b = append(b, n[:]...)
-	b = seal(b, pt, &n, ss.es)
-	if b, err = finishFrame(b, 0); err != nil {
-		return fail(frame.CodeInternal, OutcomeError, "link too long")
+	if _, err := ss.c.Write(ss.out); err != nil {
+		return fail(0, OutcomeError, "writing "+t.String())
 	}
-	if _, err := ss.c.Write(b); err != nil {
-		return fail(0, OutcomeError, "writing link")
-	}
-	ss.th = mixFrame(&ss.th, b)
-	ss.out = b
 	return nil
 }
 
@@ -394,23 +399,8 @@ func (ss *session) sendShard(names []string) error {
 		if p.Last {
 			p.SH = sh[:]
 		}
-		pt, err := frame.Marshal(&p)
-		if err != nil {
-			return fail(frame.CodeInternal, OutcomeError, "encoding okget")
-		}
-		b := appendHeader(ss.out[:0], frame.TypeOkGet)
-		b, err = ss.sc.seal(b, pt)
-		clear(pt)
-		if err == nil {
-			b, err = finishFrame(b, 0)
-		}
-		if err != nil {
-			return fail(frame.CodeInternal, OutcomeError, "okget too long")
-		}
-		_, err = ss.c.Write(b)
-		ss.out = b
-		if err != nil {
-			return fail(0, OutcomeError, "writing okget")
+		if err := ss.writeSealed(frame.TypeOkGet, &p, nil); err != nil {
+			return err
 		}
 		if p.Last {
 			return nil
@@ -440,17 +430,7 @@ func (ss *session) sendError(code frame.ErrorCode) {
 		ss.c.Write(plainError(code))
 		return
 	}
-	pt, err := frame.Marshal(&frame.ErrorPayload{H: frame.PurposeError, Code: code})
-	if err != nil {
-		return
-	}
-	b, err := ss.sc.seal(appendHeader(ss.out[:0], frame.TypeError), pt)
-	if err == nil {
-		b, err = finishFrame(b, 0)
-	}
-	if err == nil {
-		ss.c.Write(b)
-	}
+	ss.writeSealed(frame.TypeError, &frame.ErrorPayload{H: frame.PurposeError, Code: code}, nil)
 }
 
 // finish sends the Error a failure calls for, closes the connection,

@@ -300,23 +300,23 @@ func (c *Server) Validate() error {
 		{"listen", c.Listen}, {"key_file", c.KeyFile}, {"data_dir", c.DataDir}, {"definition", c.Definition},
 	} {
 		if strings.TrimSpace(s.v) == "" {
-			return fmt.Errorf("config: server config: %s is empty", s.name)
+			return invalidServer("%s is empty", s.name)
 		}
 	}
 	if len(c.Trusted) > maxServerTrusted {
-		return fmt.Errorf("config: server config: %d trusted keys exceed limit %d", len(c.Trusted), maxServerTrusted)
+		return invalidServer("%d trusted keys exceed limit %d", len(c.Trusted), maxServerTrusted)
 	}
 	for _, k := range c.Trusted {
 		if !strings.HasPrefix(k, "cofferpk1") {
-			return fmt.Errorf("config: server config: trusted key %q is not a cofferpk1... public key", k)
+			return invalidServer("trusted key %q is not a cofferpk1... public key", k)
 		}
 	}
 	l := c.Limits
 	if l.MaxConnections < 1 {
-		return fmt.Errorf("config: server config: limits.max_connections must be at least 1")
+		return invalidServer("limits.max_connections must be at least 1")
 	}
 	if l.MaxHandshakesPerAddress < 0 {
-		return fmt.Errorf("config: server config: limits.max_handshakes_per_address must not be negative")
+		return invalidServer("limits.max_handshakes_per_address must not be negative")
 	}
 	for _, d := range []struct {
 		name string
@@ -326,11 +326,11 @@ func (c *Server) Validate() error {
 		{"limits.session_timeout", l.SessionTimeout}, {"limits.shutdown_timeout", l.ShutdownTimeout},
 	} {
 		if d.v <= 0 {
-			return fmt.Errorf("config: server config: %s must be positive", d.name)
+			return invalidServer("%s must be positive", d.name)
 		}
 	}
 	if l.ByeTimeout < 0 {
-		return fmt.Errorf("config: server config: limits.bye_timeout must not be negative")
+		return invalidServer("limits.bye_timeout must not be negative")
 	}
 	for _, r := range []struct {
 		name string
@@ -341,27 +341,32 @@ func (c *Server) Validate() error {
 	} {
 		// NaN fails every comparison, so test for the good range.
 		if !(r.v.Rate >= 0 && r.v.Rate <= 1e6) {
-			return fmt.Errorf("config: server config: %s.rate = %v is not between 0 and 1e6", r.name, r.v.Rate)
+			return invalidServer("%s.rate = %v is not between 0 and 1e6", r.name, r.v.Rate)
 		}
 		if r.v.Rate > 0 && r.v.Burst < 1 {
-			return fmt.Errorf("config: server config: %s.burst must be at least 1", r.name)
+			return invalidServer("%s.burst must be at least 1", r.name)
 		}
 	}
 	if c.Audit.MaxRecords < 1 {
-		return fmt.Errorf("config: server config: audit.max_records must be at least 1")
+		return invalidServer("audit.max_records must be at least 1")
 	}
 	if c.Audit.MaxAge < 0 {
-		return fmt.Errorf("config: server config: audit.max_age must not be negative")
+		return invalidServer("audit.max_age must not be negative")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("config: server config: log.level = %q is not debug, info, warn or error", c.Log.Level)
+		return invalidServer("log.level = %q is not debug, info, warn or error", c.Log.Level)
 	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:
-		return fmt.Errorf("config: server config: log.format = %q is not text or json", c.Log.Format)
+		return invalidServer("log.format = %q is not text or json", c.Log.Format)
 	}
 	return nil
+}
+
+// invalidServer is the error of a setting Validate refuses.
+func invalidServer(format string, args ...any) error {
+	return fmt.Errorf("config: server config: "+format, args...)
 }

@@ -166,8 +166,32 @@ func New(t Type, body []byte) (Frame, error) {
 	return Frame{Type: t, Raw: raw}, nil
 }
 
-// Write writes the frame's bytes to w in one call.
-func Write(w io.Writer, f Frame) error {
-	_, err := w.Write(f.Raw)
-	return err
+// AppendHeader appends the header of a frame of type t to b with a zero
+// length, so that a sender can append the body in place (a box sealed
+// straight into the frame buffer) and then call Finish.
+func AppendHeader(b []byte, t Type) []byte {
+	return append(b, 0, 0, byte(t))
+}
+
+// Finish completes the frame whose header AppendHeader wrote at
+// b[start:]: it writes the length of everything after that header into
+// it. It fails, as New does, when the type is unknown or the body is
+// longer than the type's limit, so a sender can never emit a frame the
+// receiver must refuse.
+func Finish(b []byte, start int) ([]byte, error) {
+	if len(b) < start+HeaderSize {
+		return nil, fmt.Errorf("frame: finishing a frame with no header")
+	}
+	t := Type(b[start+2])
+	limit, ok := t.Limit()
+	if !ok {
+		return nil, fmt.Errorf("%w %s", ErrUnknownType, t)
+	}
+	n := len(b) - start - HeaderSize
+	if n > limit {
+		return nil, fmt.Errorf("%w: %d bytes for %s, limit %d", ErrTooLong, n, t, limit)
+	}
+	b[start] = byte(n >> 8)
+	b[start+1] = byte(n)
+	return b, nil
 }

@@ -195,9 +195,7 @@ func TestReadSequence(t *testing.T) {
 		if err != nil {
 			t.Fatalf("New(%s): %v", tc.name, err)
 		}
-		if err := frame.Write(&buf, f); err != nil {
-			t.Fatal(err)
-		}
+		buf.Write(f.Raw)
 	}
 	for _, tc := range allTypes {
 		f, err := frame.Read(&buf)
@@ -231,6 +229,47 @@ func TestNew(t *testing.T) {
 	if _, err := frame.New(frame.Type(0xfe), nil); !errors.Is(err, frame.ErrUnknownType) {
 		t.Errorf("unknown type: got %v, want ErrUnknownType", err)
 	}
+}
+
+// TestAppendHeaderFinish builds each type's frame in place at its limit
+// and one past it, after bytes already in the buffer, and checks the
+// result is byte for byte what New builds.
+func TestAppendHeaderFinish(t *testing.T) {
+	prefix := []byte("earlier")
+	for _, tc := range allTypes {
+		t.Run(tc.name, func(t *testing.T) {
+			body := bytes.Repeat([]byte{0xa5}, tc.limit)
+			b := frame.AppendHeader(append([]byte(nil), prefix...), tc.t)
+			b, err := frame.Finish(append(b, body...), len(prefix))
+			if err != nil {
+				t.Fatalf("at limit: got %v, want nil", err)
+			}
+			want, err := frame.New(tc.t, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b[:len(prefix)], prefix) || !bytes.Equal(b[len(prefix):], want.Raw) {
+				t.Errorf("got %x..., want %x...", b[:len(prefix)+3], append(prefix, want.Raw[:3]...))
+			}
+			b = frame.AppendHeader(nil, tc.t)
+			if _, err := frame.Finish(append(b, body...), 0); err != nil {
+				t.Fatalf("at limit, start 0: got %v, want nil", err)
+			}
+			if _, err := frame.Finish(append(append(b, body...), 0), 0); !errors.Is(err, frame.ErrTooLong) {
+				t.Errorf("limit+1: got %v, want ErrTooLong", err)
+			}
+		})
+	}
+	t.Run("unknown type", func(t *testing.T) {
+		if _, err := frame.Finish(frame.AppendHeader(nil, frame.Type(0xfe)), 0); !errors.Is(err, frame.ErrUnknownType) {
+			t.Errorf("got %v, want ErrUnknownType", err)
+		}
+	})
+	t.Run("no header", func(t *testing.T) {
+		if _, err := frame.Finish([]byte{0, 0}, 0); err == nil {
+			t.Error("got nil, want an error")
+		}
+	})
 }
 
 // TestReadAllocation checks that a rejected header allocates nothing near

@@ -335,7 +335,7 @@ func plainErrorServer(t *testing.T, code frame.ErrorCode) *countingListener {
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(time.Minute))
 				if _, err := frame.Read(c, frame.TypeHello); err == nil {
-					frame.Write(c, reply)
+					c.Write(reply.Raw)
 				}
 			}()
 		}
