@@ -239,5 +239,10 @@ func checkNameArgs(names []string) ([]string, error) {
 			out = append(out, n)
 		}
 	}
+	// The Get must fit its frame; the rule is known before connecting, so a
+	// request that cannot fit is a usage error, not a failed session.
+	if err := coffer.CheckNames(out); err != nil {
+		return nil, usageErr("%d secret names do not fit in one request: %v", len(out), err)
+	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -235,6 +236,7 @@ func TestUsageErrors(t *testing.T) {
 		{"missing config", append([]string{"get", "--server", srv}, fx.base("--config", filepath.Join(fx.dir, "nope.toml"))...)},
 		{"missing key file", append([]string{"get", "--server", srv}, fx.base("--key", filepath.Join(fx.dir, "nope.key"))...)},
 		{"exec without command", append([]string{"exec"}, fx.base("--server", srv)...)},
+		{"names do not fit one Get", append(append([]string{"get"}, fx.base("--server", srv)...), longNames(31)...)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -334,4 +336,14 @@ func TestNoSecretsInErrors(t *testing.T) {
 			t.Errorf("%v: got success, want a failure", args)
 		}
 	}
+}
+
+// longNames returns n distinct secret names of 128 bytes: 30 of them fit a
+// Get frame (docs/protocol.md §4.3), 31 do not.
+func longNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%03d", i) + strings.Repeat("n", 125)
+	}
+	return names
 }
