@@ -640,11 +640,13 @@ func (g *gen) vectors() []*vector {
 			{"oversized-hello-257", "server:malformed", "a Hello header declaring 257 bytes (limit 256)", []byte{0x01, 0x01, 0x00}},
 			{"unknown-type", "server:malformed", "a frame of type 0x04", []byte{0x00, 0x00, 0x04}},
 			{"link-from-client", "server:malformed", "a Link where a Hello is expected", []byte{0x00, 0x00, 0x01}},
+			{"empty-hello", "server:malformed", "a Hello with an empty body: there is no version byte, so it is only too short", []byte{0x00, 0x00, 0x00}},
+			{"short-hello-version-2", "server:version", "a Hello whose whole body is the byte 0x02: the version is checked before the length", []byte{0x00, 0x01, 0x00, 0x02}},
 		} {
 			v := &vector{name: c.name}
 			g.header(v, c.expect, c.comment, k, g.small, false)
 			v.cs(c.raw)
-			v.sc(plainError(1))
+			v.sc(plainError(map[string]uint64{"server:malformed": 1, "server:version": 2}[c.expect]))
 			add(v)
 		}
 		v := &vector{name: "truncated-frame"}
@@ -1343,5 +1345,51 @@ func TestVectorsInProtocolDoc(t *testing.T) {
 	}
 	if !bytes.Equal(unwrapVector(wrapVector(file)), file) {
 		t.Error("unwrapVector(wrapVector(file)) is not the file")
+	}
+}
+
+// getBodySize is the rule of docs/protocol.md §4.3 for the size of a Get
+// body: 16 + 44 without names; with n names, 16 + 50 + the array head
+// (1 byte below 24 names, 2 below 256, 3 for 256) + for each name its
+// length plus 1 (below 24 bytes) or 2.
+func getBodySize(names []string) int {
+	if len(names) == 0 {
+		return 16 + 44
+	}
+	size := 16 + 50 + len(cHead(4, uint64(len(names))))
+	for _, n := range names {
+		size += len(n) + 1
+		if len(n) >= 24 {
+			size++
+		}
+	}
+	return size
+}
+
+// TestGetSize checks the §4.3 size rule against the testkit's encoder,
+// and the two facts the doc draws from it: 30 names of 128 bytes fit the
+// Get limit and 31 do not, and 256 names of 128 bytes need 33,349 bytes.
+func TestGetSize(t *testing.T) {
+	limit, _ := frame.TypeGet.Limit()
+	k, _ := newGen().newKit("get size", newGen().C)
+	k.sealHello()
+	k.sealLink(k.S, k.Se.pub)
+	for _, n := range []int{0, 1, 23, 24, 30, 31, 255, 256} {
+		for _, l := range []int{1, 23, 24, 128} {
+			names := make([]string, n)
+			for i := range names {
+				names[i] = strings.Repeat("n", l)
+			}
+			if got, want := len(k.get(names))-3, getBodySize(names); got != want {
+				t.Errorf("%d names of %d bytes: body %d bytes, rule says %d", n, l, got, want)
+			}
+		}
+	}
+	long := func(n int) []string { return slices.Repeat([]string{strings.Repeat("n", 128)}, n) }
+	if limit != 4096 || getBodySize(long(30)) > limit || getBodySize(long(31)) <= limit {
+		t.Errorf("limit %d; 30 long names: %d bytes, 31: %d", limit, getBodySize(long(30)), getBodySize(long(31)))
+	}
+	if got := getBodySize(long(256)); got != 33349 {
+		t.Errorf("256 long names: %d bytes, want 33349", got)
 	}
 }
