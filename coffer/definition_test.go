@@ -133,3 +133,74 @@ func TestLimitsAgree(t *testing.T) {
 		t.Errorf("a shard of MaxValuesPerClient values does not decode: %v", err)
 	}
 }
+
+// TestDefinitionNormalisesTOML pins what docs/definition.md says about
+// values whose TOML spelling is not kept: the sign of nan, the offset
+// +00:00 and -00:00, lower-case t and z and a space for T, trailing zeros
+// of a fraction, digits beyond nanoseconds (truncated), and times without
+// seconds. The text is the one the shard carries (§5 of the protocol).
+func TestDefinitionNormalisesTOML(t *testing.T) {
+	web := kfKey(t, 0x10).Public()
+	for _, tc := range []struct {
+		toml string
+		kind frame.Kind
+		text string
+	}{
+		{"+nan", frame.KindFloat, "nan"},
+		{"-nan", frame.KindFloat, "nan"},
+		{"+inf", frame.KindFloat, "inf"},
+		{"-0.0", frame.KindFloat, "-0"},
+		{"1E+06", frame.KindFloat, "1e+06"},
+		{"1e6", frame.KindFloat, "1e+06"},
+		{"1_000_000.0", frame.KindFloat, "1e+06"},
+		{"0xff", frame.KindInt, "255"},
+		{"1979-05-27T07:32:00+01:00", frame.KindDateTime, "1979-05-27T07:32:00+01:00"},
+		{"1979-05-27T07:32:00+00:00", frame.KindDateTime, "1979-05-27T07:32:00Z"},
+		{"1979-05-27T07:32:00-00:00", frame.KindDateTime, "1979-05-27T07:32:00Z"},
+		{"1979-05-27t07:32:00z", frame.KindDateTime, "1979-05-27T07:32:00Z"},
+		{"1979-05-27 07:32:00Z", frame.KindDateTime, "1979-05-27T07:32:00Z"},
+		{"1979-05-27T07:32:00.1234567891Z", frame.KindDateTime, "1979-05-27T07:32:00.123456789Z"},
+		{"1979-05-27T07:32:00.500Z", frame.KindDateTime, "1979-05-27T07:32:00.5Z"},
+		{"1979-05-27T07:32:00.000+01:00", frame.KindDateTime, "1979-05-27T07:32:00+01:00"},
+		{"1979-05-27T07:32Z", frame.KindDateTime, "1979-05-27T07:32:00Z"},
+		{"1979-05-27t07:32:00", frame.KindLocalDateTime, "1979-05-27T07:32:00"},
+		{"1979-05-27 07:32:00.1234567899", frame.KindLocalDateTime, "1979-05-27T07:32:00.123456789"},
+		{"07:32", frame.KindLocalTime, "07:32:00"},
+		{"07:32:00.000", frame.KindLocalTime, "07:32:00"},
+	} {
+		t.Run(tc.toml, func(t *testing.T) {
+			src := fmt.Sprintf("[clients]\nweb = %q\n[web]\nv = %s\n", web, tc.toml)
+			def, err := coffer.ParseDefinition([]byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := def.Clients[0].Values["v"]
+			if got := string(v.AppendText(nil)); v.Kind != tc.kind || got != tc.text {
+				t.Errorf("got %v %q, want %v %q", v.Kind, got, tc.kind, tc.text)
+			}
+		})
+	}
+	t.Run("nan signs share one wire form", func(t *testing.T) {
+		var encs []string
+		for _, n := range []string{"nan", "+nan", "-nan"} {
+			def, err := coffer.ParseDefinition(fmt.Appendf(nil, "[clients]\nweb = %q\n[web]\nv = %s\n", web, n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc, err := frame.EncodeShard(frame.Shard{"v": def.Clients[0].Values["v"]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			encs = append(encs, fmt.Sprintf("%x", enc))
+		}
+		if encs[0] != encs[1] || encs[0] != encs[2] {
+			t.Errorf("got %q, want one encoding", encs)
+		}
+	})
+	t.Run("leap second refused", func(t *testing.T) {
+		src := fmt.Sprintf("[clients]\nweb = %q\n[web]\nv = 1979-05-27T23:59:60Z\n", web)
+		if _, err := coffer.ParseDefinition([]byte(src)); err == nil {
+			t.Error("got no error, want one")
+		}
+	})
+}

@@ -3,11 +3,13 @@ package coffer
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,8 +132,28 @@ func FuzzServerSession(f *testing.F) {
 	}
 	f.Add([]byte{0, 0, 0})
 	f.Add([]byte{0xff, 0xff, 0})
+	// Only the recorded Hello and Get can make a session succeed: every
+	// byte of them is sealed or hashed. What follows the Get is the Bye,
+	// a courtesy the outcome does not depend on (docs/protocol.md §4.5).
+	genuine := bytes.Join([][]byte{rs.clientFrames[0].Raw, rs.clientFrames[1].Raw}, nil)
+	var mu sync.Mutex
+	var outcomes []string
+	rs.srv.Audit = func(e AuditEvent) { mu.Lock(); outcomes = append(outcomes, e.Outcome); mu.Unlock() }
 	f.Fuzz(func(t *testing.T, in []byte) {
+		mu.Lock()
+		outcomes = outcomes[:0]
+		mu.Unlock()
 		rs.serve(t, in)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(outcomes) > 1 {
+			t.Fatalf("one connection gave %d audit events, want at most 1", len(outcomes))
+		}
+		for _, o := range outcomes {
+			if (o == OutcomeOK || o == OutcomeUnknownClient) && !bytes.HasPrefix(in, genuine) {
+				t.Fatalf("a stream other than the recorded Hello and Get ended in outcome %q", o)
+			}
+		}
 	})
 }
 
@@ -223,6 +245,49 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"FuzzClientSession/busy":      plainError(frame.CodeBusy),
 		"FuzzClientSession/auth":      plainError(frame.CodeAuth),
 	}
+	// Every vector seeds both targets: its c>s frames the server's, its
+	// s>c frames the client's (docs/protocol.md §9).
+	vectorSeeds := map[string][]byte{}
+	vectors, err := filepath.Glob(filepath.Join("testdata", "vectors", "*.txt"))
+	if err != nil || len(vectors) == 0 {
+		t.Fatalf("no vectors: %v", err)
+	}
+	for _, p := range vectors {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "vector-" + strings.TrimSuffix(filepath.Base(p), ".txt")
+		var cs, sc []byte
+		_, frames, _ := strings.Cut(string(data), "\n\n")
+		for _, line := range strings.Split(strings.TrimSpace(frames), "\n") {
+			dir, h, _ := strings.Cut(line, ": ")
+			b, err := hex.DecodeString(h)
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			if dir == "c>s" {
+				cs = append(cs, b...)
+			} else {
+				sc = append(sc, b...)
+			}
+		}
+		if len(cs) > 0 {
+			vectorSeeds["FuzzServerSession/"+name] = cs
+		}
+		if len(sc) > 0 {
+			vectorSeeds["FuzzClientSession/"+name] = sc
+		}
+	}
+	for name, b := range vectorSeeds {
+		if len(b) > maxSeedBytes {
+			continue // okget-3-chunks: the fuzzer mutates large inputs poorly
+		}
+		path := filepath.Join("testdata", "fuzz", name)
+		if err := os.WriteFile(path, fmt.Appendf(nil, "go test fuzz v1\n[]byte(\"%s\")\n", hexEscape(b)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for name, b := range seeds {
 		path := filepath.Join("testdata", "fuzz", name)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -232,4 +297,25 @@ func TestWriteFuzzSeeds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// maxSeedBytes bounds a vector's stream as a fuzz seed.
+const maxSeedBytes = 64 << 10
+
+// hexEscape quotes b for a seed file as the vector seeds were first
+// written: printable ASCII as is (with \" and \\), every other byte \xNN.
+func hexEscape(b []byte) string {
+	var out strings.Builder
+	for _, c := range b {
+		switch {
+		case c == '"' || c == '\\':
+			out.WriteByte('\\')
+			out.WriteByte(c)
+		case c >= 0x20 && c < 0x7f:
+			out.WriteByte(c)
+		default:
+			fmt.Fprintf(&out, "\\x%02x", c)
+		}
+	}
+	return out.String()
 }

@@ -257,3 +257,54 @@ func FuzzLoadKeyText(f *testing.F) {
 		}
 	})
 }
+
+// TestParseKeyFileWhitespaceAndSize pins docs/files.md: lines end at LF,
+// each line is trimmed of Unicode white space (tabs, CR, NBSP...), a
+// line that is then empty or starts with '#' is a comment, and the 4 KiB
+// limit is inclusive: 4096 bytes are read, 4097 refused.
+func TestParseKeyFileWhitespaceAndSize(t *testing.T) {
+	k := kfKey(t, 8)
+	dir := t.TempDir()
+	coffer.WriteKeyFile(filepath.Join(dir, "k"), k)
+	data, _ := os.ReadFile(filepath.Join(dir, "k"))
+	var line string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "coffersk1") {
+			line = l
+		}
+	}
+	pad := func(n int) string { // a file of exactly n bytes around the key line
+		head := line + "\n#"
+		return head + strings.Repeat("x", n-len(head)-1) + "\n"
+	}
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"tabs around the key", "\t" + line + "\t\n", true},
+		{"whitespace-only lines", " \t \n\t\n" + line + "\n \r\n", true},
+		{"tab before a comment", "\t# comment\n" + line + "\n", true},
+		{"no-break spaces around the key", "\u00a0" + line + "\u00a0\n", true},
+		{"CR alone is not a line end", "# c\r" + line + "\n", false},
+		{"space inside the key", line[:30] + " " + line[30:] + "\n", false},
+		{"exactly 4096 bytes", pad(4096), true},
+		{"4097 bytes", pad(4097), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := coffer.ParseKeyFile([]byte(tc.in))
+			if tc.ok && (err != nil || got.Public() != k.Public()) {
+				t.Fatalf("ParseKeyFile: %v, want the key", err)
+			}
+			if !tc.ok && err == nil {
+				t.Fatal("ParseKeyFile accepted it, want an error")
+			}
+			p := filepath.Join(t.TempDir(), "k")
+			if err := os.WriteFile(p, []byte(tc.in), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := coffer.LoadKeyFile(p); (err == nil) != tc.ok {
+				t.Errorf("LoadKeyFile: %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}

@@ -90,3 +90,38 @@ func TestPrivateKeyNeverPrints(t *testing.T) {
 		}
 	}
 }
+
+// TestPublicKeyTextForms pins docs/protocol.md §8: the prefix and the
+// base32 are read case-insensitively, each on its own, and surrounding
+// Unicode white space is trimmed; white space inside is not.
+func TestPublicKeyTextForms(t *testing.T) {
+	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{10}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := k.Public().String()
+	body := s[len(publicPrefix):]
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"upper-case prefix", "COFFERPK1" + body, true},
+		{"mixed-case prefix", "CoFfErPk1" + body, true},
+		{"upper-case base32", "cofferpk1" + strings.ToUpper(body), true},
+		{"mixed case", "cofferPK1" + strings.ToUpper(body[:20]) + body[20:], true},
+		{"tabs and newline around", "\t" + s + "\r\n", true},
+		{"no-break spaces around", "\u00a0" + s + "\u00a0", true},
+		{"space inside", s[:30] + " " + s[30:], false},
+		{"padding", s + "=", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParsePublicKey(tc.in)
+			if tc.ok && (err != nil || got != k.Public()) {
+				t.Fatalf("ParsePublicKey(%q) = %v, %v; want the key", tc.in, got, err)
+			}
+			if !tc.ok && err == nil {
+				t.Fatalf("ParsePublicKey(%q) succeeded, want an error", tc.in)
+			}
+		})
+	}
+}

@@ -30,6 +30,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,7 +203,12 @@ func (k *kit) sealHello() []byte {
 // sealLink makes the Link as server key `server` would, for this
 // session's Ce and th1, and derives the session keys from it.
 func (k *kit) sealLink(server keyPair, sePub [32]byte) []byte {
-	p2 := cMap(map[string][]byte{"h": cText("link"), "se": cBytes(sePub[:]), "th": cBytes(k.th1[:])})
+	return k.sealLinkTH(server, sePub, k.th1)
+}
+
+// sealLinkTH is sealLink with th in place of this session's th1.
+func (k *kit) sealLinkTH(server keyPair, sePub, th [32]byte) []byte {
+	p2 := cMap(map[string][]byte{"h": cText("link"), "se": cBytes(sePub[:]), "th": cBytes(th[:])})
 	kes := boxKey(server, k.Ce.pub)
 	k.link = mkFrame(0x01, append(k.n2[:], sealBox(kes, k.n2, p2)...))
 	k.th2 = sha(k.th1[:], k.link)
@@ -254,8 +261,12 @@ type shardInfo struct {
 // okGets returns the OkGet frames for the shard; lastFlag false leaves
 // `last` (and sh) out of the final chunk.
 func (k *kit) okGets(sh shardInfo, lastFlag bool) [][]byte {
+	return k.okGetsSH(sh, lastFlag, sha(sh.data))
+}
+
+// okGetsSH is okGets with sum as the whole-shard hash sh of the last chunk.
+func (k *kit) okGetsSH(sh shardInfo, lastFlag bool, sum [32]byte) [][]byte {
 	var out [][]byte
-	sum := sha(sh.data)
 	for i, off := uint64(0), 0; ; i++ {
 		end := min(off+sh.chunkSize, len(sh.data))
 		last := end == len(sh.data)
@@ -629,11 +640,13 @@ func (g *gen) vectors() []*vector {
 			{"oversized-hello-257", "server:malformed", "a Hello header declaring 257 bytes (limit 256)", []byte{0x01, 0x01, 0x00}},
 			{"unknown-type", "server:malformed", "a frame of type 0x04", []byte{0x00, 0x00, 0x04}},
 			{"link-from-client", "server:malformed", "a Link where a Hello is expected", []byte{0x00, 0x00, 0x01}},
+			{"empty-hello", "server:malformed", "a Hello with an empty body: there is no version byte, so it is only too short", []byte{0x00, 0x00, 0x00}},
+			{"short-hello-version-2", "server:version", "a Hello whose whole body is the byte 0x02: the version is checked before the length", []byte{0x00, 0x01, 0x00, 0x02}},
 		} {
 			v := &vector{name: c.name}
 			g.header(v, c.expect, c.comment, k, g.small, false)
 			v.cs(c.raw)
-			v.sc(plainError(1))
+			v.sc(plainError(map[string]uint64{"server:malformed": 1, "server:version": 2}[c.expect]))
 			add(v)
 		}
 		v := &vector{name: "truncated-frame"}
@@ -700,7 +713,96 @@ func (g *gen) vectors() []*vector {
 		g.debug(v, k)
 		add(v)
 	}
+	missing, _ := g.fullSession("get-missing-name", "Get names port and no.such.name; the shard has no no.such.name, so the server\nserves port alone and says nothing about the other name", shardInfo{
+		data: cMap(map[string][]byte{"port": cUint(5432)}), serial: 7, dh: g.small.dh, chunkSize: frame.MaxChunkBytes,
+	}, []string{"port", "no.such.name"})
+	add(missing)
+	{ // a Link the real server key sealed for this Ce, naming another session's th1
+		v := &vector{name: "link-other-th"}
+		k, _ := g.newKit(v.name, g.C)
+		g.header(v, "client:server-auth", "a Link sealed under K(S,Ce) for this session's Ce whose th is the th1 of\nfull-session: it opens, but it does not belong to this session", k, g.small, true)
+		v.setHex("replayed-th", fk.th1[:])
+		v.cs(k.sealHello())
+		v.sc(k.sealLinkTH(g.S, k.Se.pub, fk.th1))
+		k.haveKeys = false
+		g.debug(v, k)
+		add(v)
+	}
+	{ // a KeyNotFound recorded from another session of the same client
+		v := &vector{name: "replayed-keynotfound"}
+		rec, rr := g.newKit(v.name+" recorded", g.C)
+		rec.sealHello()
+		kn := rec.keyNotFound(rr.nonce())
+		k, _ := g.newKit(v.name, g.C)
+		g.header(v, "client:unverified", "a KeyNotFound recorded from another session of this client (when the server\ndid not know it yet) replayed in answer to a fresh Hello: it opens under K(C,S)\nbut its th is the other session's th1, so it proves nothing", k, g.small, false)
+		v.setHex("replayed-th", rec.th1[:])
+		v.cs(k.sealHello())
+		v.sc(kn)
+		g.debug(v, k)
+		add(v)
+	}
+	{ // a last chunk whose whole-shard hash is wrong
+		v := &vector{name: "wrong-shard-hash"}
+		k, _ := g.newKit(v.name, g.C)
+		g.header(v, "client:protocol", "one OkGet that opens and has last, size and d right, but sh is the\nhash of other bytes: the client refuses the shard", k, g.small, true)
+		v.cs(k.sealHello())
+		v.sc(k.sealLink(g.S, k.Se.pub))
+		v.cs(k.get(nil))
+		for _, f := range k.okGetsSH(g.small, true, sha([]byte("not the shard"))) {
+			v.sc(f)
+		}
+		g.debug(v, k)
+		add(v)
+	}
+	for _, v := range vs {
+		if view, ok := debugViews[v.name]; ok {
+			v.set("debug-view", view)
+		}
+		if sub, ok := substituted[v.name]; ok {
+			v.set("substituted", sub)
+		}
+	}
 	return vs
+}
+
+// debugViews says, for each vector that is not a plain good session,
+// whose view its debug values are in (docs/protocol.md §9).
+var debugViews = map[string]string{
+	"full-session":               "both sides",
+	"okget-3-chunks":             "both sides",
+	"get-with-names":             "both sides",
+	"get-missing-name":           "both sides",
+	"replayed-hello":             "both sides of the new session (the Hello is full-session's, byte for byte; the Get was sealed under full-session's k_cs)",
+	"replayed-get":               "both sides of the new session (the Get was sealed under full-session's k_cs)",
+	"replayed-link":              "the client's (the Link is full-session's, sealed for another Ce; no session keys exist)",
+	"reordered-chunks":           "both sides",
+	"dropped-chunk":              "both sides",
+	"duplicated-chunk":           "both sides",
+	"missing-last":               "both sides",
+	"wrong-server-key":           "the client's: th0, k_ss and k_es use the key it pinned (pinned-server-pub), which the server does not hold",
+	"impostor-link":              "th0, th1, k_ss, k_es: the client's; th2, k_ee, k_se, k_cs, k_sc: what the client would derive had the Link opened (server-ephemeral is the impostor's)",
+	"unknown-client":             "th0, th1 and k_ss: both sides (the server computes k_ss for the unknown key once it has the tokens); k_es: the client's",
+	"bad-proof":                  "the genuine client's: th1 is over the Hello before the bit was flipped",
+	"low-order-client-key":       "the client's: k_ss is K(client-static, S) of the real secret, though the Hello names the substituted C_pub",
+	"low-order-client-ephemeral": "the client's: k_es is K(client-ephemeral, S) of the real secret, though the Hello names the substituted Ce_pub",
+	"low-order-server-ephemeral": "the client's, up to the Link (no session keys exist); the Link's se is the order-8 point e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800, not server-ephemeral-pub",
+	"truncated-frame":            "the client's: th1 is over the whole 228-byte Hello, of which only 100 bytes are sent",
+	"version-2":                  "the client's (the server refuses the version byte before anything else)",
+	"reflected-okget":            "both sides",
+	"get-wrong-th":               "both sides",
+	"get-bad-name":               "both sides",
+	"rollback":                   "both sides",
+	"link-other-th":              "the client's, up to the Link (no session keys exist); the Link carries replayed-th, not th1",
+	"replayed-keynotfound":       "the client's; the KeyNotFound carries replayed-th, the th1 of the recorded session",
+	"wrong-shard-hash":           "both sides",
+}
+
+// substituted names, per vector, the header public keys that are points
+// put in place of the listed secret's public key: they are not
+// X25519(secret, 9).
+var substituted = map[string]string{
+	"low-order-client-key":       "client-static-pub",
+	"low-order-client-ephemeral": "client-ephemeral-pub",
 }
 
 // ---- the tests ----
@@ -873,10 +975,20 @@ func TestVectorsMutation(t *testing.T) {
 
 // ---- replaying against the real server ----
 
-type fixedShards []byte
+// fixedShards serves one shard whatever is asked, and records the names
+// the server passed on, so a replay can check them against `names`.
+type fixedShards struct {
+	data  []byte
+	mu    sync.Mutex
+	names []string
+	asked bool
+}
 
-func (s fixedShards) Shard(coffer.PublicKey, []string) ([]byte, error) {
-	return bytes.Clone(s), nil
+func (s *fixedShards) Shard(_ coffer.PublicKey, names []string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.names, s.asked = slices.Clone(names), true
+	return bytes.Clone(s.data), nil
 }
 
 func pubKey(t *testing.T, b []byte) coffer.PublicKey {
@@ -920,8 +1032,9 @@ func replayServer(t *testing.T, v *vector, lines []vline, mutated int) serverRes
 		UnknownPerIPLimit: coffer.Limit{Rate: -1}, FailPerIPLimit: coffer.Limit{Rate: -1},
 	}
 	serial, _ := strconv.ParseUint(v.get("serial"), 10, 64)
+	store := &fixedShards{data: v.getHex(t, "shard")}
 	snap := &coffer.Snapshot{Version: coffer.Version{Serial: serial}, Clients: map[coffer.PublicKey]string{},
-		Shards: fixedShards(v.getHex(t, "shard"))}
+		Shards: store}
 	copy(snap.Version.Hash[:], v.getHex(t, "dh"))
 	for i, h := range strings.Split(v.get("server-clients"), ",") {
 		b, _ := hex.DecodeString(h)
@@ -947,9 +1060,14 @@ func replayServer(t *testing.T, v *vector, lines []vline, mutated int) serverRes
 	tc := conn.(*net.TCPConn)
 
 	last := byte(0)
+	// byeAfterShard: the script's Bye follows the last OkGet. The server
+	// may close without reading it (docs/protocol.md §4.5), so its kernel
+	// may answer the Bye with a reset, which then ends our reads too.
+	byeAfterShard := false
 	for i, ln := range lines {
 		if ln.dir == "c>s" {
-			if _, err := conn.Write(ln.raw); err != nil {
+			byeAfterShard = ln.raw[2] == 0x99 && last == 0x03
+			if _, err := conn.Write(ln.raw); err != nil && !(byeAfterShard && isReset(err)) {
 				return serverResult{err: fmt.Errorf("line %d: write: %v", i, err)}
 			}
 			if i == mutated {
@@ -970,7 +1088,7 @@ func replayServer(t *testing.T, v *vector, lines []vline, mutated int) serverRes
 	// Whatever comes now must be nothing (a replay) or, after a mutated
 	// frame, at most an Error.
 	rest, err := io.ReadAll(conn)
-	if err != nil && mutated < 0 {
+	if err != nil && mutated < 0 && !(byeAfterShard && isReset(err)) {
 		return serverResult{err: fmt.Errorf("after the script: %v", err)}
 	}
 	if mutated >= 0 {
@@ -984,6 +1102,9 @@ func replayServer(t *testing.T, v *vector, lines []vline, mutated int) serverRes
 	}
 	if len(rest) > 0 {
 		return serverResult{err: fmt.Errorf("server sent %d bytes more than the vector: %x", len(rest), rest[:min(len(rest), 64)])}
+	}
+	if want := v.get("names"); store.asked && want != strings.Join(store.names, ",") {
+		return serverResult{err: fmt.Errorf("the server asked its store for names %q, want %q", store.names, want)}
 	}
 	switch last {
 	case 0xff:
@@ -1012,6 +1133,11 @@ func errorName(t *testing.T, v *vector, raw []byte) string {
 		body = pt
 	}
 	return map[byte]string{1: "malformed", 2: "version", 3: "auth", 4: "busy", 5: "unavailable", 6: "internal"}[body[len(body)-1]]
+}
+
+// isReset reports a reset connection, or a write to one.
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func readRawFrame(r io.Reader) ([]byte, error) {
@@ -1125,6 +1251,145 @@ func clientClass(err error) string {
 		return "truncated"
 	case errors.As(err, &re):
 		return "remote-error"
+	case coffer.Retryable(err) && !errors.As(err, new(net.Error)):
+		// Not a transport error, yet worth another server: a reply
+		// that proves nothing (a KeyNotFound that does not open or is
+		// not for this session). The testkit sees only the public API.
+		return "unverified"
 	}
 	return "other"
+}
+
+// ---- the vector shown in docs/protocol.md ----
+
+const (
+	protocolDoc     = "../docs/protocol.md"
+	docVectorName   = "full-session"
+	docVectorMarker = "<!-- vector full-session.txt: generated by go test ./coffer -run Vectors -update -->"
+	docWrapHex      = 64
+)
+
+// wrapVector renders a vector file for the doc: each value longer than
+// docWrapHex characters continues on lines indented by four spaces.
+func wrapVector(file []byte) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(strings.TrimSuffix(string(file), "\n"), "\n") {
+		line = strings.TrimSuffix(line, "\n")
+		k, val, ok := strings.Cut(line, ": ")
+		if !ok || len(val) <= docWrapHex {
+			b.WriteString(line + "\n")
+			continue
+		}
+		b.WriteString(k + ": " + val[:docWrapHex] + "\n")
+		for val = val[docWrapHex:]; val != ""; {
+			n := min(len(val), docWrapHex)
+			b.WriteString("    " + val[:n] + "\n")
+			val = val[n:]
+		}
+	}
+	return b.String()
+}
+
+// unwrapVector undoes wrapVector.
+func unwrapVector(text string) []byte {
+	var out []string
+	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if strings.HasPrefix(line, " ") && len(out) > 0 {
+			out[len(out)-1] += strings.TrimLeft(line, " ")
+			continue
+		}
+		out = append(out, line)
+	}
+	return []byte(strings.Join(out, "\n") + "\n")
+}
+
+// docVectorBlock finds the fenced block after the marker: the text
+// before it, its contents and the text after it.
+func docVectorBlock(doc string) (before, block, after string, err error) {
+	i := strings.Index(doc, docVectorMarker+"\n```text\n")
+	if i < 0 {
+		return "", "", "", fmt.Errorf("%s has no %q followed by a ```text block", protocolDoc, docVectorMarker)
+	}
+	start := i + len(docVectorMarker+"\n```text\n")
+	end := strings.Index(doc[start:], "```\n")
+	if end < 0 {
+		return "", "", "", fmt.Errorf("%s: the vector block is not closed", protocolDoc)
+	}
+	return doc[:start], doc[start : start+end], doc[start+end:], nil
+}
+
+// TestVectorsInProtocolDoc checks that the session printed in
+// docs/protocol.md §9.1 is byte for byte the vector file (or, with
+// -update, rewrites it from the file), so the two cannot drift apart.
+func TestVectorsInProtocolDoc(t *testing.T) {
+	file, err := os.ReadFile(filepath.Join(vectorDir, docVectorName+".txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(protocolDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, block, after, err := docVectorBlock(string(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *updateVectors {
+		if err := os.WriteFile(protocolDoc, []byte(before+wrapVector(file)+after), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if got := unwrapVector(block); !bytes.Equal(got, file) {
+		t.Errorf("docs/protocol.md §9.1 differs from %s.txt; run go test ./coffer -run Vectors -update", docVectorName)
+	}
+	if !bytes.Equal(unwrapVector(wrapVector(file)), file) {
+		t.Error("unwrapVector(wrapVector(file)) is not the file")
+	}
+}
+
+// getBodySize is the rule of docs/protocol.md §4.3 for the size of a Get
+// body: 16 + 44 without names; with n names, 16 + 50 + the array head
+// (1 byte below 24 names, 2 below 256, 3 for 256) + for each name its
+// length plus 1 (below 24 bytes) or 2.
+func getBodySize(names []string) int {
+	if len(names) == 0 {
+		return 16 + 44
+	}
+	size := 16 + 50 + len(cHead(4, uint64(len(names))))
+	for _, n := range names {
+		size += len(n) + 1
+		if len(n) >= 24 {
+			size++
+		}
+	}
+	return size
+}
+
+// TestGetSize checks the §4.3 size rule against the testkit's encoder,
+// and the two facts the doc draws from it: 30 names of 128 bytes fit the
+// Get limit and 31 do not, and 256 names of 128 bytes need 33,349 bytes.
+func TestGetSize(t *testing.T) {
+	limit, _ := frame.TypeGet.Limit()
+	k, _ := newGen().newKit("get size", newGen().C)
+	k.sealHello()
+	k.sealLink(k.S, k.Se.pub)
+	for _, n := range []int{0, 1, 23, 24, 30, 31, 255, 256} {
+		for _, l := range []int{1, 23, 24, 128} {
+			names := make([]string, n)
+			for i := range names {
+				names[i] = strings.Repeat("n", l)
+			}
+			if got, want := len(k.get(names))-3, getBodySize(names); got != want {
+				t.Errorf("%d names of %d bytes: body %d bytes, rule says %d", n, l, got, want)
+			}
+		}
+	}
+	long := func(n int) []string { return slices.Repeat([]string{strings.Repeat("n", 128)}, n) }
+	if limit != 4096 || getBodySize(long(30)) > limit || getBodySize(long(31)) <= limit {
+		t.Errorf("limit %d; 30 long names: %d bytes, 31: %d", limit, getBodySize(long(30)), getBodySize(long(31)))
+	}
+	if got := getBodySize(long(256)); got != 33349 {
+		t.Errorf("256 long names: %d bytes, want 33349", got)
+	}
 }

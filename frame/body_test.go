@@ -444,3 +444,21 @@ func TestErrorCodeString(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// TestNestingDepthCounted pins docs/protocol.md §3.6: the top-level map
+// is depth 1, each array or map inside it (even an empty one) one level
+// more, scalars none; depth 4 is decoded, depth 5 refused.
+func TestNestingDepthCounted(t *testing.T) {
+	depth4 := []byte{0xa1, 0x61, 'a', 0xa1, 0x61, 't', 0x81, 0x81, 0x61, 'x'} // {a: {t: [["x"]]}}
+	depth5 := []byte{0xa1, 0x61, 'a', 0xa1, 0x61, 't', 0x81, 0x81, 0x80}      // {a: {t: [[[]]]}}
+	var v any
+	if err := frame.Unmarshal(depth4, &v); err != nil {
+		t.Errorf("depth 4: got %v, want it decoded", err)
+	}
+	if err := frame.Unmarshal(depth5, &v); err == nil || !strings.Contains(err.Error(), "nesting too deep") {
+		t.Errorf("depth 5: got %v, want nesting too deep", err)
+	}
+	if _, err := frame.DecodeShard(depth5); err == nil || !strings.Contains(err.Error(), "nesting too deep") {
+		t.Errorf("depth 5 shard: got %v, want nesting too deep", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +21,8 @@ const (
 	envCrashDir    = "SHARD_CRASH_DIR"
 	envCrashSerial = "SHARD_CRASH_SERIAL"
 	envCrashStep   = "SHARD_CRASH_STEP"
+	// crashMarker starts the line the child writes as it kills itself.
+	crashMarker = "crash-child: killed at "
 )
 
 // crashDef is the definition of serial s in the crash test: the number
@@ -41,8 +44,10 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	shard.SetHook(st, func(string) {
+	shard.SetHook(st, func(name string) {
 		if n == step {
+			// Unbuffered, so the parent reads it after the SIGKILL.
+			fmt.Fprintf(os.Stderr, "%s%s\n", crashMarker, name)
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}
 		n++
@@ -51,6 +56,11 @@ func TestCrashChild(t *testing.T) {
 	prev, err := st.Import(d.v, d.sealed, d.seq())
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A step past the last crash point must be exactly one past it, so
+	// the parent learns how many points Import has.
+	if step >= 0 && step != n {
+		t.Fatalf("Import passed %d crash points, and step %d is not one past the last", n, step)
 	}
 	if prev != 0 {
 		if err := st.DropGeneration(prev); err != nil {
@@ -76,7 +86,9 @@ func TestCrashImport(t *testing.T) {
 	mustImport(t, st, crashDef(1))
 	st.Close()
 
-	const steps = 9 // start, kept, 3 batches, written, flipped, state, done
+	// Import's crash points, in order: 3 batches of clients.
+	points := []string{"start", "kept", "batch", "batch", "batch", "written", "flipped", "state", "done"}
+	steps := len(points)
 	rounds := 40
 	if testing.Short() {
 		rounds = 15
@@ -93,6 +105,16 @@ func TestCrashImport(t *testing.T) {
 		}
 		outcome := runCrashChild(t, dir, serial+1, step, delay)
 		killed[outcome]++
+		// A crash-point round must end at its point, and the round one
+		// past the last point must complete: a hook that never fires
+		// would otherwise let every round pass as a completed import.
+		want := "completed"
+		if step >= 0 && step < steps {
+			want = "killed at " + points[step]
+		}
+		if step >= 0 && outcome != want {
+			t.Fatalf("round %d (step %d): child %s, want %s", round, step, outcome, want)
+		}
 
 		st, err := shard.Open(dir, &badgerKey, &sealKey, shard.Options{})
 		if err != nil {
@@ -146,6 +168,11 @@ func runCrashChild(t *testing.T, dir string, serial uint64, step int, delay time
 		return "completed"
 	}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+		for _, line := range strings.Split(out.String(), "\n") {
+			if name, ok := strings.CutPrefix(line, crashMarker); ok {
+				return "killed at " + name
+			}
+		}
 		return "killed"
 	}
 	t.Fatalf("child (serial %d, step %d): %v\n%s", serial, step, err, out.String())

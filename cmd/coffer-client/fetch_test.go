@@ -108,6 +108,47 @@ func TestDeadline(t *testing.T) {
 	})
 }
 
+// TestTimeoutBoundsTheAttempt pins docs/client.md: --timeout is one
+// deadline for the whole attempt with one server (connect, every read
+// and write), not a limit per read. The fake server trickles a Link one
+// byte every 20 ms, so no single read waits long; the 122-byte body
+// would take about 2.4 s, and the attempt must end at its 300 ms.
+func TestTimeoutBoundsTheAttempt(t *testing.T) {
+	fx := newFixture(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		trickle := append([]byte{0, 122, byte(frame.TypeLink)}, make([]byte, 122)...)
+		for _, b := range trickle {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if _, err := c.Write([]byte{b}); err != nil {
+				return
+			}
+		}
+	}()
+	r := fx.run(nil, append([]string{"get"}, fx.base("--server", l.Addr().String(), "--timeout", "300ms")...)...)
+	r.want(t, exitUnreachable)
+	if !bytes.Contains(r.stderr, []byte("deadline exceeded")) {
+		t.Errorf("stderr does not report the attempt's deadline:\n%s", r.stderr)
+	}
+}
+
 func TestAuthFailures(t *testing.T) {
 	fx := newFixture(t)
 	ts := fx.serve(nil, 1)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -362,5 +363,105 @@ func TestFormatErrors(t *testing.T) {
 				t.Errorf("error %q quotes a value", err)
 			}
 		})
+	}
+}
+
+// TestFormatExactText pins the exact bytes of each format
+// (docs/client.md, "Formats"): lines and members in byte order of the
+// secret names (not of the variable names: Z before A_B), JSON with
+// two-space indentation and one member per line, the JSON and TOML
+// string escapes (short forms, \u00XX in upper-case hex for the other
+// control bytes and DEL, every other byte as is) and the float text
+// forms, -0 and exponents included.
+func TestFormatExactText(t *testing.T) {
+	const tricky = "esc\x1b del\x7f tab\t nl\n q\" bs\\ sl/ lt< amp& \u00e9 \u2028"
+	s := frame.Shard{
+		"b":      str(tricky),
+		"Z":      str("upper"),
+		"a.b":    str("dot"),
+		"a_c":    str("underscore"),
+		"f.negz": {Kind: frame.KindFloat, Float: math.Copysign(0, -1)},
+		"f.mill": {Kind: frame.KindFloat, Float: 1e6},
+		"f.m7":   {Kind: frame.KindFloat, Float: 1234567},
+		"f.k6":   {Kind: frame.KindFloat, Float: 123456},
+		"f.tiny": {Kind: frame.KindFloat, Float: 0.0001},
+		"f.tin5": {Kind: frame.KindFloat, Float: 0.00001},
+		"f.big":  {Kind: frame.KindFloat, Float: 1e300},
+		"f.nan":  {Kind: frame.KindFloat, Float: math.NaN()},
+	}
+	// é and U+2028 come out as their UTF-8 bytes.
+	const quoted = `"esc\u001B del\u007F tab\t nl\n q\" bs\\ sl/ lt< amp& ` + "\u00e9 \u2028\""
+	for _, tc := range []struct{ format, want string }{
+		{formatEnv, "export Z='upper'\n" +
+			"export A_B='dot'\n" +
+			"export A_C='underscore'\n" +
+			"export B='" + tricky + "'\n" +
+			"export F_BIG='1e+300'\n" +
+			"export F_K6='123456'\n" +
+			"export F_M7='1.234567e+06'\n" +
+			"export F_MILL='1e+06'\n" +
+			"export F_NAN='nan'\n" +
+			"export F_NEGZ='-0'\n" +
+			"export F_TIN5='1e-05'\n" +
+			"export F_TINY='0.0001'\n"},
+		{formatJSON, "{\n" +
+			`  "Z": "upper",` + "\n" +
+			`  "a.b": "dot",` + "\n" +
+			`  "a_c": "underscore",` + "\n" +
+			`  "b": ` + quoted + ",\n" +
+			`  "f.big": 1e+300,` + "\n" +
+			`  "f.k6": 123456.0,` + "\n" +
+			`  "f.m7": 1.234567e+06,` + "\n" +
+			`  "f.mill": 1e+06,` + "\n" +
+			`  "f.nan": "nan",` + "\n" +
+			`  "f.negz": -0.0,` + "\n" +
+			`  "f.tin5": 1e-05,` + "\n" +
+			`  "f.tiny": 0.0001` + "\n" +
+			"}\n"},
+		{formatTOML, `Z = "upper"` + "\n" +
+			`"a.b" = "dot"` + "\n" +
+			`a_c = "underscore"` + "\n" +
+			`b = ` + quoted + "\n" +
+			`"f.big" = 1e+300` + "\n" +
+			`"f.k6" = 123456.0` + "\n" +
+			`"f.m7" = 1.234567e+06` + "\n" +
+			`"f.mill" = 1e+06` + "\n" +
+			`"f.nan" = nan` + "\n" +
+			`"f.negz" = -0.0` + "\n" +
+			`"f.tin5" = 1e-05` + "\n" +
+			`"f.tiny" = 0.0001` + "\n"},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			if got := string(mustRender(t, tc.format, s, "")); got != tc.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tc.want)
+			}
+		})
+	}
+	// The plain text of a float (env, dotenv, raw, exec, --out DIR).
+	for _, tc := range []struct {
+		f    float64
+		want string
+	}{
+		{math.Copysign(0, -1), "-0"}, {0, "0"}, {3, "3"}, {0.5, "0.5"}, {123456, "123456"},
+		{1e6, "1e+06"}, {1234567, "1.234567e+06"}, {0.0001, "0.0001"}, {0.00001, "1e-05"},
+		{1e300, "1e+300"}, {-2.5e-10, "-2.5e-10"}, {0.1, "0.1"}, {1.0 / 3, "0.3333333333333333"},
+		{5e-324, "5e-324"}, {math.Inf(1), "inf"}, {math.Inf(-1), "-inf"}, {math.NaN(), "nan"},
+	} {
+		v := frame.Value{Kind: frame.KindFloat, Float: tc.f}
+		if got := string(mustRender(t, formatRaw, frame.Shard{"x": v}, "")); got != tc.want {
+			t.Errorf("raw %v: got %q, want %q", tc.f, got, tc.want)
+		}
+	}
+}
+
+// TestCheckNameArgs pins how get passes NAMEs on (docs/protocol.md §4.3):
+// each checked, duplicates dropped, in the order first given.
+func TestCheckNameArgs(t *testing.T) {
+	got, err := checkNameArgs([]string{"port", "db.password", "port", "a"})
+	if want := []string{"port", "db.password", "a"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("got %q, %v; want %q", got, err, want)
+	}
+	if _, err := checkNameArgs([]string{"ok", ".hidden"}); err == nil {
+		t.Error("got no error for .hidden, want one")
 	}
 }
