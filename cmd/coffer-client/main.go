@@ -169,7 +169,8 @@ type shard struct {
 }
 
 // fetchShard fetches the shard, falling back to the cache only when no
-// server answered in time. It never returns a partial shard.
+// server gave a final answer in time (unreachable, busy, or only
+// answers that did not authenticate). It never returns a partial shard.
 func (e *env) fetchShard(s *session, names []string) (*shard, error) {
 	f := &fetcher{
 		servers: s.servers,
@@ -188,7 +189,8 @@ func (e *env) fetchShard(s *session, names []string) (*shard, error) {
 		}
 		return &shard{values: res.Shard, res: res, whole: len(names) == 0, fetched: time.Now()}, nil
 	}
-	if !errors.Is(err, errUnreachable) || s.cache == "" {
+	var na *noAnswer
+	if !errors.As(err, &na) || s.cache == "" {
 		return nil, err
 	}
 	ce, cerr := readCache(s.cache, s.key, cachePolicy{server: s.serverKey, minSerial: s.floor,
