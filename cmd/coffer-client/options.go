@@ -114,9 +114,14 @@ Exit status:
   1  any other failure (a stale server, a missing name, an output error)
   2  usage or configuration error (flags, config file, key file)
   3  no server answered within --wait, and no usable cache
-  4  authentication failed: wrong pinned server key, or this client's key
-     is unknown to or refused by the server (an unauthenticated refusal
-     counts only when every server sent one)
+  4  authentication failed: this client's key is unknown to or refused by
+     the server; or, at the deadline with no usable cache, some server's
+     last answer was an unauthenticated auth refusal (a wrong pinned
+     server key looks like this)
+Only authenticated answers are final: an unauthenticated one (a plain
+Error, a Link that does not open, garbage) moves on to the next server,
+the retries within --wait and the cache, and sets status 4, 1 or 3 only
+at the end.
 `
 
 // resolve merges the parsed flags with the environment and the config
