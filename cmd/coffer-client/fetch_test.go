@@ -44,7 +44,7 @@ func TestRetryLateServer(t *testing.T) {
 	addr := closedAddr(t)
 	cmd := exec.Command(clientBin, append([]string{"get", "--format", "raw", "port"},
 		fx.base("--server", addr, "--wait", "60s", "--timeout", "2s")...)...)
-	cmd.Env = environ()
+	cmd.Env = fx.environ()
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	errPipe, err := cmd.StderrPipe()

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/coffer-project/coffer/coffer"
@@ -216,6 +217,11 @@ func (e *env) commit(s *session, sh *shard) error {
 		return nil
 	}
 	if s.state != "" {
+		if s.stateDefault {
+			if err := os.MkdirAll(filepath.Dir(s.state), 0o700); err != nil {
+				return fmt.Errorf("state directory: %w", err)
+			}
+		}
 		if err := recordSerial(s.state, s.serverKey, sh.res.Version.Serial); err != nil {
 			return err
 		}

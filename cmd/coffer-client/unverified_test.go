@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"io"
+	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -305,5 +308,45 @@ func TestUnverifiedMix(t *testing.T) {
 			}
 			fx.run(nil, append([]string{"get"}, args...)...).want(t, tt.want)
 		})
+	}
+}
+
+// TestDefaultState: without --state the remembered serial is kept at the
+// default location (here under $XDG_STATE_HOME, which the fixture points
+// into its temporary directory), created 0700/0600 when missing, so a
+// rolled-back server is refused by default; --state none and
+// COFFER_STATE=none turn it off (issue 12 section 4).
+func TestDefaultState(t *testing.T) {
+	fx := newFixture(t)
+	ts := fx.serve(nil, 5)
+	get := func(env []string, args ...string) result {
+		return fx.run(env, append([]string{"get", "--format", "raw", "port"}, fx.base(append([]string{"--server", ts.addr}, args...)...)...)...)
+	}
+	dir := filepath.Join(fx.dir, "xdg-state", "coffer-client")
+	path := filepath.Join(dir, "state-"+fx.server.Public().Fingerprint())
+	get(nil, "--state", "none").want(t, exitOK)
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("--state none created %s: %v", dir, err)
+	}
+	get(nil).want(t, exitOK)
+	data, err := os.ReadFile(path)
+	if err != nil || !bytes.Contains(data, []byte(fx.server.Public().String()+" 5\n")) {
+		t.Fatalf("default state %s: %v\n%s", path, err, data)
+	}
+	for p, want := range map[string]os.FileMode{dir: 0o700, path: 0o600} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v, mode %v; want %v", p, err, fi.Mode().Perm(), want)
+		}
+	}
+	ts.swap(4, map[coffer.PublicKey]frame.Shard{fx.client.Public(): fx.shard}) // rolled back
+	r := get(nil)
+	r.want(t, exitFailure)
+	if len(r.stdout) != 0 || !bytes.Contains(r.stderr, []byte("older")) {
+		t.Errorf("a rolled-back server was not refused by default: %q\n%s", r.stdout, r.stderr)
+	}
+	get(nil, "--state", "none").want(t, exitOK)
+	get([]string{"COFFER_STATE=none"}).want(t, exitOK)
+	if data, _ := os.ReadFile(path); !bytes.Contains(data, []byte(" 5\n")) {
+		t.Errorf("the state changed with --state none:\n%s", data)
 	}
 }
