@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/coffer-project/coffer/cmd/internal/harden"
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/frame"
 )
@@ -58,6 +59,12 @@ Run coffer-client <command> -h for the options of each command.
 ` + commonUsage
 
 func main() {
+	// A whole shard passes through this process (docs/client.md, "What
+	// never leaves the process").
+	if err := harden.Process(); err != nil {
+		fmt.Fprintf(os.Stderr, "coffer-client: error: %v\n", err)
+		os.Exit(exitFailure)
+	}
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
