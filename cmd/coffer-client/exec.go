@@ -31,8 +31,8 @@ that map to one variable are an error. A secret replaces an inherited
 variable of the same name.
 
 Start-up variables: a secret may not set a variable that makes CMD load
-or run other code, unless --allow-env names it; CMD is then not started
-and the status is 1. They are LD_* and DYLD_*, GCONV_PATH,
+or run other code unless --allow-env names it; otherwise CMD is not
+started and the status is 1. They are LD_* and DYLD_*, GCONV_PATH,
 GLIBC_TUNABLES, GETCONF_DIR, LOCPATH, NLSPATH, MALLOC_TRACE; BASH_ENV,
 ENV, ZDOTDIR, SHELLOPTS, BASHOPTS, PS4, IFS, CDPATH, BASH_FUNC_*; PATH;
 PYTHONSTARTUP, PYTHONPATH, PYTHONHOME, PERL5OPT, PERL5LIB, PERLLIB,

@@ -126,6 +126,7 @@ Exit status:
      the server; or, at the deadline with no usable cache, some server's
      last answer was an unauthenticated auth refusal (a wrong pinned
      server key looks like this)
+
 Only authenticated answers are final: an unauthenticated one (a plain
 Error, a Link that does not open, garbage) moves on to the next server,
 the retries within --wait and the cache, and sets status 4, 1 or 3 only
