@@ -143,7 +143,7 @@ func (cl *clientSession) run() (*Result, error) {
 	}
 	f, err := frame.Read(cl.c, frame.TypeLink, frame.TypeKeyNotFound, frame.TypeError)
 	if err != nil {
-		return nil, fmt.Errorf("reading link: %w", err)
+		return nil, readError("reading link", err)
 	}
 	switch f.Type {
 	case frame.TypeKeyNotFound:
@@ -151,8 +151,8 @@ func (cl *clientSession) run() (*Result, error) {
 	case frame.TypeError:
 		// Plain, so it proves nothing: a server without the pinned key
 		// answers Error{auth}, but so can anyone on the path. It stays an
-		// unsealed *RemoteError, not ErrServerAuth, so a caller can try
-		// another server (docs/protocol.md §4.7).
+		// unsealed *RemoteError (ErrUnverified), not ErrServerAuth, so a
+		// caller tries another server (docs/protocol.md §4.7).
 		return nil, plainRemoteError(f)
 	}
 	if err := cl.openLink(f); err != nil {
@@ -205,23 +205,34 @@ func (cl *clientSession) sealHello() error {
 	return nil
 }
 
-// openKeyNotFound turns a KeyNotFound that proves itself into
-// ErrUnknownClient; one that does not open is a retryable, unverified
-// reply.
+// errKeyNotFoundUnverified: a KeyNotFound that does not open, or opens
+// but names another session's th1 (a recorded one, replayed).
+var errKeyNotFoundUnverified = unverified(errors.New("coffer: a keynotfound that does not open or is not for this session"))
+
+// errLinkUnverified: a Link that is too short, does not open, or opens
+// but names another session's th1.
+var errLinkUnverified = unverified(ErrServerAuth)
+
+// openKeyNotFound turns a KeyNotFound that proves itself for this
+// session into ErrUnknownClient, which is final; any other is an
+// unverified reply (docs/protocol.md §4.6).
 func (cl *clientSession) openKeyNotFound(f frame.Frame) error {
 	var p frame.KeyNotFoundPayload
 	if cl.openSealed(f, cl.ss, &p) != nil || !equalHash(p.TH, &cl.th) {
-		return errUnverified
+		return errKeyNotFoundUnverified
 	}
 	return ErrUnknownClient
 }
 
 // openLink checks Link (the server's proof of S, bound to Ce and th1) and
-// derives the session keys: two ladders.
+// derives the session keys: two ladders. A Link that does not open for
+// this session proves nothing (ErrUnverified); one that does but whose
+// Se is unusable is the key holder's word, a final ErrServerAuth
+// (docs/protocol.md §4.2).
 func (cl *clientSession) openLink(f frame.Frame) error {
 	var p frame.LinkPayload
 	if cl.openSealed(f, cl.es, &p) != nil || !equalHash(p.TH, &cl.th) {
-		return ErrServerAuth
+		return errLinkUnverified
 	}
 	sePub := PublicKey(p.SE)
 	if CheckPublicKey(&sePub) != nil {
@@ -318,14 +329,14 @@ func (cl *clientSession) readShard() (*Result, error) {
 	for i := uint64(0); i < frame.MaxChunks; i++ {
 		f, err := frame.Read(cl.c, frame.TypeOkGet, frame.TypeError)
 		if err != nil {
-			return nil, fmt.Errorf("reading okget %d: %w", i, err)
+			return nil, readError(fmt.Sprintf("reading okget %d", i), err)
 		}
 		if f.Type == frame.TypeError {
 			return nil, cl.openError(f)
 		}
 		var p frame.OkGetPayload
 		if err := cl.openSealed(f, nil, &p); errors.Is(err, errOpen) {
-			return nil, fmt.Errorf("%w: okget %d did not open (reordered, dropped, duplicated or altered)", ErrProtocol, i)
+			return nil, unverified(fmt.Errorf("%w: okget %d did not open (reordered, dropped, duplicated or altered)", ErrProtocol, i))
 		} else if err != nil {
 			return nil, fmt.Errorf("%w: okget %d: %w", ErrProtocol, i, err)
 		}
@@ -385,13 +396,27 @@ func (cl *clientSession) openError(f frame.Frame) error {
 	return &RemoteError{Code: p.Code, Sealed: true}
 }
 
+// errErrorUnverified: an Error body that decodes neither sealed nor plain.
+var errErrorUnverified = unverified(errors.New("coffer: an error reply that decodes neither sealed nor plain"))
+
 // plainRemoteError decodes an unsealed Error body.
 func plainRemoteError(f frame.Frame) error {
 	var p frame.ErrorBody
 	if frame.Unmarshal(f.Body(), &p) != nil || p.Validate() != nil {
-		return errUnverified
+		return errErrorUnverified
 	}
 	return &RemoteError{Code: p.Code}
+}
+
+// readError wraps an error of frame.Read. A frame of an unknown or
+// unexpected type, or too long for its type, is a protocol violation
+// that nothing authenticated (ErrUnverified); a short read is a
+// transport error, retryable as such.
+func readError(what string, err error) error {
+	if errors.Is(err, frame.ErrUnknownType) || errors.Is(err, frame.ErrUnexpected) || errors.Is(err, frame.ErrTooLong) {
+		return unverified(fmt.Errorf("%w: %s: %w", ErrProtocol, what, err))
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // sealBye sends Bye under k_cs, counter 1. The server closes either way,

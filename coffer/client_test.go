@@ -90,6 +90,10 @@ func TestChunkTampering(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("got %v, want %v", err, tt.wantErr)
 			}
+			// A chunk that does not open proves nothing: not final.
+			if !Retryable(err) {
+				t.Errorf("Retryable(%v) = false, want true", err)
+			}
 		})
 	}
 	t.Run("untouched", func(t *testing.T) {
@@ -156,13 +160,13 @@ func TestClientRefusesBadReplies(t *testing.T) {
 		{"plain auth proves nothing", plain(frame.CodeAuth), &RemoteError{Code: frame.CodeAuth}, true},
 		{"plain version proves nothing", plain(frame.CodeVersion), &RemoteError{Code: frame.CodeVersion}, true},
 		{"plain malformed proves nothing", plain(frame.CodeMalformed), &RemoteError{Code: frame.CodeMalformed}, true},
-		{"garbage error body", []byte{0, 1, 0xff, 0xff}, errUnverified, true},
-		{"keynotfound that does not open", append([]byte{0, 60, 0xaa}, make([]byte, 60)...), errUnverified, true},
-		{"link that does not open", append([]byte{0, 100, 0x01}, make([]byte, 100)...), ErrServerAuth, false},
-		{"short link", []byte{0, 1, 0x01, 0}, ErrServerAuth, false},
-		{"okget before link", []byte{0, 0, 0x03}, frame.ErrUnexpected, false},
-		{"unknown type", []byte{0, 0, 0x04}, frame.ErrUnknownType, false},
-		{"oversized link", []byte{0xff, 0xff, 0x01}, frame.ErrTooLong, false},
+		{"garbage error body", []byte{0, 1, 0xff, 0xff}, ErrUnverified, true},
+		{"keynotfound that does not open", append([]byte{0, 60, 0xaa}, make([]byte, 60)...), ErrUnverified, true},
+		{"link that does not open", append([]byte{0, 100, 0x01}, make([]byte, 100)...), ErrServerAuth, true},
+		{"short link", []byte{0, 1, 0x01, 0}, ErrServerAuth, true},
+		{"okget before link", []byte{0, 0, 0x03}, frame.ErrUnexpected, true},
+		{"unknown type", []byte{0, 0, 0x04}, frame.ErrUnknownType, true},
+		{"oversized link", []byte{0xff, 0xff, 0x01}, frame.ErrTooLong, true},
 		{"nothing", nil, io.EOF, true},
 		{"truncated", []byte{0, 10, 0x01, 1}, io.ErrUnexpectedEOF, true},
 	}
@@ -181,6 +185,12 @@ func TestClientRefusesBadReplies(t *testing.T) {
 			if got := Retryable(err); got != tt.retryable {
 				t.Errorf("Retryable(%v) = %v, want %v", err, got, tt.retryable)
 			}
+			// Nothing here authenticated: every answer is unverified,
+			// every transport error is not (docs/protocol.md §4.7).
+			transport := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+			if got := errors.Is(err, ErrUnverified); got == transport {
+				t.Errorf("errors.Is(%v, ErrUnverified) = %v, want %v", err, got, !transport)
+			}
 			if want != nil && (errors.Is(err, ErrServerAuth) || errors.Is(err, ErrAuth)) {
 				t.Errorf("an unsealed %v matches ErrServerAuth or ErrAuth: final on a forgeable frame", err)
 			}
@@ -195,7 +205,11 @@ func TestRetryable(t *testing.T) {
 	}{
 		{nil, false},
 		{ErrUnknownClient, false},
-		{ErrServerAuth, false},
+		{ErrServerAuth, false}, // a Link that opened for this session, with an unusable Se
+		{errLinkUnverified, true},
+		{errKeyNotFoundUnverified, true},
+		{errErrorUnverified, true},
+		{unverified(fmt.Errorf("%w: okget 1 did not open", ErrProtocol)), true},
 		{ErrRollback, false},
 		{context.Canceled, false},
 		{&RemoteError{Code: frame.CodeBusy, Sealed: true}, true},

@@ -1251,10 +1251,11 @@ func clientClass(err error) string {
 		return "truncated"
 	case errors.As(err, &re):
 		return "remote-error"
-	case coffer.Retryable(err) && !errors.As(err, new(net.Error)):
-		// Not a transport error, yet worth another server: a reply
-		// that proves nothing (a KeyNotFound that does not open or is
-		// not for this session). The testkit sees only the public API.
+	case errors.Is(err, coffer.ErrUnverified) && coffer.Retryable(err):
+		// A reply that proves nothing and is not final (a KeyNotFound
+		// that does not open or is not for this session). Link, chunk and
+		// plain Error failures match ErrUnverified too but have their
+		// own classes above. The testkit sees only the public API.
 		return "unverified"
 	}
 	return "other"

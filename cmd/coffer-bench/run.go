@@ -504,7 +504,8 @@ func (b *bench) clientOnce(ctx context.Context, keyFile string, check bool) (tim
 	defer cancel()
 	cmd := exec.CommandContext(ctx, b.opt.clientBin, "get", "--format", "json",
 		"--server", b.servers["coffer"].addr, "--key", keyFile,
-		"--server-key", b.fx.serverPub.String())
+		"--server-key", b.fx.serverPub.String(),
+		"--state", filepath.Join(b.fx.dir, "client.state")) // the default cost, not in /var/lib
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -21,11 +21,24 @@ is fetched. The exit status is then CMD's own.
 Options:
   --prefix P      prefix of the environment variable names
   --pristine      start CMD with only the secrets in its environment
+  --allow-env NAME
+                  let a secret set NAME although it is a start-up variable
+                  (repeatable; see below)
 
 Environment names: db.password -> DB_PASSWORD: upper case, '.' and '-'
 become '_', a leading digit gets '_' in front, then --prefix. Two names
 that map to one variable are an error. A secret replaces an inherited
 variable of the same name.
+
+Start-up variables: a secret may not set a variable that makes CMD load
+or run other code unless --allow-env names it; otherwise CMD is not
+started and the status is 1. They are LD_* and DYLD_*, GCONV_PATH,
+GLIBC_TUNABLES, GETCONF_DIR, LOCPATH, NLSPATH, MALLOC_TRACE; BASH_ENV,
+ENV, ZDOTDIR, SHELLOPTS, BASHOPTS, PS4, IFS, CDPATH, BASH_FUNC_*; PATH;
+PYTHONSTARTUP, PYTHONPATH, PYTHONHOME, PERL5OPT, PERL5LIB, PERLLIB,
+RUBYOPT, RUBYLIB, NODE_OPTIONS, NODE_PATH, JAVA_TOOL_OPTIONS,
+_JAVA_OPTIONS, JDK_JAVA_OPTIONS. With --prefix the names change
+(APP_LD_PRELOAD is not one).
 
 ` + commonUsage + `
 Examples:
@@ -37,6 +50,7 @@ type execFlags struct {
 	commonFlags
 	prefix   string
 	pristine bool
+	allowEnv allowList
 }
 
 func (e *env) execFlagSet() (*flag.FlagSet, *execFlags) {
@@ -45,6 +59,7 @@ func (e *env) execFlagSet() (*flag.FlagSet, *execFlags) {
 	x.register(fs)
 	fs.StringVar(&x.prefix, "prefix", "", "")
 	fs.BoolVar(&x.pristine, "pristine", false, "")
+	fs.Var(&x.allowEnv, "allow-env", "")
 	return fs, &x
 }
 
@@ -75,6 +90,13 @@ func (e *env) exec(args []string) error {
 	var base []string
 	if !x.pristine {
 		base = os.Environ()
+	}
+	envs, err := envNames(x.prefix, sh.values)
+	if err != nil {
+		return err
+	}
+	if err := checkStartupEnv(envs, x.allowEnv); err != nil {
+		return err
 	}
 	environ, err := buildEnv(base, x.prefix, sh.values)
 	if err != nil {

@@ -37,29 +37,35 @@ type fetchResult struct {
 	addr string
 }
 
-// errUnreachable marks a fetch that ended because no server answered in
-// time: the only failure after which the cache may be used.
-var errUnreachable = errors.New("no server answered")
+// noAnswer ends a fetch in which no server gave an authenticated final
+// answer before the deadline: every server was unreachable, busy, or sent
+// answers that did not authenticate. It is the only failure after which
+// the cache may be used (docs/client.md, "Robustness").
+type noAnswer struct{ msg string }
+
+func (e *noAnswer) Error() string { return e.msg }
 
 // fetch tries the servers in a shuffled order, round after round with
-// backoff, until one serves the shard or the deadline passes. It fails
-// over on connection errors, timeouts, retryable server errors, unsealed
-// Errors (anyone on the path can forge one) and stale servers (a replica
-// that has not caught up may in a moment), and stops at once on an
-// authentication failure or an unknown client. A round in which every
-// server answered an unsealed Error{auth}, {version} or {malformed} ends
-// the fetch too: that is a wrong pinned key or a version mismatch, and
-// waiting will not fix it. The error is an *exitError.
+// backoff, until one serves the shard or the deadline passes. Only an
+// authenticated answer is final (docs/protocol.md §4.7): a sealed
+// refusal, an unknown client (a sealed KeyNotFound of this session), a
+// protocol violation inside an opened box. Everything else moves on to
+// the next server and, with --wait, to another round: connection errors,
+// timeouts, retryable server errors, stale servers (a replica that has
+// not caught up may in a moment) and every answer that did not
+// authenticate, whatever it claims, since anyone on the path can send
+// it. The error is an *exitError; when no server gave a final answer it
+// wraps a *noAnswer whose status verdict chose.
 func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 	deadline := time.Now().Add(f.wait)
 	order := append([]string(nil), f.servers...)
 	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	var fails []string // the last round's failures, for the final error
+	last := make([]outcome, len(order)) // each server's last outcome; next until tried
+	var fails []string                  // the last round's failures, for the final error
 	var stale error
 	for round := 0; ; round++ {
 		var now []string
-		var plainAuth, plainOther int // unsealed Error{auth}, and {version} or {malformed}
-		for _, addr := range order {
+		for i, addr := range order {
 			if f.wait > 0 && !time.Now().Before(deadline) {
 				break
 			}
@@ -67,15 +73,18 @@ func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 			if err == nil {
 				return &fetchResult{res, addr}, nil
 			}
-			switch classify(err) {
+			o := classify(err)
+			// An attempt cut off by the --wait deadline says nothing new
+			// about its server: keep what it answered before, so that the
+			// status does not depend on where the deadline fell.
+			if f.wait == 0 || time.Now().Before(deadline) || !errors.Is(err, context.DeadlineExceeded) {
+				last[i] = o
+			}
+			switch o {
 			case stopAuth:
 				return nil, authError(addr, err, f.cfg.Key.Public())
 			case stopFailure:
 				return nil, &exitError{code: exitFailure, err: fmt.Errorf("%s: %w", addr, err)}
-			case nextPlainAuth:
-				plainAuth++
-			case nextPlainRefusal:
-				plainOther++
 			case nextStale:
 				stale = fmt.Errorf("%s: %w", addr, err)
 			}
@@ -84,12 +93,9 @@ func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 		if len(now) > 0 {
 			fails = now
 		}
-		if n := plainAuth + plainOther; n > 0 && n == len(order) {
-			return nil, plainErrors(plainAuth > 0, now)
-		}
 		remaining := time.Until(deadline)
 		if remaining <= 0 || ctx.Err() != nil {
-			return nil, f.giveUp(stale, fails)
+			return nil, f.giveUp(stale, verdict(last), fails)
 		}
 		d := min(rand.N(min(backoffMax, backoffBase<<min(round, 20))+1), remaining)
 		fmt.Fprintf(f.log, "coffer-client: retry %d in %s (%s left): %s\n",
@@ -108,29 +114,33 @@ func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 type outcome int
 
 const (
-	// next: try the next server (a connection error, a timeout, a
-	// retryable server error, an unsealed Error of another code).
+	// next: try the next server (a connection error, a timeout, Error
+	// busy, unavailable or internal, sealed or not).
 	next outcome = iota
-	// nextPlainAuth: an unsealed Error{auth}, which proves nothing about
-	// the server: try the next one. A round in which every server gave
-	// this or nextPlainRefusal ends the fetch (plainErrors), with status
-	// 4 (exitAuth) if any gave this.
-	nextPlainAuth
-	// nextPlainRefusal: an unsealed Error{version} or {malformed}: try
-	// the next server; a round of only these ends with status 1.
-	nextPlainRefusal
+	// nextUnverifiedAuth: an answer that did not authenticate and says
+	// the server does not hold the pinned key or refused our proof: a
+	// plain Error{auth}, or a Link that does not open or is not for this
+	// session. It proves nothing: try the next server.
+	nextUnverifiedAuth
+	// nextUnverified: any other answer that did not authenticate (a
+	// plain Error{version} or {malformed}, an Error body that decodes
+	// neither sealed nor plain, a KeyNotFound that does not open or is
+	// replayed, a frame of the wrong type or length, a chunk that does
+	// not open): try the next server.
+	nextUnverified
 	// nextStale: the server serves an older definition than required
 	// (coffer.ErrRollback): try the next one; if none serves, status 1.
 	nextStale
-	// stopAuth: the server's key is not the pinned one, or it refused
-	// this client: stop at once with status 4 (exitAuth).
+	// stopAuth: an authenticated refusal (a sealed Error{auth}, an
+	// unknown client, a Link that opened for this session with an
+	// unusable Se): stop at once with status 4 (exitAuth).
 	stopAuth
-	// stopFailure: any other error that no server or retry will fix:
-	// stop at once with status 1 (exitFailure).
+	// stopFailure: any other authenticated error that no server or
+	// retry will fix: stop at once with status 1 (exitFailure).
 	stopFailure
 )
 
-var outcomeNames = [...]string{"next", "next-plain-auth", "next-plain-refusal", "next-stale", "stop-auth", "stop-failure"}
+var outcomeNames = [...]string{"next", "next-unverified-auth", "next-unverified", "next-stale", "stop-auth", "stop-failure"}
 
 func (o outcome) String() string {
 	if int(o) < len(outcomeNames) {
@@ -141,18 +151,25 @@ func (o outcome) String() string {
 
 // classify decides what a failed attempt means for the fetch. It is a
 // pure function of err; the order of the cases matters, because an
-// unsealed Error must never be taken as the server's word.
+// answer that did not authenticate must never be taken as the server's
+// word (docs/protocol.md §4.7).
 func classify(err error) outcome {
 	var re *coffer.RemoteError
 	switch {
-	case errors.As(err, &re) && !re.Sealed:
+	case errors.Is(err, coffer.ErrUnverified):
+		if !errors.As(err, &re) {
+			if errors.Is(err, coffer.ErrServerAuth) {
+				return nextUnverifiedAuth
+			}
+			return nextUnverified
+		}
 		switch re.Code {
 		case frame.CodeAuth:
-			return nextPlainAuth
-		case frame.CodeVersion, frame.CodeMalformed:
-			return nextPlainRefusal
+			return nextUnverifiedAuth
+		case frame.CodeBusy, frame.CodeUnavailable, frame.CodeInternal:
+			return next
 		}
-		return next
+		return nextUnverified
 	case errors.Is(err, coffer.ErrServerAuth), errors.Is(err, coffer.ErrAuth),
 		errors.Is(err, coffer.ErrUnknownClient):
 		return stopAuth
@@ -162,6 +179,30 @@ func classify(err error) outcome {
 		return stopFailure
 	}
 	return next
+}
+
+// verdict chooses the exit status of a fetch that ended without a final
+// answer and without a stale server, from each server's last outcome
+// (next for a server never tried): status 4 if any server's last answer
+// was an unauthenticated auth refusal (what a wrong pinned key looks
+// like), else status 1 if every server's last answer was some other
+// unauthenticated answer (a version mismatch, or something on the path
+// that alters replies), else status 3 (docs/client.md, "Exit status").
+// It is a pure function of last.
+func verdict(last []outcome) int {
+	answered := 0
+	for _, o := range last {
+		switch o {
+		case nextUnverifiedAuth:
+			return exitAuth
+		case nextUnverified:
+			answered++
+		}
+	}
+	if answered > 0 && answered == len(last) {
+		return exitFailure
+	}
+	return exitUnreachable
 }
 
 // once runs one attempt against addr, bounded by --timeout and, when
@@ -183,7 +224,10 @@ func (f *fetcher) once(ctx context.Context, addr string, deadline time.Time) (*c
 	return coffer.Fetch(actx, conn, &cfg)
 }
 
-func (f *fetcher) giveUp(stale error, fails []string) error {
+// giveUp reports a fetch that got no final answer before the deadline:
+// a stale server's refusal if there was one (the cache is not used
+// then), else a *noAnswer with the status verdict chose.
+func (f *fetcher) giveUp(stale error, code int, fails []string) error {
 	if stale != nil {
 		return &exitError{code: exitFailure, err: stale,
 			hints: []string{"the server serves an older definition than this client has seen (--min-serial, --state): a rolled-back or stale server"}}
@@ -192,23 +236,20 @@ func (f *fetcher) giveUp(stale error, fails []string) error {
 	if f.wait == 0 {
 		within = "(one attempt each; --wait retries)"
 	}
-	return &exitError{code: exitUnreachable,
-		err: fmt.Errorf("%w %s: %s", errUnreachable, within, strings.Join(fails, "; "))}
-}
-
-// plainErrors reports a round in which every server answered an unsealed
-// Error{auth} (auth), or {version} or {malformed}.
-func plainErrors(auth bool, fails []string) error {
-	if auth {
+	list := strings.Join(fails, "; ")
+	switch code {
+	case exitAuth:
 		return &exitError{code: exitAuth,
-			err: fmt.Errorf("every server refused authentication in an unauthenticated reply: %s", strings.Join(fails, "; ")),
-			hints: []string{"check --server-key against `coffer-companion pubkey` of the server's key file",
-				"the reply was not sealed, so anyone on the path could also have forged it"}}
+			err: &noAnswer{fmt.Sprintf("no server proved the pinned server key %s; every answer was unauthenticated: %s", within, list)},
+			hints: []string{"the pinned server key may be wrong: check --server-key against `coffer-companion pubkey` of the server's key file",
+				"the replies were not authenticated, so anyone on the path could also have forged them"}}
+	case exitFailure:
+		return &exitError{code: exitFailure,
+			err: &noAnswer{fmt.Sprintf("no server gave an authenticated answer %s; every answer was unauthenticated: %s", within, list)},
+			hints: []string{"the servers may not speak coffer/1 as this client does, or something on the path alters the replies",
+				"the replies were not authenticated, so anyone on the path could also have forged them"}}
 	}
-	return &exitError{code: exitFailure,
-		err: fmt.Errorf("every server refused the request in an unauthenticated reply: %s", strings.Join(fails, "; ")),
-		hints: []string{"the servers may not speak coffer/1 as this client does; check both versions",
-			"the reply was not sealed, so anyone on the path could also have forged it"}}
+	return &exitError{code: exitUnreachable, err: &noAnswer{fmt.Sprintf("no server answered %s: %s", within, list)}}
 }
 
 // authError reports an authentication failure, which is never retried.
@@ -218,7 +259,7 @@ func authError(addr string, err error, client coffer.PublicKey) error {
 	case errors.Is(err, coffer.ErrUnknownClient):
 		e.hints = []string{fmt.Sprintf("add this client's public key %s to the definition, then reseal and reload it", client)}
 	case errors.Is(err, coffer.ErrServerAuth):
-		e.hints = []string{"check --server-key against `coffer-companion pubkey` of the server's key file"}
+		e.hints = []string{"the server proved the pinned key but sent an unusable ephemeral key: a faulty server"}
 	default:
 		e.hints = []string{"the server refused this client's proof: check --key"}
 	}

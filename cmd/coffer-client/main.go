@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/coffer-project/coffer/cmd/internal/harden"
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/frame"
 )
@@ -57,6 +59,12 @@ Run coffer-client <command> -h for the options of each command.
 ` + commonUsage
 
 func main() {
+	// A whole shard passes through this process (docs/client.md, "What
+	// never leaves the process").
+	if err := harden.Process(); err != nil {
+		fmt.Fprintf(os.Stderr, "coffer-client: error: %v\n", err)
+		os.Exit(exitFailure)
+	}
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
@@ -169,7 +177,8 @@ type shard struct {
 }
 
 // fetchShard fetches the shard, falling back to the cache only when no
-// server answered in time. It never returns a partial shard.
+// server gave a final answer in time (unreachable, busy, or only
+// answers that did not authenticate). It never returns a partial shard.
 func (e *env) fetchShard(s *session, names []string) (*shard, error) {
 	f := &fetcher{
 		servers: s.servers,
@@ -188,7 +197,8 @@ func (e *env) fetchShard(s *session, names []string) (*shard, error) {
 		}
 		return &shard{values: res.Shard, res: res, whole: len(names) == 0, fetched: time.Now()}, nil
 	}
-	if !errors.Is(err, errUnreachable) || s.cache == "" {
+	var na *noAnswer
+	if !errors.As(err, &na) || s.cache == "" {
 		return nil, err
 	}
 	ce, cerr := readCache(s.cache, s.key, cachePolicy{server: s.serverKey, minSerial: s.floor,
@@ -214,6 +224,11 @@ func (e *env) commit(s *session, sh *shard) error {
 		return nil
 	}
 	if s.state != "" {
+		if s.stateDefault {
+			if err := os.MkdirAll(filepath.Dir(s.state), 0o700); err != nil {
+				return fmt.Errorf("state directory: %w", err)
+			}
+		}
 		if err := recordSerial(s.state, s.serverKey, sh.res.Version.Serial); err != nil {
 			return err
 		}

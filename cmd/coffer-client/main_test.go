@@ -164,6 +164,13 @@ func environ(extra ...string) []string {
 	return append([]string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C"}, extra...)
 }
 
+// environ is the clean environment of a run of fx: the default state
+// file goes under fx.dir, never the real home or /var/lib (extra may
+// override it, as later entries win).
+func (fx *fixture) environ(extra ...string) []string {
+	return environ(append([]string{"XDG_STATE_HOME=" + filepath.Join(fx.dir, "xdg-state")}, extra...)...)
+}
+
 // run runs coffer-client and checks that the canary never reaches stderr.
 func (fx *fixture) run(env []string, args ...string) result {
 	fx.t.Helper()
@@ -179,7 +186,7 @@ func (fx *fixture) runUmask0(args ...string) result {
 
 func (fx *fixture) runCmd(cmd *exec.Cmd, env []string) result {
 	fx.t.Helper()
-	cmd.Env = environ(env...)
+	cmd.Env = fx.environ(env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

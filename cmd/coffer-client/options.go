@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -33,9 +34,12 @@ type settings struct {
 	timeout   time.Duration
 	wait      time.Duration
 	minSerial uint64
-	state     string
-	cache     string
-	maxAge    time.Duration
+	state     string // "" when turned off with --state none
+	// stateDefault: state is the default location, whose directory is
+	// created (0700) when missing.
+	stateDefault bool
+	cache        string
+	maxAge       time.Duration
 }
 
 // serverList is a repeatable, comma-separated --server flag.
@@ -101,7 +105,11 @@ overrides the config file):
   --min-serial N    refuse a definition older than serial N
                     (COFFER_MIN_SERIAL)
   --state FILE      remember the highest serial seen; refuse a server that
-                    serves an older one (COFFER_STATE)
+                    serves an older one; default
+                    $XDG_STATE_HOME/coffer-client/state-FINGERPRINT, else
+                    /var/lib/coffer-client/state-FINGERPRINT for root, else
+                    ~/.local/state/coffer-client/state-FINGERPRINT;
+                    "none" turns it off (COFFER_STATE)
   --cache FILE      sealed copy of the last good shard, used only when no
                     server answers within --wait (COFFER_CACHE)
   --max-age D       oldest cache that may be used; default 24h
@@ -114,9 +122,15 @@ Exit status:
   1  any other failure (a stale server, a missing name, an output error)
   2  usage or configuration error (flags, config file, key file)
   3  no server answered within --wait, and no usable cache
-  4  authentication failed: wrong pinned server key, or this client's key
-     is unknown to or refused by the server (an unauthenticated refusal
-     counts only when every server sent one)
+  4  authentication failed: this client's key is unknown to or refused by
+     the server; or, at the deadline with no usable cache, some server's
+     last answer was an unauthenticated auth refusal (a wrong pinned
+     server key looks like this)
+
+Only authenticated answers are final: an unauthenticated one (a plain
+Error, a Link that does not open, garbage) moves on to the next server,
+the retries within --wait and the cache, and sets status 4, 1 or 3 only
+at the end.
 `
 
 // resolve merges the parsed flags with the environment and the config
@@ -156,6 +170,15 @@ func resolve(fs *flag.FlagSet, c *commonFlags, getenv func(string) string) (*set
 	}
 	st.keyFile = orDefault(pick(set["key"], c.key, getenv("COFFER_KEY"), file.KeyFile), defaultKeyFile)
 	st.state = pick(set["state"], c.state, getenv("COFFER_STATE"), file.State)
+	switch st.state {
+	case stateOff:
+		st.state = ""
+	case "":
+		if st.state, err = defaultStatePath(getenv, os.Geteuid(), st.serverKey); err != nil {
+			return nil, err
+		}
+		st.stateDefault = true
+	}
 	st.cache = pick(set["cache"], c.cache, getenv("COFFER_CACHE"), file.Cache)
 	durations := []struct {
 		flag, env string
@@ -183,6 +206,28 @@ func resolve(fs *flag.FlagSet, c *commonFlags, getenv func(string) string) (*set
 		}
 	}
 	return st, nil
+}
+
+// stateOff is the --state value that turns the remembered serial off.
+const stateOff = "none"
+
+// defaultStatePath is where the remembered serial lives when --state is
+// not given (docs/client.md, "Freshness"): one file per pinned server
+// key, under $XDG_STATE_HOME when it is set to an absolute path, else
+// /var/lib for root, else ~/.local/state. It is a pure function of its
+// inputs; the directory is created only when the state is written.
+func defaultStatePath(getenv func(string) string, euid int, server coffer.PublicKey) (string, error) {
+	name := filepath.Join("coffer-client", "state-"+server.Fingerprint())
+	if x := getenv("XDG_STATE_HOME"); filepath.IsAbs(x) {
+		return filepath.Join(x, name), nil
+	}
+	if euid == 0 {
+		return filepath.Join("/var/lib", name), nil
+	}
+	if h := getenv("HOME"); filepath.IsAbs(h) {
+		return filepath.Join(h, ".local", "state", name), nil
+	}
+	return "", errors.New("no place for the remembered serial: HOME and XDG_STATE_HOME are unset; give --state FILE, or --state none to run without rollback protection")
 }
 
 // loadConfigFile reads the config file and returns the path it read;

@@ -252,3 +252,43 @@ func TestExampleCommandLines(t *testing.T) {
 		t.Errorf("found %d coffer-client command lines in examples/, want at least 3", found)
 	}
 }
+
+// TestDefaultStatePath names every row of where the remembered serial
+// lives when --state is not given (docs/client.md, "Freshness").
+func TestDefaultStatePath(t *testing.T) {
+	k, err := coffer.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := k.Public()
+	file := "state-" + server.Fingerprint()
+	tests := []struct {
+		name string
+		env  map[string]string
+		euid int
+		want string // "" wants an error
+	}{
+		{"root", map[string]string{"HOME": "/root"}, 0, "/var/lib/coffer-client/" + file},
+		{"root without HOME", nil, 0, "/var/lib/coffer-client/" + file},
+		{"user", map[string]string{"HOME": "/home/u"}, 1000, "/home/u/.local/state/coffer-client/" + file},
+		{"XDG_STATE_HOME first", map[string]string{"HOME": "/home/u", "XDG_STATE_HOME": "/x"}, 1000, "/x/coffer-client/" + file},
+		{"XDG_STATE_HOME for root too", map[string]string{"XDG_STATE_HOME": "/x"}, 0, "/x/coffer-client/" + file},
+		{"relative XDG_STATE_HOME ignored", map[string]string{"HOME": "/home/u", "XDG_STATE_HOME": "x"}, 1000, "/home/u/.local/state/coffer-client/" + file},
+		{"user without HOME", nil, 1000, ""},
+		{"user with a relative HOME", map[string]string{"HOME": "home"}, 1000, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := defaultStatePath(func(k string) string { return tt.env[k] }, tt.euid, server)
+			if tt.want == "" {
+				if err == nil || !strings.Contains(err.Error(), "--state none") {
+					t.Errorf("got %q, %v; want an error naming --state none", got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}

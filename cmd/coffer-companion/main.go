@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/coffer-project/coffer/cmd/internal/harden"
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/config"
 	"github.com/coffer-project/coffer/internal/atomicfile"
@@ -49,6 +50,10 @@ exit status: 0 success, 1 failure, 2 usage error.
 `
 
 func main() {
+	if err := harden.Process(); err != nil { // plaintext definitions, keys
+		fmt.Fprintf(os.Stderr, "%s: error: %v\n", prog, err)
+		os.Exit(1)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

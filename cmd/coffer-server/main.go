@@ -11,6 +11,10 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+
+	// Imported under another name: package main has its own harden, the
+	// serve-only steps (harden_linux.go).
+	hardenproc "github.com/coffer-project/coffer/cmd/internal/harden"
 )
 
 const usage = `Usage: coffer-server [command] [options]
@@ -60,6 +64,12 @@ type exitStatus int
 func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 func main() {
+	// Every command may hold the server key or secrets: serve, check,
+	// inspect, audit, keygen.
+	if err := hardenproc.Process(); err != nil {
+		fmt.Fprintf(os.Stderr, "coffer-server: error: %v\n", err)
+		os.Exit(1)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

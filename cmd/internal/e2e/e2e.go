@@ -82,7 +82,9 @@ func (o *Outputs) Size() int {
 func Run(t testing.TB, bin string, env []string, record func(string), args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	// coffer-client keeps its remembered serial under XDG_STATE_HOME by
+	// default: never the real home or /var/lib in a test.
+	cmd.Env = append(append(os.Environ(), "XDG_STATE_HOME="+t.TempDir()), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	done := make(chan error, 1)
