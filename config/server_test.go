@@ -68,6 +68,7 @@ format = "json"
 			PerClient:                config.ServerRate{Rate: 1, Burst: 1}},
 		Audit: config.ServerAudit{MaxRecords: 5, MaxAge: time.Hour},
 		Log:   config.ServerLog{Level: "debug", Format: "json"},
+		ServerLive: config.ServerLive{DefinitionPoll: config.DefaultDefinitionPoll},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/config"
@@ -189,16 +191,22 @@ func storeHint(err error, dir string) error {
 	return fmt.Errorf("opening the store: %w", err)
 }
 
-// newServer maps the configuration onto coffer.Server.
-func newServer(cfg *config.Server, key *coffer.PrivateKey, st *shard.Store, log *slog.Logger) *coffer.Server {
+// newServer maps the configuration onto coffer.Server. Each audit record
+// goes to the store and to the audit followers; each session's end is
+// counted in live.
+func newServer(cfg *config.Server, key *coffer.PrivateKey, st *shard.Store, log *slog.Logger, live *liveStats, feed *auditFeed) *coffer.Server {
 	l := cfg.Limits
 	return &coffer.Server{
 		Key:    key,
 		Logger: log,
 		Audit: func(e coffer.AuditEvent) {
-			st.Audit(shard.AuditRecord{Time: e.Time, Client: e.Client, Name: e.Name, Remote: e.Remote,
-				Serial: e.Serial, Values: e.Values, Outcome: e.Outcome})
+			rec := shard.AuditRecord{Time: e.Time, Client: e.Client, Name: e.Name, Remote: e.Remote,
+				Serial: e.Serial, Values: e.Values, Outcome: e.Outcome}
+			st.Audit(rec)
+			live.auditHanded.Add(1)
+			feed.publish(rec)
 		},
+		Observe:            live.observe,
 		MaxConns:           l.MaxConnections,
 		HelloTimeout:       l.HelloTimeout,
 		GetTimeout:         l.HandshakeTimeout,
@@ -283,7 +291,8 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 		}
 		return nil
 	}
-	srv := newServer(cfg, key, st, log)
+	live, feed := newLiveStats(time.Now()), &auditFeed{}
+	srv := newServer(cfg, key, st, log, live, feed)
 	ld := &loader{log: log, key: key, trusted: trusted, path: cfg.Definition, st: st, srv: srv}
 	closeStore := func() {
 		ld.drops.Wait()
@@ -291,9 +300,14 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 			log.Error("closing the store", "err", err)
 		}
 	}
-	if err := ld.start(); err != nil {
+	loadErr, err := ld.start()
+	if err != nil {
 		closeStore()
 		return err
+	}
+	live.loaded(loadResult(ld, loadErr))
+	if ld.servedVersion() != nil {
+		live.markInstalled(time.Now())
 	}
 	if sigs.stopping(log) {
 		closeStore()
@@ -304,18 +318,60 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 		closeStore()
 		return err
 	}
-	d := &daemon{log: log, sd: sd, srv: srv, ld: ld, lock: lock, sigs: sigs}
+	d := &daemon{log: log, sd: sd, srv: srv, ld: ld, lock: lock, sigs: sigs, live: live, feed: feed,
+		reloads: make(chan reloadRequest), done: make(chan struct{})}
+	admin, err := d.startAdmin(cfg)
+	if err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		closeStore()
+		return err
+	}
 	err = d.run(listeners, cfg)
+	close(d.done)
+	admin.close()
 	closeStore()
 	log.Info("stopped")
 	return err
 }
 
+// startAdmin opens the admin socket and serves it until d.done.
+func (d *daemon) startAdmin(cfg *config.Server) (*adminServer, error) {
+	policy, err := newPeerPolicy(cfg.AdminGroup)
+	if err != nil {
+		return nil, err
+	}
+	path := cfg.AdminSocketPath()
+	l, err := listenAdmin(path, policy)
+	if err != nil {
+		return nil, err
+	}
+	a := newAdminServer(l, path, policy, d.log, d.handleAdmin)
+	go a.serve(d.done)
+	d.log.Info("admin socket", "path", path, "group", cfg.AdminGroup)
+	return a, nil
+}
+
+// loadResult describes a load's outcome: err is loadFile's.
+func loadResult(ld *loader, err error) reloadResult {
+	r := reloadResult{Accepted: err == nil || errors.Is(err, errUnchanged), Changed: err == nil,
+		Source: ld.path, Time: time.Now()}
+	if !r.Accepted {
+		r.Reason = err.Error()
+	}
+	if v := ld.servedVersion(); v != nil {
+		r.Serial, r.Hash = v.Serial, hex.EncodeToString(v.Hash[:])
+	}
+	return r
+}
+
 // start brings the store up to date at startup: it rebuilds a store that
 // is behind its state file, loads the configured file if it is newer, and
 // installs what the store holds. It fails only when the store cannot be
-// brought to a state that is not older than what was served before.
-func (l *loader) start() error {
+// brought to a state that is not older than what was served before;
+// loadErr is the configured file's load error, which start logs.
+func (l *loader) start() (loadErr, err error) {
 	switch c := l.st.Condition(); c {
 	case shard.FirstRun:
 		l.log.Warn("first run: no state file and an empty store; the first valid definition is trusted as is (TOFU)")
@@ -323,11 +379,11 @@ func (l *loader) start() error {
 		l.log.Warn("store and state file disagreed; state file rewritten from the store", "condition", c.String())
 	case shard.NeedsRebuild:
 		if err := l.rebuild(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	err := l.loadFile()
-	switch {
+	loadErr = l.loadFile()
+	switch err := loadErr; {
 	case err == nil:
 	case errors.Is(err, errUnchanged):
 		l.log.Info("sealed definition is the stored one", "path", l.path)
@@ -339,13 +395,13 @@ func (l *loader) start() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, _, ok := l.st.Current(); !ok {
-		l.log.Warn("nothing to serve: clients get Error{unavailable} until a definition is loaded (SIGHUP)")
-		return nil
+		l.log.Warn("nothing to serve: clients get Error{unavailable} until a definition is loaded (coffer-server reload)")
+		return loadErr, nil
 	}
 	if l.served == nil {
-		return l.installLocked(0, nil)
+		return loadErr, l.installLocked(0, nil)
 	}
-	return nil
+	return loadErr, nil
 }
 
 // rebuild imports the definition the state file names, from the kept
@@ -402,14 +458,19 @@ func listen(addr string, getenv func(string) string, log *slog.Logger) ([]net.Li
 	return []net.Listener{l}, nil
 }
 
-// daemon is the running server's signal loop.
+// daemon is the running server's loop: signals, and loads asked for by
+// the admin socket or the definition poller, one at a time.
 type daemon struct {
-	log  *slog.Logger
-	sd   *notifier
-	srv  *coffer.Server
-	ld   *loader
-	lock *lockFile
-	sigs *signals
+	log     *slog.Logger
+	sd      *notifier
+	srv     *coffer.Server
+	ld      *loader
+	lock    *lockFile
+	sigs    *signals
+	live    *liveStats
+	feed    *auditFeed
+	reloads chan reloadRequest
+	done    chan struct{} // closed once the loop has returned
 }
 
 func (d *daemon) run(listeners []net.Listener, cfg *config.Server) error {
@@ -426,6 +487,8 @@ func (d *daemon) run(listeners []net.Listener, cfg *config.Server) error {
 loop:
 	for {
 		select {
+		case req := <-d.reloads:
+			req.reply <- d.reload()
 		case sig := <-d.sigs.ch:
 			if sig == syscall.SIGHUP {
 				d.reload()
@@ -447,8 +510,9 @@ loop:
 	return err
 }
 
-// reload loads the sealed file again on SIGHUP.
-func (d *daemon) reload() {
+// reload loads the sealed file again (SIGHUP, coffer-server reload) and
+// returns the outcome.
+func (d *daemon) reload() reloadResult {
 	d.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	d.log.Info("reload requested", "path", d.ld.path)
 	err := d.ld.loadFile()
@@ -459,7 +523,10 @@ func (d *daemon) reload() {
 	default:
 		d.log.Error("reload: sealed definition refused; still serving the current one", "reason", err)
 	}
+	r := loadResult(d.ld, err)
+	d.live.loaded(r)
 	d.ready()
+	return r
 }
 
 // ready records the served version in the lock file and tells systemd.
