@@ -318,9 +318,7 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 		closeStore()
 		return err
 	}
-	d := &daemon{log: log, sd: sd, srv: srv, ld: ld, lock: lock, sigs: sigs, live: live, feed: feed,
-		reloads: make(chan reloadRequest), done: make(chan struct{})}
-	admin, err := d.startAdmin(cfg)
+	ml, err := listenMetrics(cfg, log)
 	if err != nil {
 		for _, l := range listeners {
 			l.Close()
@@ -328,9 +326,27 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 		closeStore()
 		return err
 	}
+	d := &daemon{log: log, sd: sd, srv: srv, ld: ld, lock: lock, sigs: sigs, live: live, feed: feed, dataDir: cfg.DataDir,
+		reloads: make(chan reloadRequest), done: make(chan struct{})}
+	admin, err := d.startAdmin(cfg)
+	if err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		if ml != nil {
+			ml.Close()
+		}
+		closeStore()
+		return err
+	}
+	stopMetrics := func() {}
+	if ml != nil {
+		stopMetrics = d.serveMetrics(ml)
+	}
 	err = d.run(listeners, cfg)
 	close(d.done)
 	admin.close()
+	stopMetrics()
 	closeStore()
 	log.Info("stopped")
 	return err
@@ -469,6 +485,7 @@ type daemon struct {
 	sigs    *signals
 	live    *liveStats
 	feed    *auditFeed
+	dataDir string
 	reloads chan reloadRequest
 	done    chan struct{} // closed once the loop has returned
 }
