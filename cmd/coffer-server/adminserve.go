@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -100,13 +101,44 @@ func (d *daemon) handleAdmin(req adminRequest, send func(*adminResponse) error, 
 // reloadRequest asks the daemon's loop for a load; the loop answers on
 // reply (buffered, so it never waits for a peer that left).
 type reloadRequest struct {
+	file  []byte // fetched from the definition URL; nil: read the file
 	reply chan reloadResult
 }
 
 // requestReload runs a load in the daemon's loop, serialised with SIGHUP
 // and the definition poller, and returns its outcome.
 func (d *daemon) requestReload(done <-chan struct{}) (reloadResult, error) {
-	req := reloadRequest{reply: make(chan reloadResult, 1)}
+	if d.ld.remote != nil {
+		return d.reloadRemote(done)
+	}
+	return d.loadInLoop(nil, done)
+}
+
+// reloadRemote fetches the definition URL now and loads what it holds:
+// the outcome of the version loaded last if the origin still holds it,
+// a refusal naming the fetch error if the origin fails.
+func (d *daemon) reloadRemote(done <-chan struct{}) (reloadResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+	defer cancel()
+	body, etag, last, err := d.ld.remote.fetch(ctx)
+	switch {
+	case errors.Is(err, errNotModified):
+		return last, nil
+	case err != nil:
+		r := loadResult(d.ld, err)
+		d.live.loaded(r)
+		return r, nil
+	}
+	r, err := d.loadInLoop(body, done)
+	if err == nil {
+		d.ld.remote.remember(etag, body, r)
+	}
+	return r, err
+}
+
+// loadInLoop runs one load in the daemon's loop and waits for it.
+func (d *daemon) loadInLoop(file []byte, done <-chan struct{}) (reloadResult, error) {
+	req := reloadRequest{file: file, reply: make(chan reloadResult, 1)}
 	select {
 	case d.reloads <- req:
 	case <-done:

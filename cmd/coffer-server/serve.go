@@ -294,6 +294,14 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 	live, feed := newLiveStats(time.Now()), &auditFeed{}
 	srv := newServer(cfg, key, st, log, live, feed)
 	ld := &loader{log: log, key: key, trusted: trusted, path: cfg.Definition, st: st, srv: srv}
+	if config.IsDefinitionURL(cfg.Definition) {
+		u, err := config.CheckDefinitionURL(cfg.Definition)
+		if err != nil {
+			st.Close()
+			return err
+		}
+		ld.remote, ld.path = newRemoteSource(u), redactedURL(u)
+	}
 	closeStore := func() {
 		ld.drops.Wait()
 		if err := st.Close(); err != nil {
@@ -343,8 +351,10 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 	if ml != nil {
 		stopMetrics = d.serveMetrics(ml)
 	}
+	polling := d.startPoller(cfg)
 	err = d.run(listeners, cfg)
 	close(d.done)
+	<-polling
 	admin.close()
 	stopMetrics()
 	closeStore()
@@ -398,7 +408,7 @@ func (l *loader) start() (loadErr, err error) {
 			return nil, err
 		}
 	}
-	loadErr = l.loadFile()
+	loadErr = l.loadConfigured()
 	switch err := loadErr; {
 	case err == nil:
 	case errors.Is(err, errUnchanged):
@@ -437,7 +447,7 @@ func (l *loader) rebuild() error {
 		}
 	}
 	l.log.Error("rebuilding from the kept sealed file failed; trying the configured file", "err", err)
-	file, ferr := coffer.ReadSealedFile(l.path)
+	file, ferr := l.readConfigured()
 	if ferr != nil {
 		return withHint(fmt.Errorf("rebuilding the store: %w; and %w", err, ferr),
 			"put the last sealed definition (serial "+fmt.Sprint(state.Serial)+") or a newer one at "+l.path)
@@ -486,6 +496,7 @@ type daemon struct {
 	live    *liveStats
 	feed    *auditFeed
 	dataDir string
+	poller  *poller // when the definition is a URL
 	reloads chan reloadRequest
 	done    chan struct{} // closed once the loop has returned
 }
@@ -498,17 +509,17 @@ func (d *daemon) run(listeners []net.Listener, cfg *config.Server) error {
 	d.ready()
 	if d.sigs.hup {
 		d.sigs.hup = false
-		d.reload() // the file may have changed after start-up read it
+		d.hup() // the file may have changed after start-up read it
 	}
 	var err error
 loop:
 	for {
 		select {
 		case req := <-d.reloads:
-			req.reply <- d.reload()
+			req.reply <- d.reload(req.file)
 		case sig := <-d.sigs.ch:
 			if sig == syscall.SIGHUP {
-				d.reload()
+				d.hup()
 				continue
 			}
 			d.log.Info("shutting down", "signal", sig.String(), "grace", cfg.Limits.ShutdownTimeout.String())
@@ -527,12 +538,29 @@ loop:
 	return err
 }
 
-// reload loads the sealed file again (SIGHUP, coffer-server reload) and
-// returns the outcome.
-func (d *daemon) reload() reloadResult {
+// hup reloads on SIGHUP: the file now, or for a URL a poll now.
+func (d *daemon) hup() {
+	if d.poller != nil {
+		select {
+		case d.poller.kick <- struct{}{}:
+		default: // a poll is already due
+		}
+		return
+	}
+	d.reload(nil)
+}
+
+// reload loads the sealed file again (SIGHUP, coffer-server reload), or
+// file as fetched from the definition URL, and returns the outcome.
+func (d *daemon) reload(file []byte) reloadResult {
 	d.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	d.log.Info("reload requested", "path", d.ld.path)
-	err := d.ld.loadFile()
+	var err error
+	if file != nil {
+		err = d.ld.loadSealed(file)
+	} else {
+		err = d.ld.loadFile()
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, errUnchanged):
