@@ -102,7 +102,7 @@ func (rs *remoteSource) fetch(ctx context.Context) (body []byte, etag string, la
 	case resp.StatusCode != http.StatusOK:
 		return nil, "", prev, fmt.Errorf("fetching %s: the origin answered %s", redactedURL(rs.url), strconv.Itoa(resp.StatusCode))
 	case resp.ContentLength > maxFetchBytes:
-		return nil, "", prev, fmt.Errorf("fetching %s: %d bytes exceed the limit of %d", redactedURL(rs.url), resp.ContentLength, maxFetchBytes)
+		return nil, "", prev, fmt.Errorf("fetching %s: %d bytes, more than the limit of %d", redactedURL(rs.url), resp.ContentLength, maxFetchBytes)
 	}
 	body, err = io.ReadAll(io.LimitReader(resp.Body, maxFetchBytes+1))
 	if err != nil {

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -219,6 +219,17 @@ func TestReplicas(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("origin log:\n%s", strings.Join(o.log, "\n"))
+	}
+	// reload on c fetches now and waits: the origin still serves the
+	// other server's file, so the refusal is reported; once the origin
+	// serves serial 3 again, reload says it is already current.
+	dataC := []string{"--config", f.Conf, "--data", filepath.Join(f.Dir, "data-c")}
+	if out, errOut, code := f.run(t, nil, append([]string{"reload"}, dataC...)...); code != 1 || !strings.Contains(errOut, "definition refused") {
+		t.Errorf("reload with the origin serving another server's file: exit %d\n%s%s", code, out, errOut)
+	}
+	o.set(func(o *origin) { delete(o.override, "/c/prod.sealed") })
+	if out, errOut, code := f.run(t, nil, append([]string{"reload"}, dataC...)...); code != 0 || !strings.Contains(out, "already current: serving serial 3") {
+		t.Errorf("reload with the origin serving serial 3: exit %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("origin: %d requests, %d answered 304", o.gets.Load(), o.notModded.Load())
 	for _, n := range []string{"b", "c"} {
