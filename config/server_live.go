@@ -19,9 +19,11 @@ import (
 // when admin_socket is not set.
 const AdminSocketName = "admin.sock"
 
-// maxUnixPathBytes is the longest path a Unix socket can bind on Linux
-// (sun_path is 108 bytes with the terminating NUL).
-const maxUnixPathBytes = 107
+// MaxUnixPathBytes is the longest path a Unix socket can bind on Linux
+// (sun_path is 108 bytes with the terminating NUL). The default admin
+// socket in a data directory with a longer path is not created (the
+// server says so); admin_socket must then name a shorter path.
+const MaxUnixPathBytes = 107
 
 // DefaultDefinitionPoll is how often a server polls a definition URL.
 const DefaultDefinitionPoll = 30 * time.Second
@@ -131,8 +133,8 @@ func (c *Server) validateLive() error {
 	if c.AdminSocket != "" && !filepath.IsAbs(c.AdminSocket) {
 		return fmt.Errorf("config: server config: admin_socket %q is not an absolute path", c.AdminSocket)
 	}
-	if p := c.AdminSocketPath(); len(p) > maxUnixPathBytes {
-		return fmt.Errorf("config: server config: admin socket path %q is longer than %d bytes; set admin_socket", p, maxUnixPathBytes)
+	if len(c.AdminSocket) > MaxUnixPathBytes {
+		return fmt.Errorf("config: server config: admin_socket %q is longer than %d bytes", c.AdminSocket, MaxUnixPathBytes)
 	}
 	if strings.ContainsAny(c.AdminGroup, " \t\n:") {
 		return fmt.Errorf("config: server config: admin_group %q is not a group name or number", c.AdminGroup)

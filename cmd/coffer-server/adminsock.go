@@ -209,6 +209,9 @@ func (a *adminServer) untrack(c net.Conn) {
 // close stops accepting, removes the socket, closes the connections and
 // waits for their goroutines.
 func (a *adminServer) close() {
+	if a == nil {
+		return
+	}
 	a.mu.Lock()
 	a.closed = true
 	a.l.Close()

@@ -369,6 +369,11 @@ func (d *daemon) startAdmin(cfg *config.Server) (*adminServer, error) {
 		return nil, err
 	}
 	path := cfg.AdminSocketPath()
+	if len(path) > config.MaxUnixPathBytes {
+		d.log.Warn("no admin socket: its path is too long for a Unix socket; set admin_socket (status, reload, audit and inspect cannot reach this server)",
+			"path", path)
+		return nil, nil
+	}
 	l, err := listenAdmin(path, policy)
 	if err != nil {
 		return nil, err
