@@ -29,6 +29,7 @@ type statusReport struct {
 	Hash       string        `json:"hash,omitempty"`
 	Loaded     time.Time     `json:"loaded,omitzero"` // when this process installed the served definition
 	LastLoad   *reloadResult `json:"last_load,omitempty"`
+	Poll       *pollStatus   `json:"poll,omitempty"` // when the definition is a URL
 	Condition  string        `json:"condition"`
 	// ClientKeys counts client keys (a client may have several), Values
 	// the values of the current definition summed over its clients.
@@ -62,6 +63,10 @@ func (d *daemon) status() (*statusReport, error) {
 		r.LastLoad = &last
 	}
 	r.Loaded = d.live.installedAt()
+	if d.ld.remote != nil {
+		_, p := d.ld.remote.pollCounts()
+		r.Poll = &p
+	}
 	for i, o := range sessionOutcomes {
 		r.Sessions[o] = d.live.sessions[i].Load()
 	}

@@ -48,6 +48,7 @@ type metricsSnapshot struct {
 	installed   time.Time
 	last        reloadResult
 	loads       map[string]uint64
+	polls       map[string]uint64 // nil when the definition is a file
 }
 
 // metricsSnapshotOf reads d's counters.
@@ -67,6 +68,9 @@ func (d *daemon) metricsSnapshot() metricsSnapshot {
 		m.serial, m.served = v.Serial, true
 	}
 	m.last, m.loads = d.live.lastLoad()
+	if d.ld.remote != nil {
+		m.polls, _ = d.ld.remote.pollCounts()
+	}
 	return m
 }
 
@@ -117,6 +121,12 @@ func writeMetrics(w io.Writer, m *metricsSnapshot) error {
 	family("coffer_definition_loads_total", "counter", "Loads since start, by result: accepted (a new definition), unchanged, refused.")
 	for _, r := range []string{loadAccepted, loadUnchanged, loadRefused} {
 		sample("coffer_definition_loads_total", `result="`+r+`"`, float64(m.loads[r]))
+	}
+	if m.polls != nil {
+		family("coffer_definition_polls_total", "counter", "Polls of the definition URL since start, by result: fetched (a new version), not_modified, failed.")
+		for _, r := range []string{pollFetched, pollNotModified, pollFailed} {
+			sample("coffer_definition_polls_total", `result="`+r+`"`, float64(m.polls[r]))
+		}
 	}
 	family("coffer_store_bytes", "gauge", "Disk space used by the files in the data directory.")
 	sample("coffer_store_bytes", "", float64(m.diskBytes))

@@ -156,7 +156,7 @@ func testSnapshot() *metricsSnapshot {
 	m := &metricsSnapshot{start: time.Unix(1_700_000_000, 0), handshakes: 2, auditHanded: 10,
 		store: shard.Live{AuditRecords: 7, AuditDropped: 3}, diskBytes: 1 << 20, serial: 42, served: true,
 		installed: time.Unix(1_700_000_100, 500_000_000), last: reloadResult{Accepted: false, Time: time.Unix(1_700_000_200, 0)},
-		loads: map[string]uint64{loadAccepted: 1, loadRefused: 2}}
+		loads: map[string]uint64{loadAccepted: 1, loadRefused: 2}, polls: map[string]uint64{pollNotModified: 9, pollFailed: 1}}
 	m.sessions = [len(sessionOutcomes)]uint64{100, 1, 2, 3}
 	m.limits = [len(limitBuckets)]uint64{5, 0, 0, 1, 0}
 	m.durationCum, m.durationSum = h.snapshot()
@@ -189,6 +189,7 @@ func TestWriteMetrics(t *testing.T) {
 		`coffer_definition_last_load_success`:                 0,
 		`coffer_definition_loads_total{result="refused"}`:     2,
 		`coffer_store_bytes`:                                  1 << 20,
+		`coffer_definition_polls_total{result="failed"}`:      1,
 	} {
 		if got, ok := e.series[series]; !ok || got != want {
 			t.Errorf("%s: got %v (present %v), want %v", series, got, ok, want)

@@ -47,10 +47,46 @@ type remoteSource struct {
 	client *http.Client
 
 	mu       sync.Mutex
+	polls    map[string]uint64 // by result: fetched, not_modified, failed
+	lastPoll pollStatus
 	etag     string
 	lastHash [32]byte     // of the last body handed to a load
 	last     reloadResult // that load's outcome
 	seen     bool
+}
+
+// Poll results counted in remoteSource.polls.
+const (
+	pollFetched     = "fetched"
+	pollNotModified = "not_modified"
+	pollFailed      = "failed"
+)
+
+// pollStatus is the last poll, for status.
+type pollStatus struct {
+	Every  float64   `json:"every_seconds"`
+	Time   time.Time `json:"time,omitzero"`
+	Result string    `json:"result,omitempty"` // fetched, not_modified or failed
+	Error  string    `json:"error,omitempty"`
+}
+
+// polled counts one poll's result.
+func (rs *remoteSource) polled(result string, err error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.polls[result]++
+	rs.lastPoll.Time, rs.lastPoll.Result, rs.lastPoll.Error = time.Now(), result, ""
+	if err != nil {
+		rs.lastPoll.Error = err.Error()
+	}
+}
+
+// pollCounts returns the polls by result and the last poll.
+func (rs *remoteSource) pollCounts() (map[string]uint64, pollStatus) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	m := map[string]uint64{pollFetched: rs.polls[pollFetched], pollNotModified: rs.polls[pollNotModified], pollFailed: rs.polls[pollFailed]}
+	return m, rs.lastPoll
 }
 
 func newRemoteSource(u *url.URL) *remoteSource {
@@ -64,7 +100,7 @@ func newRemoteSource(u *url.URL) *remoteSource {
 			_, err := config.CheckDefinitionURL(req.URL.String())
 			return err
 		}}
-	return &remoteSource{url: u, client: c}
+	return &remoteSource{url: u, client: c, polls: map[string]uint64{}}
 }
 
 // redactedURL is the URL for logs and status: without its query, which
@@ -208,6 +244,7 @@ func (d *daemon) startPoller(cfg *config.Server) <-chan struct{} {
 		return stopped
 	}
 	d.poller = &poller{rs: d.ld.remote, interval: cfg.DefinitionPoll, log: d.log, kick: make(chan struct{}, 1)}
+	d.ld.remote.lastPoll.Every = cfg.DefinitionPoll.Seconds()
 	d.log.Info("polling the definition URL", "url", d.ld.path, "interval", cfg.DefinitionPoll.String())
 	go func() {
 		defer close(stopped)
@@ -236,12 +273,15 @@ func (p *poller) poll(done <-chan struct{}, load func(file []byte) reloadResult)
 	body, etag, _, err := p.rs.fetch(ctx)
 	switch {
 	case errors.Is(err, errNotModified):
+		p.rs.polled(pollNotModified, nil)
 		p.log.Debug("definition URL not modified", "url", redactedURL(p.rs.url))
 		return
 	case err != nil:
+		p.rs.polled(pollFailed, err)
 		p.log.Warn("polling the definition URL failed; still serving the current definition", "err", err)
 		return
 	}
+	p.rs.polled(pollFetched, nil)
 	r := load(body)
 	p.rs.remember(etag, body, r)
 }

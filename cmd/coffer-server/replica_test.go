@@ -185,6 +185,11 @@ func TestReplicas(t *testing.T) {
 	if out, code := client(procs["c"].Addr); code != 0 || !strings.Contains(out, "three-a") || stateSerial() != 3 {
 		t.Fatalf("fetch from c: exit %d, state %d\n%s", code, stateSerial(), out)
 	}
+	out, errOut, code := f.run(t, nil, "status", "--config", f.Conf, "--data", filepath.Join(f.Dir, "data-b"))
+	if code != 0 || !strings.Contains(out, "serving:     serial 2") || !strings.Contains(out, "failed: fetching http://127.0.0.1") {
+		t.Errorf("status of the replica behind: exit %d\n%s%s\nwant serial 2 and the failed poll", code, out, errOut)
+	}
+	t.Logf("status of the replica behind:\n%s", out)
 	if out, code := client(procs["b"].Addr); code != 1 || strings.Contains(out, "two-a") {
 		t.Errorf("fetch from the replica behind: exit %d\n%s\nwant exit 1 and no value", code, out)
 	}

@@ -101,6 +101,16 @@ func printStatus(w io.Writer, r *statusReport, now time.Time) {
 		fmt.Fprintf(w, "version:     %s\n", r.Version)
 	}
 	fmt.Fprintf(w, "definition:  %s\n", r.Definition)
+	if p := r.Poll; p != nil {
+		what := "none yet"
+		if !p.Time.IsZero() {
+			what = fmt.Sprintf("%s ago, %s", now.Sub(p.Time).Round(time.Millisecond), strings.ReplaceAll(p.Result, "_", " "))
+			if p.Error != "" {
+				what += ": " + p.Error
+			}
+		}
+		fmt.Fprintf(w, "polled:      every %s; last poll %s\n", time.Duration(p.Every*float64(time.Second)), what)
+	}
 	if r.Hash == "" {
 		fmt.Fprintln(w, "serving:     nothing (no definition loaded)")
 	} else {
