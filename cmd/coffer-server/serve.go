@@ -27,7 +27,10 @@ const serveUsage = `Usage: coffer-server [serve] [options]
 
 Run the daemon: open the store, load the sealed definition if it is newer
 than the stored one, listen, and serve coffer/1 until SIGTERM or SIGINT.
-SIGHUP (or 'coffer-server reload') loads the sealed definition again.
+'coffer-server reload' (through the admin socket, waiting for the outcome)
+or SIGHUP loads the sealed definition again; a definition URL is also
+polled every --definition-poll. The admin socket answers status, reload,
+inspect and audit; --metrics-listen serves /metrics (docs/server.md).
 Under systemd it reports readiness (Type=notify) and accepts a socket
 from socket activation (coffer-server.socket), which replaces --listen.
 
