@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net"
@@ -112,6 +113,9 @@ func adminRaw(t *testing.T, sock string, req []byte) string {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write(req); err != nil {
 		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(req, []byte("\n")) {
+		c.(*net.UnixConn).CloseWrite() // the server sees the end of the request
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
@@ -282,6 +286,34 @@ func TestUnitReloadWaits(t *testing.T) {
 	for _, flag := range []string{"--data %S/coffer", "--config /etc/coffer/server.toml"} {
 		if !strings.Contains(start, flag) || !strings.Contains(reload, flag) {
 			t.Errorf("ExecStart=%s and ExecReload=%s must both pass %s", start, reload, flag)
+		}
+	}
+}
+
+// TestAuditFollowersLeave: a follower that closes its connection frees
+// its slot at once, not at the next record: after more followers than
+// the bound have come and gone with no new record, one more is served.
+func TestAuditFollowersLeave(t *testing.T) {
+	f := newFixture(t, "web")
+	f.next(t, "one", 0)
+	p := f.start(t)
+	defer p.stop()
+	if _, err := p.fetch("web"); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(f.DataDir, "admin.sock")
+	follow := []byte(`{"cmd":"audit","follow":true}` + "\n")
+	for i := range 2 * maxAuditFollowers {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			line := adminRaw(t, sock, follow) // reads the stored record, then closes
+			if strings.Contains(line, `"record"`) {
+				break
+			}
+			if !strings.Contains(line, "too many audit followers") || time.Now().After(deadline) {
+				t.Fatalf("follower %d: got %q, want the stored record once earlier followers have left", i, line)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }

@@ -219,7 +219,7 @@ func (d *daemon) sendAudit(req adminRequest, send func(*adminResponse) error, do
 			if err := send(&adminResponse{Record: &l}); err != nil {
 				return err
 			}
-		case <-done:
+		case <-done: // the server stops, or the peer left
 			return send(&adminResponse{End: true})
 		}
 	}

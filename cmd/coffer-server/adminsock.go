@@ -254,12 +254,35 @@ func (a *adminServer) handle(c *net.UnixConn, done <-chan struct{}) {
 		if req, err = parseAdminRequest(line); err == nil {
 			c.SetReadDeadline(time.Time{})
 			a.log.Debug("admin request", "cmd", req.Cmd, "uid", uid)
-			if err = a.h(req, send, done); err == nil {
+			if err = a.h(req, send, peerDone(c, done)); err == nil {
 				return
 			}
 		}
 	}
 	send(&adminResponse{Error: err.Error()})
+}
+
+// peerDone returns a channel closed when done is, or when the peer
+// closes its end (or sends more, which the protocol does not allow), so
+// that an audit follower that left frees its slot without waiting for
+// the next record. Both goroutines end once c is closed.
+func peerDone(c net.Conn, done <-chan struct{}) <-chan struct{} {
+	stop := make(chan struct{})
+	var once sync.Once
+	end := func() { once.Do(func() { close(stop) }) }
+	go func() {
+		var b [1]byte
+		c.Read(b[:])
+		end()
+	}()
+	go func() {
+		select {
+		case <-done:
+			end()
+		case <-stop:
+		}
+	}()
+	return stop
 }
 
 // readAdminLine reads one line of at most maxAdminRequestBytes.
