@@ -283,6 +283,13 @@ func TestMetricsScrape(t *testing.T) {
 	if strings.Contains(string(body), "web") || strings.Contains(string(body), f.Clients["web"].Public().String()[:16]) {
 		t.Error("the scrape names a client")
 	}
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = bytes.NewReader(body)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics on the scrape: %v\n%s", err, out)
+		}
+	}
 	if resp, err := http.Get("http://" + addr + "/"); err != nil || resp.StatusCode != 404 {
 		t.Errorf("GET /: %v %v, want 404", resp.Status, err)
 	}
