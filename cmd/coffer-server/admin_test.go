@@ -236,7 +236,7 @@ func TestAdminPeerRefused(t *testing.T) {
 	os.Chmod(open, 0o755)
 	sock := filepath.Join(open, "a.sock")
 	p := f.start(t, "--admin-socket", sock)
-	defer p.stop()
+	defer func() { p.stop() }()
 	os.Chmod(sock, 0o666) // the mistake the credential check must catch
 	bin := filepath.Join(open, "coffer-server")
 	data, err := os.ReadFile(serverBin)
@@ -260,6 +260,20 @@ func TestAdminPeerRefused(t *testing.T) {
 	// Root still gets its answer.
 	if out, _, code := f.run(t, nil, append([]string{"status", "--admin-socket", sock}, f.Args()...)...); code != 0 || !strings.Contains(out, "running") {
 		t.Errorf("status as root: exit %d\n%s", code, out)
+	}
+	p.stop()
+
+	// With admin_group, the socket is 0660 and the group's, and a member
+	// is answered.
+	p = f.start(t, "--admin-socket", sock, "--admin-group", "65534")
+	fi, err := os.Lstat(sock)
+	if err != nil || fi.Mode().Perm() != 0o660 || fi.Sys().(*syscall.Stat_t).Gid != 65534 {
+		t.Fatalf("admin socket with admin_group: %v, mode %v; want 0660 and group 65534", err, fi.Mode())
+	}
+	cmd = exec.Command(bin, "status", "--config", conf, "--admin-socket", sock, "--data", f.DataDir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "server:      running") {
+		t.Errorf("status as a member of admin_group: %v\n%s", err, out)
 	}
 }
 
