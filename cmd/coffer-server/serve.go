@@ -321,30 +321,38 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 		closeStore()
 		return nil
 	}
-	listeners, err := listen(cfg.Listen, getenv, log)
-	if err != nil {
-		closeStore()
-		return err
-	}
-	ml, err := listenMetrics(cfg, log)
-	if err != nil {
-		for _, l := range listeners {
-			l.Close()
-		}
-		closeStore()
-		return err
-	}
 	d := &daemon{log: log, sd: sd, srv: srv, ld: ld, lock: lock, sigs: sigs, live: live, feed: feed, dataDir: cfg.DataDir,
 		reloads: make(chan reloadRequest), done: make(chan struct{})}
-	admin, err := d.startAdmin(cfg)
+	err = d.serveUntilStopped(cfg, getenv)
+	closeStore()
+	log.Info("stopped")
+	return err
+}
+
+// serveUntilStopped binds the listeners (coffer/1, metrics, the admin
+// socket) and serves until SIGTERM or SIGINT, then stops them in order:
+// the loop, the poller, the admin socket, the metrics.
+func (d *daemon) serveUntilStopped(cfg *config.Server, getenv func(string) string) error {
+	listeners, err := listen(cfg.Listen, getenv, d.log)
 	if err != nil {
+		return err
+	}
+	closeListeners := func() {
 		for _, l := range listeners {
 			l.Close()
 		}
+	}
+	ml, err := listenMetrics(cfg, d.log)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	admin, err := d.startAdmin(cfg)
+	if err != nil {
+		closeListeners()
 		if ml != nil {
 			ml.Close()
 		}
-		closeStore()
 		return err
 	}
 	stopMetrics := func() {}
@@ -357,8 +365,6 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 	<-polling
 	admin.close()
 	stopMetrics()
-	closeStore()
-	log.Info("stopped")
 	return err
 }
 
