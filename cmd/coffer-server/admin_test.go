@@ -331,3 +331,19 @@ func TestAuditFollowersLeave(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusStopped: status of a stopped server says so, also when the
+// store cannot be read (here: no key file) or does not exist.
+func TestStatusStopped(t *testing.T) {
+	f := newFixture(t, "web")
+	out, _, code := f.run(t, nil, append([]string{"status"}, f.Args()...)...)
+	if code != 0 || !strings.Contains(out, "server:      not running") || !strings.Contains(out, "store:       no store") {
+		t.Errorf("status without a store: exit %d\n%s", code, out)
+	}
+	os.MkdirAll(f.DataDir, 0o700)
+	os.Remove(f.KeyFile)
+	out, _, code = f.run(t, nil, append([]string{"status"}, f.Args()...)...)
+	if code != 0 || !strings.Contains(out, "server:      not running") || !strings.Contains(out, "store:       not readable: loading the server key") {
+		t.Errorf("status without a key file: exit %d\n%s", code, out)
+	}
+}

@@ -78,7 +78,10 @@ func storeStatus(cfg *config.Server, stderr io.Writer) (*statusReport, error) {
 	}
 	st, lock, err := adminStore(cfg, "status", stderr)
 	if err != nil {
-		return nil, err
+		// Still report that the server is not running; the store's
+		// condition says why it could not be read (no key, no access).
+		r.Condition = "not readable: " + err.Error()
+		return r, nil
 	}
 	defer lock.release()
 	defer st.Close()
