@@ -27,8 +27,8 @@ Commands:
   version   print the version
 
 status, inspect, audit and reload ask a running server through its admin
-socket, and read the store of a stopped one. Run 'coffer-server COMMAND -h'
-for a command's options. Configuration comes
+socket; status, inspect and audit read the store of a stopped one. Run
+'coffer-server COMMAND -h' for a command's options. Configuration comes
 from --config (default /etc/coffer/server.toml), COFFER_* variables and
 flags, in increasing order of precedence (docs/server.md).
 
