@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -162,15 +163,17 @@ func (g *globalLimiter) take(now time.Time) bool {
 
 // inflight counts open handshakes per source address, up to a cap.
 type inflight struct {
-	mu  sync.Mutex
-	max int // 0: no cap
-	n   map[netip.Addr]int
+	mu    sync.Mutex
+	max   int // 0: no cap
+	n     map[netip.Addr]int
+	total atomic.Int64 // handshakes in flight over all addresses
 }
 
 // enter counts a handshake in, or reports false when the address is at
 // its cap.
 func (f *inflight) enter(a netip.Addr) bool {
 	if f.max <= 0 {
+		f.total.Add(1)
 		return true
 	}
 	f.mu.Lock()
@@ -179,10 +182,12 @@ func (f *inflight) enter(a netip.Addr) bool {
 		return false
 	}
 	f.n[a]++
+	f.total.Add(1)
 	return true
 }
 
 func (f *inflight) leave(a netip.Addr) {
+	f.total.Add(-1)
 	if f.max <= 0 {
 		return
 	}

@@ -82,6 +82,9 @@ type Server struct {
 	// Audit, when set, is called once per session that got past Hello
 	// parsing, from the session's goroutine, after the session ended.
 	Audit func(AuditEvent)
+	// Observe, when set, is called once per accepted connection, from its
+	// goroutine, after it closed (metrics; SessionEnd holds no identity).
+	Observe func(SessionEnd)
 
 	MaxConns       int           // concurrent sessions accepted by Serve (default 1024)
 	HelloTimeout   time.Duration // Hello must arrive this long after accept (5 s)

@@ -22,6 +22,7 @@ type failure struct {
 	code    frame.ErrorCode
 	outcome string
 	reason  string
+	limit   string // the rate-limit bucket that refused the session, if any
 }
 
 func (f *failure) Error() string { return "coffer: session failed: " + f.reason }
@@ -103,7 +104,7 @@ func (s *Server) serve(c net.Conn) {
 func (ss *session) run() error {
 	s := ss.s
 	if !s.handshakes.enter(ss.remote) {
-		return fail(frame.CodeBusy, OutcomeError, "too many handshakes from this address")
+		return limited(LimitHandshakesPerAddress, "too many handshakes from this address")
 	}
 	ss.handshake = true
 	ss.c.SetDeadline(ss.start.Add(s.HelloTimeout))
@@ -180,7 +181,7 @@ func (ss *session) openHello(f frame.Frame) error {
 	}
 	now := time.Now()
 	if !s.failIP.allowed(ss.remote, now) {
-		return fail(frame.CodeBusy, OutcomeError, "address over its failed-authentication limit")
+		return limited(LimitFailedAuthPerAddress, "address over its failed-authentication limit")
 	}
 	e := ss.snap.table[h.Client]
 	if e == nil {
@@ -195,7 +196,7 @@ func (ss *session) openHello(f frame.Frame) error {
 	// no liveness, so replays of a recorded one must not use up the
 	// real client's tokens and lock it out.
 	if !s.clientLim.allowed(h.Client, now) {
-		return fail(frame.CodeBusy, OutcomeError, "client over its rate limit")
+		return limited(LimitPerClient, "client over its rate limit")
 	}
 	ss.ephemeral = h.Ephemeral
 	ss.th = mixFrame(&s.th0, f.Raw)
@@ -240,8 +241,11 @@ func (ss *session) unknownClient(h *frame.Hello, raw []byte) error {
 	now := time.Now()
 	// The per-address bucket first: a host past its own budget must not
 	// spend a global token it is then refused anyway.
-	if !s.unknownIP.take(ss.remote, now) || !s.unknown.take(now) {
-		return fail(frame.CodeBusy, OutcomeError, "unknown-key budget exhausted")
+	if !s.unknownIP.take(ss.remote, now) {
+		return limited(LimitUnknownClientsPerAddress, "unknown-key budget exhausted")
+	}
+	if !s.unknown.take(now) {
+		return limited(LimitUnknownClients, "unknown-key budget exhausted")
 	}
 	c := PublicKey(h.Client)
 	if CheckPublicKey(&c) != nil {
@@ -462,6 +466,7 @@ func (ss *session) finish(err error) {
 	if ss.snap != nil {
 		ss.snap.release()
 	}
+	s.observe(ss, outcome, fl)
 	if !ss.helloSeen {
 		s.logf(slog.LevelDebug, "connection closed", "remote", ss.remote, "reason", reason)
 		return

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,7 @@ type Server struct {
 	Limits     ServerLimits
 	Audit      ServerAudit
 	Log        ServerLog
+	ServerLive // admin socket, metrics, definition URL (server_live.go)
 }
 
 // ServerLimits bounds what clients can make the server spend
@@ -102,8 +104,9 @@ func DefaultServer() *Server {
 			UnknownClientsPerAddress: ServerRate{Rate: 10, Burst: 20},
 			PerClient:                ServerRate{Rate: 10, Burst: 20},
 		},
-		Audit: ServerAudit{MaxRecords: 100000, MaxAge: 90 * 24 * time.Hour},
-		Log:   ServerLog{Level: "info", Format: "text"},
+		Audit:      ServerAudit{MaxRecords: 100000, MaxAge: 90 * 24 * time.Hour},
+		Log:        ServerLog{Level: "info", Format: "text"},
+		ServerLive: ServerLive{DefinitionPoll: DefaultDefinitionPoll},
 	}
 }
 
@@ -117,7 +120,8 @@ type serverFile struct {
 	DataDir    *string  `toml:"data_dir"`
 	Definition *string  `toml:"definition"`
 	Trusted    []string `toml:"trusted"`
-	Limits     struct {
+	serverLiveFile
+	Limits struct {
 		MaxConnections           *int64    `toml:"max_connections"`
 		MaxHandshakesPerAddress  *int64    `toml:"max_handshakes_per_address"`
 		HelloTimeout             *string   `toml:"hello_timeout"`
@@ -179,7 +183,7 @@ func ParseServer(data []byte) (*Server, error) {
 		return nil, fmt.Errorf("config: server config: %w", err)
 	}
 	for _, k := range md.Keys() {
-		if !serverKeys[k.String()] {
+		if !serverKeys[k.String()] && !slices.Contains(serverLiveKeys, k.String()) {
 			return nil, fmt.Errorf("config: server config: unknown key %q", k.String())
 		}
 	}
@@ -188,6 +192,9 @@ func ParseServer(data []byte) (*Server, error) {
 	}
 	c := DefaultServer()
 	if err := f.apply(c); err != nil {
+		return nil, err
+	}
+	if err := f.serverLiveFile.apply(&c.ServerLive); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {
@@ -363,7 +370,7 @@ func (c *Server) Validate() error {
 	default:
 		return invalidServer("log.format = %q is not text or json", c.Log.Format)
 	}
-	return nil
+	return c.validateLive()
 }
 
 // invalidServer is the error of a setting Validate refuses.

@@ -66,8 +66,9 @@ format = "json"
 			UnknownClients:           config.ServerRate{},
 			UnknownClientsPerAddress: config.ServerRate{Rate: 4, Burst: 8},
 			PerClient:                config.ServerRate{Rate: 1, Burst: 1}},
-		Audit: config.ServerAudit{MaxRecords: 5, MaxAge: time.Hour},
-		Log:   config.ServerLog{Level: "debug", Format: "json"},
+		Audit:      config.ServerAudit{MaxRecords: 5, MaxAge: time.Hour},
+		Log:        config.ServerLog{Level: "debug", Format: "json"},
+		ServerLive: config.ServerLive{DefinitionPoll: config.DefaultDefinitionPoll},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)

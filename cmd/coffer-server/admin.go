@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/coffer-project/coffer/coffer"
@@ -56,18 +54,27 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 
 const reloadUsage = `Usage: coffer-server reload [options]
 
-Make the running server load the sealed definition again, by sending it
-SIGHUP; the server's log says whether the definition was accepted. Under
-systemd use 'systemctl reload coffer-server' instead. The server is found
-through the lock file in the data directory.
+Make the running server load its sealed definition (the file, or the URL
+it polls) now, wait for the outcome and report it: the serial served, or
+why the definition was refused (the server then serves the previous one).
+It asks through the admin socket (docs/server.md, "Admin socket"); the
+systemd unit's ExecReload runs it, so 'systemctl reload coffer-server'
+succeeds only when the definition was loaded. SIGHUP still reloads,
+without an answer.
 
 Options:
-  --config FILE, --data DIR   as for serve (see 'coffer-server serve -h')
+  --timeout D                how long to wait for the outcome (default 2m)
+  --json                     the outcome as one JSON object
+` + "\n" + configUsage + `
+Exit status: 0 loaded (or already current), 1 refused or no server
+running, 2 usage error.
 `
 
 func cmdReload(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
 	build := configFlags(fs)
+	timeout := fs.Duration("timeout", 2*time.Minute, "wait for the outcome")
+	asJSON := fs.Bool("json", false, "JSON output")
 	if err := parseFlags(fs, args, stderr, reloadUsage); err != nil {
 		return err
 	}
@@ -75,18 +82,54 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h, ok, err := runningServer(cfg.DataDir)
-	if err != nil {
-		return fmt.Errorf("finding the server: %w", err)
-	}
-	if !ok || h.role != "serve" {
+	c, route, err := connectAdmin(cfg)
+	switch route {
+	case routeRefused:
+		return err
+	case routeStore:
 		return withHint(fmt.Errorf("no coffer-server is running on %s", cfg.DataDir),
-			"start it, or pass the --data or --config it runs with")
+			"start it, or pass the --data, --admin-socket or --config it runs with")
 	}
-	if err := syscall.Kill(h.pid, syscall.SIGHUP); err != nil {
-		return fmt.Errorf("signalling pid %d: %w", h.pid, err)
+	var r reloadResult
+	err = adminCall(c, adminRequest{Cmd: adminReload}, *timeout, func(resp *adminResponse) (bool, error) {
+		if resp.Reload == nil {
+			return false, errors.New("admin socket: the answer holds no reload outcome")
+		}
+		r = *resp.Reload
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
 	}
-	fmt.Fprintf(stderr, "coffer-server: sent SIGHUP to pid %d; its log tells whether the definition was accepted\n", h.pid)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return reloadOutcome(r, *asJSON, stdout)
+}
+
+// reloadOutcome prints a load's outcome and returns the error that makes
+// the exit status 1 when it was refused.
+func reloadOutcome(r reloadResult, quiet bool, stdout io.Writer) error {
+	served := "nothing"
+	if r.Serial != 0 {
+		served = fmt.Sprintf("serial %d (%s)", r.Serial, r.Hash)
+	}
+	if !r.Accepted {
+		return withHint(fmt.Errorf("definition refused: %s", r.Reason),
+			"the server still serves "+served+"; its log has the details")
+	}
+	if quiet {
+		return nil
+	}
+	if r.Changed {
+		fmt.Fprintf(stdout, "loaded: serving %s\n", served)
+	} else {
+		fmt.Fprintf(stdout, "already current: serving %s\n", served)
+	}
 	return nil
 }
 
@@ -123,8 +166,8 @@ const inspectUsage = `Usage: coffer-server inspect [options]
 
 Print the stored definition: serial, hash, clients with their key
 fingerprints, and each client's secret names with kinds and sizes (never a
-value), then the store's size. The server must not be running (the store
-allows one process at a time).
+value), then the store's size. A running server is asked through its
+admin socket; a stopped one's store is read directly.
 
 Options:
   --json     one JSON object instead of text
@@ -154,28 +197,47 @@ func cmdInspect(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, lock, err := adminStore(cfg, "inspect", stderr)
+	r, err := inspectReportOf(cfg, stderr)
 	if err != nil {
 		return err
-	}
-	defer lock.release()
-	defer st.Close()
-	stats, err := st.Stats()
-	if err != nil {
-		return err
-	}
-	var clients []inspectClient
-	if stats.HasCurrent {
-		if clients, err = storedClients(st, stats.Generation); err != nil {
-			return err
-		}
 	}
 	if *asJSON {
-		return printInspectJSON(stdout, &stats, clients)
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
 	}
-	printInspect(stdout, &stats, clients)
+	printInspect(stdout, r)
 	return nil
 }
+
+// inspectReportOf asks the running server, or reads the store when none
+// runs.
+func inspectReportOf(cfg *config.Server, stderr io.Writer) (*inspectReport, error) {
+	c, route, err := connectAdmin(cfg)
+	switch route {
+	case routeRefused:
+		return nil, err
+	case routeStore:
+		st, lock, err := adminStore(cfg, "inspect", stderr)
+		if err != nil {
+			return nil, err
+		}
+		defer lock.release()
+		defer st.Close()
+		return inspectStore(st)
+	}
+	var r *inspectReport
+	err = adminCall(c, adminRequest{Cmd: adminInspect}, adminCallTimeout, func(resp *adminResponse) (bool, error) {
+		if r = resp.Inspect; r == nil {
+			return false, errors.New("admin socket: the answer holds no inspect report")
+		}
+		return true, nil
+	})
+	return r, err
+}
+
+// adminCallTimeout bounds status and inspect through the admin socket.
+const adminCallTimeout = 60 * time.Second
 
 // storedClients reads every client of generation gen, grouping keys by
 // client name. Values are decoded only to learn their kind and are
@@ -228,17 +290,17 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-func printInspect(w io.Writer, s *shard.Stats, clients []inspectClient) {
-	fmt.Fprintf(w, "condition:  %s\n", s.Condition)
-	if !s.HasCurrent {
+func printInspect(w io.Writer, r *inspectReport) {
+	fmt.Fprintf(w, "condition:  %s\n", r.Condition)
+	if r.Hash == "" {
 		fmt.Fprintln(w, "definition: none")
 	} else {
-		fmt.Fprintf(w, "serial:     %d\nhash:       %x\ngeneration: %d\n", s.Version.Serial, s.Version.Hash, s.Generation)
+		fmt.Fprintf(w, "serial:     %d\nhash:       %s\ngeneration: %d\n", r.Serial, r.Hash, r.Generation)
 	}
-	fmt.Fprintf(w, "clients:    %d\nvalues:     %d (%d bytes sealed)\n", s.Clients, s.Values, s.ShardBytes)
-	fmt.Fprintf(w, "disk:       %d bytes (tables %d, value log %d)\n", s.DiskBytes, s.LSMBytes, s.VLogBytes)
-	fmt.Fprintf(w, "audit:      %d records (%d dropped since start)\n", s.AuditRecords, s.AuditDropped)
-	for _, c := range clients {
+	fmt.Fprintf(w, "clients:    %d\nvalues:     %d (%d bytes sealed)\n", clientKeys(r.Clients), r.Values, r.ShardBytes)
+	fmt.Fprintf(w, "disk:       %d bytes (tables %d, value log %d)\n", r.DiskBytes, r.LSMBytes, r.VLogBytes)
+	fmt.Fprintf(w, "audit:      %d records (%d dropped since start)\n", r.Audit, r.Dropped)
+	for _, c := range r.Clients {
 		fmt.Fprintf(w, "\nclient %q\n", c.Name)
 		for _, k := range c.Keys {
 			pk, _ := coffer.ParsePublicKey(k)
@@ -250,39 +312,28 @@ func printInspect(w io.Writer, s *shard.Stats, clients []inspectClient) {
 	}
 }
 
-func printInspectJSON(w io.Writer, s *shard.Stats, clients []inspectClient) error {
-	out := struct {
-		Condition  string          `json:"condition"`
-		Serial     uint64          `json:"serial,omitempty"`
-		Hash       string          `json:"hash,omitempty"`
-		Generation uint64          `json:"generation,omitempty"`
-		Clients    []inspectClient `json:"clients"`
-		Values     int             `json:"values"`
-		DiskBytes  int64           `json:"disk_bytes"`
-		Audit      int             `json:"audit_records"`
-	}{Condition: s.Condition.String(), Clients: clients, Values: s.Values, DiskBytes: s.DiskBytes, Audit: s.AuditRecords}
-	if s.HasCurrent {
-		out.Serial, out.Hash, out.Generation = s.Version.Serial, hex.EncodeToString(s.Version.Hash[:]), s.Generation
+// clientKeys counts the keys of clients, as the store counts clients.
+func clientKeys(cs []inspectClient) int {
+	n := 0
+	for _, c := range cs {
+		n += len(c.Keys)
 	}
-	if out.Clients == nil {
-		out.Clients = []inspectClient{}
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return n
 }
 
 const auditUsage = `Usage: coffer-server audit [options]
 
 Print the fetch audit, oldest first: time, client fingerprint and name,
 remote address, serial served, number of values and outcome (ok,
-unknown-client, auth-failed, error). Never a value. The server must not
-be running (the store allows one process at a time).
+unknown-client, auth-failed, error). Never a value. A running server is
+asked through its admin socket; a stopped one's store is read directly.
 
 Options:
   --since WHEN   records at or after WHEN: a duration back from now (24h)
                  or an RFC 3339 time (default: all)
   --limit N      at most the newest N records (default 100; 0 for all)
+  --follow       then print each new record as the running server writes
+                 it, until interrupted
   --json         one JSON object per line
 ` + "\n" + configUsage
 
@@ -303,6 +354,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 	since := fs.String("since", "", "duration or RFC 3339 time")
 	limit := fs.Int("limit", 100, "newest N records")
 	asJSON := fs.Bool("json", false, "JSON lines")
+	follow := fs.Bool("follow", false, "print new records as they are written")
 	if err := parseFlags(fs, args, stderr, auditUsage); err != nil {
 		return err
 	}
@@ -319,28 +371,58 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	print := func(l *auditLine) error {
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(l)
+		}
+		_, err := fmt.Fprintf(stdout, "%s client=%s name=%s remote=%s serial=%d values=%d outcome=%s\n",
+			l.Time.Format(time.RFC3339Nano), l.Client, strconv.Quote(l.Name), l.Remote, l.Serial, l.Values, l.Outcome)
+		return err
+	}
+	c, route, err := connectAdmin(cfg)
+	switch route {
+	case routeRefused:
+		return err
+	case routeStore:
+		if *follow {
+			return withHint(fmt.Errorf("no coffer-server is running on %s", cfg.DataDir),
+				"--follow shows records as a running server writes them")
+		}
+		return auditStore(cfg, from, *limit, stderr, print)
+	}
+	req := adminRequest{Cmd: adminAudit, Since: from, Limit: *limit, Follow: *follow}
+	timeout := adminCallTimeout
+	if *follow {
+		timeout = 0
+	}
+	return adminCall(c, req, timeout, func(r *adminResponse) (bool, error) {
+		switch {
+		case r.Record != nil:
+			return false, print(r.Record)
+		case r.Skipped > 0:
+			fmt.Fprintf(stderr, "coffer-server: %d records skipped: this reader fell behind\n", r.Skipped)
+		}
+		return r.End, nil
+	})
+}
+
+// auditStore prints the audit from the store of a stopped server.
+func auditStore(cfg *config.Server, from time.Time, limit int, stderr io.Writer, print func(*auditLine) error) error {
 	st, lock, err := adminStore(cfg, "audit", stderr)
 	if err != nil {
 		return err
 	}
 	defer lock.release()
 	defer st.Close()
-	recs, err := st.AuditRecords(from, *limit)
+	recs, err := st.AuditRecords(from, limit)
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(stdout)
 	for _, r := range recs {
-		l := auditLine{Time: r.Time.UTC(), Client: coffer.PublicKey(r.Client).Fingerprint(), Name: r.Name,
-			Remote: r.Remote, Serial: r.Serial, Values: r.Values, Outcome: r.Outcome}
-		if *asJSON {
-			if err := enc.Encode(l); err != nil {
-				return err
-			}
-			continue
+		l := auditLineOf(r)
+		if err := print(&l); err != nil {
+			return err
 		}
-		fmt.Fprintf(stdout, "%s client=%s name=%s remote=%s serial=%d values=%d outcome=%s\n",
-			l.Time.Format(time.RFC3339Nano), l.Client, strconv.Quote(l.Name), l.Remote, l.Serial, l.Values, l.Outcome)
 	}
 	return nil
 }

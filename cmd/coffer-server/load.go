@@ -47,7 +47,8 @@ type loader struct {
 	log     *slog.Logger
 	key     *coffer.PrivateKey
 	trusted []coffer.PublicKey
-	path    string // the sealed definition file
+	path    string        // the sealed definition file, or its URL
+	remote  *remoteSource // when path is a URL (remote.go)
 	st      *shard.Store
 	srv     *coffer.Server
 

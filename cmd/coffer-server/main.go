@@ -23,13 +23,16 @@ Commands:
   serve     run the daemon (the default when no command is given)
   check     check the config, key file, data directory and sealed definition;
             exit status 0 when ready to serve, 1 when not
+  status    report on the server: serial served, sessions, limits, uptime
   inspect   print the stored definition: serial, hash, clients, names, sizes
-  audit     print the fetch audit
-  reload    make the running server load the sealed definition (SIGHUP)
+  audit     print the fetch audit (--follow: new records as they come)
+  reload    make the running server load its definition; wait for the outcome
   keygen    write a new server key file (0600, never overwrites)
   version   print the version
 
-Run 'coffer-server COMMAND -h' for a command's options. Configuration comes
+status, inspect, audit and reload ask a running server through its admin
+socket; status, inspect and audit read the store of a stopped one. Run
+'coffer-server COMMAND -h' for a command's options. Configuration comes
 from --config (default /etc/coffer/server.toml), COFFER_* variables and
 flags, in increasing order of precedence (docs/server.md).
 
@@ -93,6 +96,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdServe(rest, stdout, stderr)
 	case "check":
 		err = cmdCheck(rest, stdout, stderr)
+	case "status":
+		err = cmdStatus(rest, stdout, stderr)
 	case "inspect":
 		err = cmdInspect(rest, stdout, stderr)
 	case "audit":

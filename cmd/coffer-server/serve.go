@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,8 +12,8 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
-	"strings"
 	"syscall"
+	"time"
 
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/config"
@@ -25,7 +24,10 @@ const serveUsage = `Usage: coffer-server [serve] [options]
 
 Run the daemon: open the store, load the sealed definition if it is newer
 than the stored one, listen, and serve coffer/1 until SIGTERM or SIGINT.
-SIGHUP (or 'coffer-server reload') loads the sealed definition again.
+'coffer-server reload' (through the admin socket, waiting for the outcome)
+or SIGHUP loads the sealed definition again; a definition URL is also
+polled every --definition-poll. The admin socket answers status, reload,
+inspect and audit; --metrics-listen serves /metrics (docs/server.md).
 Under systemd it reports readiness (Type=notify) and accepts a socket
 from socket activation (coffer-server.socket), which replaces --listen.
 
@@ -189,16 +191,22 @@ func storeHint(err error, dir string) error {
 	return fmt.Errorf("opening the store: %w", err)
 }
 
-// newServer maps the configuration onto coffer.Server.
-func newServer(cfg *config.Server, key *coffer.PrivateKey, st *shard.Store, log *slog.Logger) *coffer.Server {
+// newServer maps the configuration onto coffer.Server. Each audit record
+// goes to the store and to the audit followers; each session's end is
+// counted in live.
+func newServer(cfg *config.Server, key *coffer.PrivateKey, st *shard.Store, log *slog.Logger, live *liveStats, feed *auditFeed) *coffer.Server {
 	l := cfg.Limits
 	return &coffer.Server{
 		Key:    key,
 		Logger: log,
 		Audit: func(e coffer.AuditEvent) {
-			st.Audit(shard.AuditRecord{Time: e.Time, Client: e.Client, Name: e.Name, Remote: e.Remote,
-				Serial: e.Serial, Values: e.Values, Outcome: e.Outcome})
+			rec := shard.AuditRecord{Time: e.Time, Client: e.Client, Name: e.Name, Remote: e.Remote,
+				Serial: e.Serial, Values: e.Values, Outcome: e.Outcome}
+			st.Audit(rec)
+			live.auditHanded.Add(1)
+			feed.publish(rec)
 		},
+		Observe:            live.observe,
 		MaxConns:           l.MaxConnections,
 		HelloTimeout:       l.HelloTimeout,
 		GetTimeout:         l.HandshakeTimeout,
@@ -283,39 +291,89 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 		}
 		return nil
 	}
-	srv := newServer(cfg, key, st, log)
+	live, feed := newLiveStats(time.Now()), &auditFeed{}
+	srv := newServer(cfg, key, st, log, live, feed)
 	ld := &loader{log: log, key: key, trusted: trusted, path: cfg.Definition, st: st, srv: srv}
+	if config.IsDefinitionURL(cfg.Definition) {
+		u, err := config.CheckDefinitionURL(cfg.Definition)
+		if err != nil {
+			st.Close()
+			return err
+		}
+		ld.remote, ld.path = newRemoteSource(u), redactedURL(u)
+	}
 	closeStore := func() {
 		ld.drops.Wait()
 		if err := st.Close(); err != nil {
 			log.Error("closing the store", "err", err)
 		}
 	}
-	if err := ld.start(); err != nil {
+	loadErr, err := ld.start()
+	if err != nil {
 		closeStore()
 		return err
+	}
+	live.loaded(loadResult(ld, loadErr))
+	if ld.servedVersion() != nil {
+		live.markInstalled(time.Now())
 	}
 	if sigs.stopping(log) {
 		closeStore()
 		return nil
 	}
-	listeners, err := listen(cfg.Listen, getenv, log)
-	if err != nil {
-		closeStore()
-		return err
-	}
-	d := &daemon{log: log, sd: sd, srv: srv, ld: ld, lock: lock, sigs: sigs}
-	err = d.run(listeners, cfg)
+	d := &daemon{log: log, sd: sd, srv: srv, ld: ld, lock: lock, sigs: sigs, live: live, feed: feed, dataDir: cfg.DataDir,
+		reloads: make(chan reloadRequest), done: make(chan struct{})}
+	err = d.serveUntilStopped(cfg, getenv)
 	closeStore()
 	log.Info("stopped")
+	return err
+}
+
+// serveUntilStopped binds the listeners (coffer/1, metrics, the admin
+// socket) and serves until SIGTERM or SIGINT, then stops them in order:
+// the loop, the poller, the admin socket, the metrics.
+func (d *daemon) serveUntilStopped(cfg *config.Server, getenv func(string) string) error {
+	listeners, err := listen(cfg.Listen, getenv, d.log)
+	if err != nil {
+		return err
+	}
+	closeListeners := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	ml, err := listenMetrics(cfg, d.log)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	admin, err := d.startAdmin(cfg)
+	if err != nil {
+		closeListeners()
+		if ml != nil {
+			ml.Close()
+		}
+		return err
+	}
+	stopMetrics := func() {}
+	if ml != nil {
+		stopMetrics = d.serveMetrics(ml)
+	}
+	polling := d.startPoller(cfg)
+	err = d.run(listeners, cfg)
+	close(d.done)
+	<-polling
+	admin.close()
+	stopMetrics()
 	return err
 }
 
 // start brings the store up to date at startup: it rebuilds a store that
 // is behind its state file, loads the configured file if it is newer, and
 // installs what the store holds. It fails only when the store cannot be
-// brought to a state that is not older than what was served before.
-func (l *loader) start() error {
+// brought to a state that is not older than what was served before;
+// loadErr is the configured file's load error, which start logs.
+func (l *loader) start() (loadErr, err error) {
 	switch c := l.st.Condition(); c {
 	case shard.FirstRun:
 		l.log.Warn("first run: no state file and an empty store; the first valid definition is trusted as is (TOFU)")
@@ -323,11 +381,11 @@ func (l *loader) start() error {
 		l.log.Warn("store and state file disagreed; state file rewritten from the store", "condition", c.String())
 	case shard.NeedsRebuild:
 		if err := l.rebuild(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	err := l.loadFile()
-	switch {
+	loadErr = l.loadConfigured()
+	switch err := loadErr; {
 	case err == nil:
 	case errors.Is(err, errUnchanged):
 		l.log.Info("sealed definition is the stored one", "path", l.path)
@@ -339,13 +397,13 @@ func (l *loader) start() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, _, ok := l.st.Current(); !ok {
-		l.log.Warn("nothing to serve: clients get Error{unavailable} until a definition is loaded (SIGHUP)")
-		return nil
+		l.log.Warn("nothing to serve: clients get Error{unavailable} until a definition is loaded (coffer-server reload)")
+		return loadErr, nil
 	}
 	if l.served == nil {
-		return l.installLocked(0, nil)
+		return loadErr, l.installLocked(0, nil)
 	}
-	return nil
+	return loadErr, nil
 }
 
 // rebuild imports the definition the state file names, from the kept
@@ -365,7 +423,7 @@ func (l *loader) rebuild() error {
 		}
 	}
 	l.log.Error("rebuilding from the kept sealed file failed; trying the configured file", "err", err)
-	file, ferr := coffer.ReadSealedFile(l.path)
+	file, ferr := l.readConfigured()
 	if ferr != nil {
 		return withHint(fmt.Errorf("rebuilding the store: %w; and %w", err, ferr),
 			"put the last sealed definition (serial "+fmt.Sprint(state.Serial)+") or a newer one at "+l.path)
@@ -400,84 +458,4 @@ func listen(addr string, getenv func(string) string, log *slog.Logger) ([]net.Li
 	}
 	log.Info("listening", "addr", l.Addr().String())
 	return []net.Listener{l}, nil
-}
-
-// daemon is the running server's signal loop.
-type daemon struct {
-	log  *slog.Logger
-	sd   *notifier
-	srv  *coffer.Server
-	ld   *loader
-	lock *lockFile
-	sigs *signals
-}
-
-func (d *daemon) run(listeners []net.Listener, cfg *config.Server) error {
-	serveErr := make(chan error, len(listeners))
-	for _, l := range listeners {
-		go func() { serveErr <- d.srv.Serve(l) }()
-	}
-	d.ready()
-	if d.sigs.hup {
-		d.sigs.hup = false
-		d.reload() // the file may have changed after start-up read it
-	}
-	var err error
-loop:
-	for {
-		select {
-		case sig := <-d.sigs.ch:
-			if sig == syscall.SIGHUP {
-				d.reload()
-				continue
-			}
-			d.log.Info("shutting down", "signal", sig.String(), "grace", cfg.Limits.ShutdownTimeout.String())
-			break loop
-		case err = <-serveErr:
-			d.log.Error("listener failed; shutting down", "err", err)
-			break loop
-		}
-	}
-	d.notify("STOPPING=1")
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownTimeout)
-	defer cancel()
-	if serr := d.srv.Shutdown(ctx); serr != nil {
-		d.log.Warn("sessions still running at the deadline were closed", "err", serr)
-	}
-	return err
-}
-
-// reload loads the sealed file again on SIGHUP.
-func (d *daemon) reload() {
-	d.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
-	d.log.Info("reload requested", "path", d.ld.path)
-	err := d.ld.loadFile()
-	switch {
-	case err == nil:
-	case errors.Is(err, errUnchanged):
-		d.log.Info("reload: the sealed definition is already current")
-	default:
-		d.log.Error("reload: sealed definition refused; still serving the current one", "reason", err)
-	}
-	d.ready()
-}
-
-// ready records the served version in the lock file and tells systemd.
-func (d *daemon) ready() {
-	status := "serving nothing (no definition loaded)"
-	version := ""
-	if v := d.ld.servedVersion(); v != nil {
-		status = fmt.Sprintf("serving serial %d", v.Serial)
-		version = fmt.Sprintf("%d %x", v.Serial, v.Hash)
-	}
-	if err := d.lock.write("serve", version); err != nil {
-		d.log.Warn("updating the lock file", "err", err)
-	}
-	d.notify("READY=1\nSTATUS=" + status)
-}
-
-func (d *daemon) notify(state string) {
-	if err := d.sd.notify(state); err != nil {
-		d.log.Warn("systemd notification failed", "err", err, "state", strings.SplitN(state, "\n", 2)[0])
-	}
 }

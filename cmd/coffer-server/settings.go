@@ -52,6 +52,20 @@ var settings = []setting{
 		c.Log.Format = v
 		return nil
 	}},
+	{"admin-socket", "COFFER_ADMIN_SOCKET", "the admin socket's path", func(c *config.Server, v string) error {
+		c.AdminSocket = v
+		return nil
+	}},
+	{"admin-group", "COFFER_ADMIN_GROUP", "a group allowed on the admin socket", func(c *config.Server, v string) error {
+		c.AdminGroup = v
+		return nil
+	}},
+	{"metrics-listen", "COFFER_METRICS_LISTEN", "host:port serving /metrics", func(c *config.Server, v string) error {
+		c.MetricsListen = v
+		return nil
+	}},
+	durationSetting("definition-poll", "COFFER_DEFINITION_POLL", "poll interval of a definition URL",
+		func(c *config.Server) *time.Duration { return &c.DefinitionPoll }),
 	intSetting("max-connections", "COFFER_MAX_CONNECTIONS", "sessions at once",
 		func(c *config.Server) *int { return &c.Limits.MaxConnections }),
 	intSetting("max-handshakes-per-address", "COFFER_MAX_HANDSHAKES_PER_ADDRESS", "handshakes at once per source address (0: no cap)",
@@ -189,7 +203,14 @@ const configUsage = `Configuration (flag > COFFER_* variable > config file > def
   --listen ADDR              listen address (COFFER_LISTEN; default 127.0.0.1:9187)
   --key FILE                 server key file (COFFER_KEY_FILE; default /etc/coffer/server.key)
   --data DIR                 data directory (COFFER_DATA_DIR; default /var/lib/coffer)
-  --definition FILE          sealed definition (COFFER_DEFINITION; default /etc/coffer/secrets.sealed)
+  --definition FILE|URL      sealed definition (COFFER_DEFINITION; default /etc/coffer/secrets.sealed);
+                             an https:// URL is polled (docs/server.md, "Several servers")
+  --definition-poll D        poll interval of a definition URL (default 30s)
+  --admin-socket PATH        admin socket (COFFER_ADMIN_SOCKET; default DIR/admin.sock)
+  --admin-group GROUP        group allowed on the admin socket besides root and the
+                             server's user (COFFER_ADMIN_GROUP; default none)
+  --metrics-listen ADDR      serve /metrics on ADDR, ":9188" meaning 127.0.0.1:9188
+                             (COFFER_METRICS_LISTEN; default off)
   --trusted KEY              trusted companion public key; repeat for more
                              (COFFER_TRUSTED, comma-separated)
   --log-level LEVEL          debug, info, warn or error (COFFER_LOG_LEVEL; default info)
