@@ -57,8 +57,8 @@ func (p PublicKey) Fingerprint() string {
 // non-canonical points, so a bad key is caught where it is typed.
 func ParsePublicKey(s string) (PublicKey, error) {
 	var p PublicKey
-	if err := decodeKey(publicPrefix, strings.TrimSpace(s), p[:]); err != nil {
-		return p, err
+	if err := parseKeyText(publicPrefix, "an X25519 public key (cofferpk1...)", s, p[:]); err != nil {
+		return PublicKey{}, err
 	}
 	if err := CheckPublicKey(&p); err != nil {
 		return PublicKey{}, err
