@@ -24,8 +24,8 @@ type Definition struct {
 	Clients []DefinitionClient // sorted by Name
 
 	Author  AuthorPublicKey // the author key that signed it
-	Created time.Time // informational; never used for ordering
-	Forced  bool      // sealed with --force: the previous hash was not checked
+	Created time.Time       // informational; never used for ordering
+	Forced  bool            // sealed with --force: the previous hash was not checked
 }
 
 // Clear zeroes every value's text. The caller calls it once the values are

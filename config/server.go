@@ -26,7 +26,7 @@ const DefaultServerListen = "127.0.0.1:" + DefaultServerPort
 // kilobytes even with many trusted keys.
 const maxServerConfigBytes = 256 << 10
 
-// maxServerTrusted bounds the trusted companion keys, so a generated file
+// maxServerTrusted bounds the trusted author keys, so a generated file
 // cannot make every definition load try thousands of keys.
 const maxServerTrusted = 64
 
@@ -39,7 +39,7 @@ type Server struct {
 	KeyFile    string   // path of the server's private key file
 	DataDir    string   // the store's directory, created 0700
 	Definition string   // path of the sealed definition to load
-	Trusted    []string // companion public keys, cofferpk1...; checked by the caller
+	Trusted    []string // authors' signing public keys, cofferauthorpk1...; checked by the caller
 	Limits     ServerLimits
 	Audit      ServerAudit
 	Log        ServerLog
@@ -306,9 +306,9 @@ func (c *Server) Validate() error {
 	if len(c.Trusted) > maxServerTrusted {
 		return fmt.Errorf("config: server config: %d trusted keys exceed limit %d", len(c.Trusted), maxServerTrusted)
 	}
-	for _, k := range c.Trusted {
-		if !strings.HasPrefix(k, "cofferpk1") {
-			return fmt.Errorf("config: server config: trusted key %q is not a cofferpk1... public key", k)
+	for i, k := range c.Trusted {
+		if err := checkTrusted(k); err != nil {
+			return fmt.Errorf("config: server config: trusted key %d %w", i+1, err)
 		}
 	}
 	l := c.Limits
@@ -364,4 +364,33 @@ func (c *Server) Validate() error {
 		return fmt.Errorf("config: server config: log.format = %q is not text or json", c.Log.Format)
 	}
 	return nil
+}
+
+// Key text prefixes that checkTrusted tells apart (coffer/keys.go and
+// coffer/authorkey.go own the formats; config only names the mistake).
+const (
+	trustedPrefix   = "cofferauthorpk1"
+	x25519Prefix    = "cofferpk1"
+	secretPrefixes  = "coffersk1 cofferauthorsk1"
+	trustedKeyHint  = "trusted holds authors' signing public keys (cofferauthorpk1..., printed by 'coffer-companion keygen --author' and 'coffer-companion pubkey AUTHOR.key')"
+	trustedNotShown = "(not printed)"
+)
+
+// checkTrusted names what is wrong with a trusted key's text without
+// printing it: a secret key pasted there must not reach a log, and text
+// that is not a key may be one of another format.
+func checkTrusted(k string) error {
+	low := strings.ToLower(strings.TrimSpace(k))
+	for _, p := range strings.Fields(secretPrefixes) {
+		if strings.HasPrefix(low, p) {
+			return fmt.Errorf("is a secret key %s; a secret key never goes into a config file: remove it, treat it as exposed, and give the public key; %s", trustedNotShown, trustedKeyHint)
+		}
+	}
+	switch {
+	case strings.HasPrefix(low, trustedPrefix):
+		return nil
+	case strings.HasPrefix(low, x25519Prefix):
+		return fmt.Errorf("is an X25519 key (cofferpk1...), a server's or a client's; since sealed format 2 %s", trustedKeyHint)
+	}
+	return fmt.Errorf("is not an author's public key %s; %s", trustedNotShown, trustedKeyHint)
 }
