@@ -383,7 +383,7 @@ func checkTrusted(k string) error {
 	low := strings.ToLower(strings.TrimSpace(k))
 	for _, p := range strings.Fields(secretPrefixes) {
 		if strings.HasPrefix(low, p) {
-			return fmt.Errorf("is a secret key %s; a secret key never goes into a config file: remove it, treat it as exposed, and give the public key; %s", trustedNotShown, trustedKeyHint)
+			return fmt.Errorf("is a secret key %s; remove it, treat it as exposed, and give the public key: %s", trustedNotShown, trustedKeyHint)
 		}
 	}
 	switch {
