@@ -381,16 +381,25 @@ const (
 // that is not a key may be one of another format.
 func checkTrusted(k string) error {
 	low := strings.ToLower(strings.TrimSpace(k))
-	for _, p := range strings.Fields(secretPrefixes) {
-		if strings.HasPrefix(low, p) {
-			return fmt.Errorf("is a secret key %s; remove it, treat it as exposed, and give the public key: %s", trustedNotShown, trustedKeyHint)
-		}
-	}
 	switch {
+	case isSecretKeyText(k):
+		return fmt.Errorf("is a secret key %s; remove it, treat it as exposed, and give the public key: %s", trustedNotShown, trustedKeyHint)
 	case strings.HasPrefix(low, trustedPrefix):
 		return nil
 	case strings.HasPrefix(low, x25519Prefix):
 		return fmt.Errorf("is an X25519 key (cofferpk1...), a server's or a client's; since sealed format 2 %s", trustedKeyHint)
 	}
 	return fmt.Errorf("is not an author's public key %s; %s", trustedNotShown, trustedKeyHint)
+}
+
+// isSecretKeyText reports whether k starts like the text of a secret key
+// of any kind, in any letter case.
+func isSecretKeyText(k string) bool {
+	low := strings.ToLower(strings.TrimSpace(k))
+	for _, p := range strings.Fields(secretPrefixes) {
+		if strings.HasPrefix(low, p) {
+			return true
+		}
+	}
+	return false
 }
