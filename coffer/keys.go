@@ -37,8 +37,8 @@ var (
 	ErrWeakKey     = errors.New("coffer: low-order or non-canonical public key")
 )
 
-// PublicKey is an X25519 public key: a client's, a server's or a
-// companion's identity.
+// PublicKey is an X25519 public key: a client's or a server's identity.
+// (Authors sign with Ed25519 keys, AuthorPublicKey.)
 type PublicKey [KeySize]byte
 
 // String returns the one-line text form, cofferpk1 followed by base32 of
