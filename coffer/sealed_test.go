@@ -758,3 +758,35 @@ func checkReseal(t *testing.T, fx *sealedFixture, env *Envelope) {
 		t.Fatalf("resealed envelope differs: %+v vs %+v", got, env)
 	}
 }
+
+// TestSealedGoldenFiles opens two format 2 files sealed when the format
+// was made (testdata/sealed-v2-serial{1,2}.armored, by the fixture's
+// author to the fixture's server). A change to a label, an offset, the
+// combiner or the envelope that would strand existing files fails here;
+// such a change needs a new format version instead.
+func TestSealedGoldenFiles(t *testing.T) {
+	fx := newSealedFixture(t)
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	v1, v2 := read("sealed-v2-serial1.armored"), read("sealed-v2-serial2.armored")
+	def, cur, err := OpenDefinition(fx.server, fx.trusted(), v1, nil)
+	if err != nil {
+		t.Fatalf("serial 1: %v", err)
+	}
+	if cur.Serial != 1 || def.Author != fx.author.Public() || !def.Created.Equal(time.Unix(1_800_000_000, 0)) {
+		t.Errorf("serial 1: got version %+v, author %s, created %v", cur, def.Author, def.Created)
+	}
+	def.Clear()
+	if _, cur, err = OpenDefinition(fx.server, fx.trusted(), v2, &cur); err != nil || cur.Serial != 2 {
+		t.Fatalf("serial 2 over serial 1: %v", err)
+	}
+	env, err := OpenEnvelope(fx.author, v2)
+	if err != nil || !bytes.Equal(env.TOML, fx.toml("extra = 2\n")) {
+		t.Fatalf("the author's copy: %v", err)
+	}
+}
