@@ -23,9 +23,9 @@ type DefinitionClient struct {
 type Definition struct {
 	Clients []DefinitionClient // sorted by Name
 
-	Author  PublicKey // the companion key that sealed it
-	Created time.Time // informational; never used for ordering
-	Forced  bool      // sealed with --force: the previous hash was not checked
+	Author  AuthorPublicKey // the author key that signed it
+	Created time.Time       // informational; never used for ordering
+	Forced  bool            // sealed with --force: the previous hash was not checked
 }
 
 // Clear zeroes every value's text. The caller calls it once the values are
@@ -154,15 +154,13 @@ func frameValue(v config.Value) (frame.Value, error) {
 	return frame.Value{Kind: k, Text: v.Text, Int: v.Int, Float: v.Float, Bool: v.Bool}, nil
 }
 
-// checkKeys refuses a client key equal to the author's or the server's
-// key: a definition must not make the server or the companion a client.
-func (d *Definition) checkKeys(author, server PublicKey) error {
+// checkKeys refuses a client key equal to the server's key: a definition
+// must not make the server a client. (An author's Ed25519 key cannot be a
+// client key: the two kinds never parse as each other.)
+func (d *Definition) checkKeys(server PublicKey) error {
 	for _, c := range d.Clients {
 		for i, k := range c.Keys {
-			switch k {
-			case author:
-				return fmt.Errorf("%w: client %q, key %d is the companion key that sealed the definition", ErrMalformedDefinition, c.Name, i+1)
-			case server:
+			if k == server {
 				return fmt.Errorf("%w: client %q, key %d is the server's key", ErrMalformedDefinition, c.Name, i+1)
 			}
 		}

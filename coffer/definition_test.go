@@ -87,7 +87,7 @@ func TestParseDefinitionKeyErrors(t *testing.T) {
 	}{
 		{"checksum", fmt.Sprintf("[clients]\n\nweb = %q\n", typo), coffer.ErrKeyChecksum, []string{"line 3", `client "web"`, "key 1"}},
 		{"low-order key", fmt.Sprintf("[clients]\nweb = %q\n", coffer.PublicKey{}), coffer.ErrWeakKey, []string{"line 2", "key 1"}},
-		{"secret key pasted", "[clients]\nweb = \"coffersk1" + strings.Repeat("a", 58) + "\"\n", coffer.ErrKeyFormat, []string{"line 2"}},
+		{"secret key pasted", "[clients]\nweb = \"coffersk1" + strings.Repeat("a", 58) + "\"\n", coffer.ErrSecretKeyGiven, []string{"line 2"}},
 		{"not a key", fmt.Sprintf("[clients]\nweb = %q\n", defCanary), coffer.ErrKeyFormat, []string{"line 2"}},
 		{"second key bad", fmt.Sprintf("[clients]\nw = [\n  %q,\n  \"x\",\n]\n", a), coffer.ErrKeyFormat, []string{"line 2", "key 2"}},
 		{"duplicate across names", fmt.Sprintf("[clients]\nweb = %q\nworker = [%q, %q]\n", a, b, a), nil, []string{"line 3", `client "worker"`, "key 2", `also listed for client "web"`}},

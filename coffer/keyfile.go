@@ -30,10 +30,23 @@ var (
 )
 
 // WriteKeyFile creates path holding k's secret text form and comments
-// with the creation time and the public key. It never overwrites: the
-// file is created with O_EXCL and O_NOFOLLOW, mode 0600 whatever the
-// umask, synced, and removed again if any step fails.
+// with the key's kind, the creation time and the public key. It never
+// overwrites: the file is created with O_EXCL and O_NOFOLLOW, mode 0600
+// whatever the umask, synced, and removed again if any step fails.
 func WriteKeyFile(path string, k *PrivateKey) error {
+	text := keyFileText("X25519, a server's or a client's", k.Public().String(), k.text(), time.Now())
+	defer clear(text)
+	return createKeyFile(path, text)
+}
+
+// WriteAuthorKeyFile is WriteKeyFile for an author's signing key.
+func WriteAuthorKeyFile(path string, k *AuthorKey) error {
+	text := keyFileText("Ed25519, an author's signing key", k.Public().String(), k.text(), time.Now())
+	defer clear(text)
+	return createKeyFile(path, text)
+}
+
+func createKeyFile(path string, text []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, keyFileMode)
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
@@ -41,8 +54,6 @@ func WriteKeyFile(path string, k *PrivateKey) error {
 		}
 		return fmt.Errorf("coffer: creating key file: %w", err)
 	}
-	text := keyFileText(k, time.Now())
-	defer clear(text)
 	err = writeKeyFile(f, text)
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -72,12 +83,12 @@ func writeKeyFile(f *os.File, text []byte) error {
 }
 
 // keyFileText is the file's content; the caller clears it.
-func keyFileText(k *PrivateKey, now time.Time) []byte {
+func keyFileText(kind, public, secret string, now time.Time) []byte {
 	var b bytes.Buffer
-	b.WriteString("# coffer secret key (X25519). Keep it private: mode 0600, never shared.\n")
+	fmt.Fprintf(&b, "# coffer secret key (%s). Keep it private: mode 0600, never shared.\n", kind)
 	fmt.Fprintf(&b, "# created: %s\n", now.UTC().Format(time.RFC3339))
-	fmt.Fprintf(&b, "# public key: %s\n", k.Public())
-	b.WriteString(k.text())
+	fmt.Fprintf(&b, "# public key: %s\n", public)
+	b.WriteString(secret)
 	b.WriteByte('\n')
 	return b.Bytes()
 }
@@ -95,11 +106,41 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// LoadKeyFile reads a secret key file. It opens with O_NOFOLLOW, checks
-// the opened file (not the path) is a regular file without group or other
-// permission bits, reads at most 4 KiB and parses it with ParseKeyFile.
-// Errors name the path and, for a mode problem, the mode and the fix.
+// LoadKeyFile reads an X25519 secret key file. It opens with O_NOFOLLOW,
+// checks the opened file (not the path) is a regular file without group
+// or other permission bits, reads at most 4 KiB and parses it with
+// ParseKeyFile. Errors name the path and, for a mode problem, the mode
+// and the fix.
 func LoadKeyFile(path string) (*PrivateKey, error) {
+	data, err := readKeyFile(path)
+	defer clear(data)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ParseKeyFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// LoadAuthorKeyFile is LoadKeyFile for an author's signing key file.
+func LoadAuthorKeyFile(path string) (*AuthorKey, error) {
+	data, err := readKeyFile(path)
+	defer clear(data)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ParseAuthorKeyFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// readKeyFile reads a key file with LoadKeyFile's checks; the caller
+// clears the result.
+func readKeyFile(path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
@@ -122,26 +163,53 @@ func LoadKeyFile(path string) (*PrivateKey, error) {
 		return nil, fmt.Errorf("%w: %s has %d bytes, more than %d", ErrKeyFileFormat, path, fi.Size(), maxKeyFileBytes)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes+1))
-	defer clear(data)
 	if err != nil {
+		clear(data)
 		return nil, fmt.Errorf("coffer: reading key file %s: %w", path, err)
 	}
-	k, err := ParseKeyFile(data)
-	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", path, err)
-	}
-	return k, nil
+	return data, nil
 }
 
-// ParseKeyFile parses the content of a secret key file: lines that are
-// empty or start with '#', and exactly one coffersk1 line (docs/files.md).
-// Errors give line numbers, never line content.
+// ErrKeyKind: a key file holds a key of another kind than the one asked
+// for (an author's signing key where an X25519 key belongs, or the other
+// way round). It is wrapped in an error that names both kinds.
+var ErrKeyKind = errors.New("coffer: key file of the wrong kind")
+
+// ParseKeyFile parses the content of an X25519 secret key file: lines
+// that are empty or start with '#', and exactly one coffersk1 line
+// (docs/files.md). Errors give line numbers, never line content.
 func ParseKeyFile(data []byte) (*PrivateKey, error) {
-	if len(data) > maxKeyFileBytes {
-		return nil, fmt.Errorf("%w: more than %d bytes", ErrKeyFileFormat, maxKeyFileBytes)
-	}
 	var raw [KeySize]byte
 	defer clear(raw[:])
+	if err := parseKeyFile(data, secretPrefix, raw[:]); err != nil {
+		return nil, err
+	}
+	return NewPrivateKey(&raw)
+}
+
+// ParseAuthorKeyFile parses an author's secret key file: ParseKeyFile's
+// rules with one cofferauthorsk1 line.
+func ParseAuthorKeyFile(data []byte) (*AuthorKey, error) {
+	var seed [KeySize]byte
+	defer clear(seed[:])
+	if err := parseKeyFile(data, authorSecretPrefix, seed[:]); err != nil {
+		return nil, err
+	}
+	return NewAuthorKey(&seed), nil
+}
+
+// secretKinds names the secret key kinds for ErrKeyKind.
+var secretKinds = map[string]string{
+	secretPrefix:       "an X25519 key file (a server's or a client's)",
+	authorSecretPrefix: "an author's signing key file",
+}
+
+// parseKeyFile finds the one key line of prefix in data and decodes it
+// into out.
+func parseKeyFile(data []byte, prefix string, out []byte) error {
+	if len(data) > maxKeyFileBytes {
+		return fmt.Errorf("%w: more than %d bytes", ErrKeyFileFormat, maxKeyFileBytes)
+	}
 	found := 0
 	for i, line := range bytes.Split(data, []byte("\n")) {
 		line = bytes.TrimSpace(line)
@@ -149,19 +217,26 @@ func ParseKeyFile(data []byte) (*PrivateKey, error) {
 			continue
 		}
 		if found++; found > 1 {
-			return nil, fmt.Errorf("%w: line %d: a second key line", ErrKeyFileFormat, i+1)
+			return fmt.Errorf("%w: line %d: a second key line", ErrKeyFileFormat, i+1)
 		}
-		if hasPrefixFold(line, publicPrefix) {
-			return nil, fmt.Errorf("%w: line %d is a public key; give the secret key file", ErrKeyFileFormat, i+1)
+		for p, kind := range secretKinds {
+			if p != prefix && hasPrefixFold(line, p) {
+				return fmt.Errorf("%w: line %d: this is %s; want %s", ErrKeyKind, i+1, kind, secretKinds[prefix])
+			}
 		}
-		if err := decodeKey(secretPrefix, string(line), raw[:]); err != nil {
-			return nil, fmt.Errorf("%w: line %d: %w", ErrKeyFileFormat, i+1, err)
+		for _, k := range keyKinds {
+			if !k.secret && hasPrefixFold(line, k.prefix) {
+				return fmt.Errorf("%w: line %d is %s; give the secret key file", ErrKeyFileFormat, i+1, k.name)
+			}
+		}
+		if err := decodeKey(prefix, string(line), out); err != nil {
+			return fmt.Errorf("%w: line %d: %w", ErrKeyFileFormat, i+1, err)
 		}
 	}
 	if found == 0 {
-		return nil, fmt.Errorf("%w: no %s line", ErrKeyFileFormat, secretPrefix)
+		return fmt.Errorf("%w: no %s line", ErrKeyFileFormat, prefix)
 	}
-	return NewPrivateKey(&raw)
+	return nil
 }
 
 func hasPrefixFold(b []byte, prefix string) bool {

@@ -37,8 +37,8 @@ var (
 	ErrWeakKey     = errors.New("coffer: low-order or non-canonical public key")
 )
 
-// PublicKey is an X25519 public key: a client's, a server's or a
-// companion's identity.
+// PublicKey is an X25519 public key: a client's or a server's identity.
+// (Authors sign with Ed25519 keys, AuthorPublicKey.)
 type PublicKey [KeySize]byte
 
 // String returns the one-line text form, cofferpk1 followed by base32 of
@@ -57,8 +57,8 @@ func (p PublicKey) Fingerprint() string {
 // non-canonical points, so a bad key is caught where it is typed.
 func ParsePublicKey(s string) (PublicKey, error) {
 	var p PublicKey
-	if err := decodeKey(publicPrefix, strings.TrimSpace(s), p[:]); err != nil {
-		return p, err
+	if err := parseKeyText(publicPrefix, "an X25519 public key (cofferpk1...)", s, p[:]); err != nil {
+		return PublicKey{}, err
 	}
 	if err := CheckPublicKey(&p); err != nil {
 		return PublicKey{}, err

@@ -44,7 +44,7 @@ func TestPublicKeyTextRejects(t *testing.T) {
 		{"non-canonical last character", s[:len(s)-1] + string(alt), ErrKeyFormat},
 		{"typo", typo, nil}, // ErrKeyChecksum or ErrKeyFormat, depending on the character
 		{"truncated", s[:len(s)-1], ErrKeyFormat},
-		{"secret prefix", "coffersk1" + s[len(publicPrefix):], ErrKeyFormat},
+		{"secret prefix", "coffersk1" + s[len(publicPrefix):], ErrSecretKeyGiven},
 		{"empty", "", ErrKeyFormat},
 		{"zero key", PublicKey{}.String(), ErrWeakKey},
 		{"high bit", func() string { var p PublicKey; p[0], p[31] = 9, 0x80; return p.String() }(), ErrWeakKey},

@@ -1,46 +1,72 @@
 package coffer
 
 import (
-	"bytes"
+	"crypto/ed25519"
+	"crypto/mlkem"
 	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"syscall"
+	"slices"
 	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/coffer-project/coffer/frame"
 )
 
-// The sealed definition file (docs/files.md, "Sealed definition"):
+// The sealed definition file, format 2 (docs/files.md, "Sealed definition"):
 //
-//	"coffer-def\x00" || ver (1) || A_pub (32) || n (24) || box(K(A,S), n, CBOR envelope)
+//	"coffer-def\x00" || ver (1) = 2 || A (32) || E (32) || C (1088) || wrapS (48) || wrapA (48) || payload
 //
-// A_pub outside the box is only a hint to pick the author's key; the
-// envelope inside repeats it, names the server and carries the rest.
+// A is the author's Ed25519 public key, a hint outside the encryption. E
+// is the ephemeral X25519 key and C the ML-KEM-768 ciphertext (hybrid.go).
+// wrapS is the file key sealed under the hybrid key for the server, wrapA
+// the same file key sealed for the author (so it can open its own file),
+// each with ChaCha20-Poly1305 under the bytes before wrapS as associated
+// data. The payload is the file key's ChaCha20-Poly1305 sealing of
+//
+//	sig (64) || body
+//
+// under the whole header as associated data, where body is the CBOR
+// envelope and sig the author's Ed25519 signature of signatureLabel ||
+// body. The server decodes the body only once the signature holds.
 const (
 	sealedMagic      = "coffer-def\x00"
-	sealedVersion    = 1
-	sealedHeaderSize = len(sealedMagic) + 1 + KeySize + frame.NonceSize
+	sealedVersion    = 2
+	hintOffset       = len(sealedMagic) + 1
+	ephemeralOffset  = hintOffset + ed25519.PublicKeySize
+	mlkemOffset      = ephemeralOffset + KeySize
+	wrapServerOffset = mlkemOffset + mlkem.CiphertextSize768
+	wrapAuthorOffset = wrapServerOffset + wrappedKeySize
+	sealedHeaderSize = wrapAuthorOffset + wrappedKeySize
 	envelopeKind     = "definition"
-	envelopeVersion  = 1
+	envelopeVersion  = 2
+	signatureLabel   = "coffer-def/2 signature\x00"
+)
+
+// oldSealedVersion is the format before author signatures: a NaCl box
+// between two X25519 keys, which the server's key alone could forge.
+const oldSealedVersion = 1
+
+// Serial bounds (docs/files.md, "Serials"). A definition may raise the
+// serial by at most MaxSerialStep over the current one (a first
+// definition, with nothing current, is at most MaxSerialStep), so a
+// mistaken or hostile --serial cannot use up the serial space: 2^31
+// accepted files at the largest step are needed to reach MaxSerial, and
+// serials at or above it are refused everywhere.
+const (
+	MaxSerialStep = 1 << 32
+	MaxSerial     = 1<<63 - 1
 )
 
 // MaxSealedBytes bounds a sealed definition in its binary form, checked
 // before the file is read, so a huge file cannot exhaust memory.
 const MaxSealedBytes = 64 << 20
 
-// The armored text form: the binary form in base64, 64 characters a line.
-const (
-	armorBegin     = "-----BEGIN COFFER DEFINITION-----\n"
-	armorEnd       = "-----END COFFER DEFINITION-----\n"
-	armorLineChars = 64
-)
-
-// maxArmoredBytes is the armored size of a MaxSealedBytes file.
-var maxArmoredBytes = armoredLen(MaxSealedBytes)
+// minSealedBytes is the smallest possible file: a header and the payload
+// of a signature and an empty body.
+const minSealedBytes = sealedHeaderSize + ed25519.SignatureSize + chacha20poly1305.Overhead
 
 // Errors of sealed definitions. The server acts on each; none carries a
 // secret.
@@ -48,12 +74,26 @@ var (
 	// ErrMalformedDefinition: the file, the envelope or the TOML inside
 	// breaks a format rule.
 	ErrMalformedDefinition = errors.New("coffer: malformed sealed definition")
+	// ErrOldFormat: the file is in sealed format 1, which had no author
+	// signature. The error says how to reseal.
+	ErrOldFormat = errors.New("coffer: sealed definition in format 1 (no author signature) is refused; reseal the TOML with an author key: coffer-companion seal --key AUTHOR.key --server SEALING-KEY --force --serial N FILE.toml, N above the current serial")
 	// ErrUntrustedAuthor: the file names an author key that is not trusted.
-	ErrUntrustedAuthor = errors.New("coffer: definition sealed by an untrusted companion key")
-	// ErrWrongServer: the box does not open with this key pair (sealed for
-	// another server, by another author, or altered), or it names another
-	// server inside.
+	ErrUntrustedAuthor = errors.New("coffer: definition by an untrusted author key")
+	// ErrBadSignature: the author's signature does not verify: the signed
+	// content was changed, or the file claims another author than the one
+	// that signed it.
+	ErrBadSignature = errors.New("coffer: the author's signature on the definition does not verify")
+	// ErrWrongServer: the file does not open with this server's keys
+	// (sealed for another server, or altered), or its signed content names
+	// another server.
 	ErrWrongServer = errors.New("coffer: sealed definition does not open with this server key (sealed for another server, or altered)")
+	// ErrNotOwnFile: the author's copy of the file key does not open with
+	// this author key; only the author that sealed a file can open it
+	// without the server's key.
+	ErrNotOwnFile = errors.New("coffer: sealed definition was not sealed by this author key")
+	// ErrSerialJump: the serial rises by more than MaxSerialStep, or
+	// reaches MaxSerial.
+	ErrSerialJump = errors.New("coffer: definition serial jumps too far")
 	// ErrPreviousMismatch: the file replaces a definition other than the
 	// current one; someone else's change landed first (compare-and-swap).
 	ErrPreviousMismatch = errors.New("coffer: sealed definition is based on another definition than the current one")
@@ -62,17 +102,18 @@ var (
 	ErrSameDefinition = errors.New("coffer: sealed definition is the current definition")
 )
 
-// Envelope is the content of a sealed definition's box. Author and Server
-// are the two keys of the box; Previous is the SealedHash of the file it
-// replaces, required when Serial > 1 unless Force is set, and zero
-// otherwise.
+// Envelope is the signed content of a sealed definition. Author signed
+// it; Server is the X25519 key of the server it is for; Previous is the
+// SealedHash of the file it replaces, required when Serial > 1 unless
+// Force is set, and zero otherwise.
 type Envelope struct {
-	Author, Server PublicKey
-	Serial         uint64
-	Previous       [32]byte
-	Force          bool      // skip the previous-hash check; the serial must still go up
-	Created        time.Time // seconds; informational only
-	TOML           []byte    // the definition source
+	Author   AuthorPublicKey
+	Server   PublicKey
+	Serial   uint64
+	Previous [32]byte
+	Force    bool      // skip the previous-hash check; the serial must still go up
+	Created  time.Time // seconds; informational only
+	TOML     []byte    // the definition source
 }
 
 // envelopeBody is the CBOR form of an Envelope.
@@ -89,17 +130,19 @@ type envelopeBody struct {
 }
 
 // validate checks the kind, version, lengths and the serial/prev rules.
-// It does not know which keys to expect; openEnvelope checks those.
+// It does not know which keys to expect; the openers check those.
 func (b *envelopeBody) validate() error {
 	switch {
 	case b.H != envelopeKind:
 		return malformed("envelope kind %q", b.H)
 	case b.V != envelopeVersion:
 		return malformed("envelope version %d", b.V)
-	case len(b.A) != KeySize || len(b.S) != KeySize:
+	case len(b.A) != ed25519.PublicKeySize || len(b.S) != KeySize:
 		return malformed("author or server key of the wrong length")
 	case b.Serial == 0:
 		return malformed("serial 0")
+	case b.Serial >= MaxSerial:
+		return fmt.Errorf("%w: serial %d is not below %d", ErrSerialJump, b.Serial, uint64(MaxSerial))
 	case b.Created == nil:
 		return malformed("no creation time")
 	case b.TOML == nil:
@@ -128,13 +171,15 @@ func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrMalformedDefinition}, args...)...)
 }
 
-// SealDefinition seals env from author to server and returns the binary
-// file. It fills env.Author and env.Server (which must be zero or equal
-// to the keys given) and env.Created when zero, checks the serial and
-// previous-hash rules, and parses the TOML with ParseDefinition so that
-// nothing the server would refuse is sealed. rand supplies the nonce.
-func SealDefinition(author *PrivateKey, server PublicKey, env *Envelope, rand io.Reader) ([]byte, error) {
-	if err := env.fill(author.Public(), server); err != nil {
+// SealDefinition signs env with author and encrypts it to server, and
+// returns the binary file. It fills env.Author and env.Server (which must
+// be zero or equal to the keys given) and env.Created when zero, checks
+// the serial and previous-hash rules, and parses the TOML with
+// ParseDefinition so that nothing the server would refuse is sealed. rand
+// supplies the ephemeral X25519 key and the file key; the ML-KEM
+// encapsulation reads crypto/rand.
+func SealDefinition(author *AuthorKey, server *SealingKey, env *Envelope, rand io.Reader) ([]byte, error) {
+	if err := env.fill(author.Public(), server.X25519); err != nil {
 		return nil, err
 	}
 	def, err := ParseDefinition(env.TOML)
@@ -142,49 +187,83 @@ func SealDefinition(author *PrivateKey, server PublicKey, env *Envelope, rand io
 		return nil, err
 	}
 	def.Clear()
-	if err := def.checkKeys(env.Author, env.Server); err != nil {
+	if err := def.checkKeys(env.Server); err != nil {
 		return nil, err
 	}
+	pt, err := signedPayload(author, env)
+	defer clear(pt)
+	if err != nil {
+		return nil, err
+	}
+	size := sealedHeaderSize + len(pt) + chacha20poly1305.Overhead
+	if size > MaxSealedBytes {
+		return nil, malformed("sealed file of %d bytes exceeds the limit of %d", size, MaxSealedBytes)
+	}
+	return sealPayload(author, author.Public(), server, pt, size, rand)
+}
+
+// signedPayload encodes env and returns sig || body.
+func signedPayload(author *AuthorKey, env *Envelope) ([]byte, error) {
 	created := env.Created.Unix()
 	body := envelopeBody{H: envelopeKind, V: envelopeVersion, A: env.Author[:], S: env.Server[:],
 		Serial: env.Serial, Force: env.Force, Created: &created, TOML: env.TOML}
 	if env.Serial > 1 && !env.Force {
 		body.Prev = env.Previous[:]
 	}
-	pt, err := frame.Marshal(body)
-	defer clear(pt)
+	b, err := frame.Marshal(body)
+	defer clear(b)
 	if err != nil {
 		return nil, fmt.Errorf("coffer: encoding envelope: %w", err)
 	}
-	if sealedHeaderSize+len(pt)+frame.Overhead > MaxSealedBytes {
-		return nil, malformed("sealed file of %d bytes exceeds the limit of %d", sealedHeaderSize+len(pt)+frame.Overhead, MaxSealedBytes)
-	}
-	n, err := readNonce(rand)
-	if err != nil {
-		return nil, fmt.Errorf("coffer: reading randomness: %w", err)
-	}
-	key, err := author.boxKey(&server)
+	pt := make([]byte, 0, ed25519.SignatureSize+len(b))
+	pt = append(pt, author.sign(signedMessage(b))...)
+	return append(pt, b...), nil
+}
+
+// signedMessage is what the author signs: a label naming the format, then
+// the body (which names the author, the server, the serial, the previous
+// hash, the force flag, the creation time and the definition).
+func signedMessage(body []byte) []byte {
+	m := make([]byte, 0, len(signatureLabel)+len(body))
+	return append(append(m, signatureLabel...), body...)
+}
+
+// sealPayload encrypts pt (sig || body) to the server and to author's
+// copy, names hint as the author, and returns the file (of size bytes).
+func sealPayload(author *AuthorKey, hint AuthorPublicKey, server *SealingKey, pt []byte, size int, rand io.Reader) ([]byte, error) {
+	h, kS, err := server.encapsulate(rand)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(key[:])
-	out := make([]byte, 0, sealedHeaderSize+len(pt)+frame.Overhead)
+	defer clear(kS[:])
+	kA, err := author.authorCopyKey(h.ephemeral)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(kA[:])
+	var fk [fileKeySize]byte
+	defer clear(fk[:])
+	if _, err := io.ReadFull(rand, fk[:]); err != nil {
+		return nil, fmt.Errorf("coffer: reading randomness: %w", err)
+	}
+	out := make([]byte, 0, size)
 	out = append(out, sealedMagic...)
 	out = append(out, sealedVersion)
-	out = append(out, env.Author[:]...)
-	out = append(out, n[:]...)
-	return seal(out, pt, &n, key), nil
+	out = append(out, hint[:]...)
+	out = append(out, h.ephemeral[:]...)
+	out = append(out, h.mlkemCT[:]...)
+	prefix := out[:wrapServerOffset]
+	out = aeadSeal(out, kS, fk[:], prefix)
+	out = aeadSeal(out, kA, fk[:], prefix)
+	return aeadSeal(out, &fk, pt, out[:sealedHeaderSize]), nil
 }
 
 // fill sets and checks the envelope's keys, creation time and serial rules.
-func (env *Envelope) fill(author, server PublicKey) error {
+func (env *Envelope) fill(author AuthorPublicKey, server PublicKey) error {
 	if err := CheckPublicKey(&server); err != nil {
 		return fmt.Errorf("server key: %w", err)
 	}
-	if server == author {
-		return errors.New("coffer: the server key is the companion's own key")
-	}
-	if (env.Author != PublicKey{} && env.Author != author) || (env.Server != PublicKey{} && env.Server != server) {
+	if (env.Author != AuthorPublicKey{} && env.Author != author) || (env.Server != PublicKey{} && env.Server != server) {
 		return errors.New("coffer: envelope keys differ from the sealing keys")
 	}
 	env.Author, env.Server = author, server
@@ -192,8 +271,11 @@ func (env *Envelope) fill(author, server PublicKey) error {
 		env.Created = time.Now()
 	}
 	env.Created = env.Created.Truncate(time.Second)
-	if env.Serial == 0 {
+	switch {
+	case env.Serial == 0:
 		return malformed("serial 0")
+	case env.Serial >= MaxSerial:
+		return fmt.Errorf("%w: serial %d is not below %d", ErrSerialJump, env.Serial, uint64(MaxSerial))
 	}
 	hasPrev := env.Previous != [32]byte{}
 	if env.Force {
@@ -202,78 +284,175 @@ func (env *Envelope) fill(author, server PublicKey) error {
 	return checkPrev(env.Serial, env.Force, hasPrev, true)
 }
 
-// PeekAuthor returns the author key written outside the box of a sealed
-// file (binary or armored). It is not authenticated: use it only to pick
-// the key to open the box with.
-func PeekAuthor(file []byte) (PublicKey, error) {
+// sealedParts are a binary file's fields, sliced out of it.
+type sealedParts struct {
+	author               AuthorPublicKey // unauthenticated hint
+	hybrid               hybridHeader
+	wrapServer, wrapSelf []byte
+	prefix, header       []byte // associated data of the wraps and of the payload
+	payload              []byte
+}
+
+// splitSealed checks the magic, the version and the size, and slices a
+// binary file into its parts. It decodes nothing inside the encryption.
+func splitSealed(bin []byte) (*sealedParts, error) {
+	if len(bin) < len(sealedMagic)+1 || string(bin[:len(sealedMagic)]) != sealedMagic {
+		return nil, malformed("not a sealed definition")
+	}
+	switch v := bin[len(sealedMagic)]; {
+	case v == oldSealedVersion:
+		return nil, ErrOldFormat
+	case v != sealedVersion:
+		return nil, malformed("format version %d, want %d", v, sealedVersion)
+	}
+	if len(bin) < minSealedBytes {
+		return nil, malformed("%d bytes is too short", len(bin))
+	}
+	p := &sealedParts{
+		wrapServer: bin[wrapServerOffset:wrapAuthorOffset],
+		wrapSelf:   bin[wrapAuthorOffset:sealedHeaderSize],
+		prefix:     bin[:wrapServerOffset],
+		header:     bin[:sealedHeaderSize],
+		payload:    bin[sealedHeaderSize:],
+	}
+	copy(p.author[:], bin[hintOffset:])
+	copy(p.hybrid.ephemeral[:], bin[ephemeralOffset:])
+	copy(p.hybrid.mlkemCT[:], bin[mlkemOffset:])
+	return p, nil
+}
+
+// PeekAuthor returns the author key written outside the encryption of a
+// sealed file (binary or armored). It is not authenticated: use it only
+// to say who claims to have sealed the file.
+func PeekAuthor(file []byte) (AuthorPublicKey, error) {
 	bin, err := SealedBinary(file)
 	if err != nil {
-		return PublicKey{}, err
+		return AuthorPublicKey{}, err
 	}
-	return peekAuthor(bin)
+	p, err := splitSealed(bin)
+	if err != nil {
+		return AuthorPublicKey{}, err
+	}
+	return p.author, nil
 }
 
-func peekAuthor(bin []byte) (PublicKey, error) {
-	var a PublicKey
-	if len(bin) < sealedHeaderSize+frame.Overhead {
-		return a, malformed("%d bytes is too short", len(bin))
+// openPayload decrypts the payload with the file key wrapped in wrap
+// under key, and splits it into signature and body. A tag that fails is
+// reported as fail.
+func (p *sealedParts) openPayload(key *[32]byte, wrap []byte, fail error) (sig, body []byte, err error) {
+	fk, err := aeadOpen(key, wrap, p.prefix)
+	if err != nil {
+		return nil, nil, fail
 	}
-	if string(bin[:len(sealedMagic)]) != sealedMagic {
-		return a, malformed("not a sealed definition")
+	defer clear(fk)
+	pt, err := aeadOpen((*[32]byte)(fk), p.payload, p.header)
+	if err != nil {
+		return nil, nil, fail
 	}
-	if v := bin[len(sealedMagic)]; v != sealedVersion {
-		return a, malformed("format version %d, want %d", v, sealedVersion)
+	if len(pt) < ed25519.SignatureSize {
+		clear(pt)
+		return nil, nil, malformed("payload shorter than a signature")
 	}
-	copy(a[:], bin[len(sealedMagic)+1:])
-	if err := CheckPublicKey(&a); err != nil {
-		return PublicKey{}, malformed("author key: %v", err)
-	}
-	return a, nil
+	return pt[:ed25519.SignatureSize], pt[ed25519.SignatureSize:], nil
 }
 
-// OpenEnvelope opens a sealed file (binary or armored) with the box key
-// K(k, peer): the server passes its key and the author's, an author its
-// own key and the server's (the box key is shared, so an author can open
-// what it sealed). It checks that the author inside equals the one
-// outside and that the two keys inside are k's and peer's, and decodes
-// the envelope strictly (canonical CBOR only). The caller owns the result
+// OpenEnvelope opens a sealed file (binary or armored) with the copy of
+// the file key kept for its author, so the author that sealed a file can
+// read it back (edit, --previous) without the server's key. It checks the
+// author's own signature and decodes the envelope strictly. Files sealed
+// by another author key give ErrNotOwnFile. The caller owns the result
 // and should clear TOML when done.
-func OpenEnvelope(k *PrivateKey, peer PublicKey, file []byte) (*Envelope, error) {
+func OpenEnvelope(author *AuthorKey, file []byte) (*Envelope, error) {
 	bin, err := SealedBinary(file)
 	if err != nil {
 		return nil, err
 	}
-	hint, err := peekAuthor(bin)
+	p, err := splitSealed(bin)
 	if err != nil {
 		return nil, err
 	}
-	me := k.Public()
-	if peer == me || (hint != peer && hint != me) {
-		return nil, fmt.Errorf("%w: the file names author %s", ErrUntrustedAuthor, hint)
+	if p.author != author.Public() {
+		return nil, fmt.Errorf("%w: the file names author %s", ErrNotOwnFile, p.author)
 	}
-	key, err := k.boxKey(&peer)
+	kA, err := author.authorCopyKey(p.hybrid.ephemeral)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(key[:])
-	var n nonce
-	copy(n[:], bin[len(sealedMagic)+1+KeySize:])
-	pt, err := open(nil, bin[sealedHeaderSize:], &n, key)
+	defer clear(kA[:])
+	sig, body, err := p.openPayload(kA, p.wrapSelf, ErrNotOwnFile)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(body)
+	if !ed25519.Verify(p.author[:], signedMessage(body), sig) {
+		return nil, ErrBadSignature
+	}
+	return decodeSigned(body, p.author, nil)
+}
+
+// openSigned is the server's opening: decapsulate with the server's two
+// keys, require a trusted author, verify its signature, and only then
+// decode the body, which must name this author and this server.
+func openSigned(server *PrivateKey, trusted []AuthorPublicKey, bin []byte) (*Envelope, error) {
+	p, err := splitSealed(bin)
+	if err != nil {
+		return nil, err
+	}
+	dk, err := server.sealingDecapsulationKey()
+	if err != nil {
+		return nil, err
+	}
+	kS, err := decapsulate(server, dk, &p.hybrid)
 	if err != nil {
 		return nil, ErrWrongServer
 	}
-	defer clear(pt)
-	env, err := decodeEnvelope(pt)
+	defer clear(kS[:])
+	sig, body, err := p.openPayload(kS, p.wrapServer, ErrWrongServer)
 	if err != nil {
 		return nil, err
 	}
-	if env.Author != hint {
-		clear(env.TOML)
-		return nil, malformed("the author inside the box differs from the one outside")
+	defer clear(body)
+	if err := verifyAuthor(trusted, p.author, sig, body); err != nil {
+		return nil, err
 	}
-	if !(env.Author == peer && env.Server == me) && !(env.Author == me && env.Server == peer) {
+	me := server.Public()
+	return decodeSigned(body, p.author, &me)
+}
+
+// verifyAuthor requires the named author to be trusted and its signature
+// to hold. When it does not, it says whether another trusted author
+// signed the content (a file claiming the wrong author) or none did (the
+// content was changed after signing).
+func verifyAuthor(trusted []AuthorPublicKey, author AuthorPublicKey, sig, body []byte) error {
+	if !slices.Contains(trusted, author) {
+		return fmt.Errorf("%w: %s", ErrUntrustedAuthor, author)
+	}
+	msg := signedMessage(body)
+	if ed25519.Verify(author[:], msg, sig) {
+		return nil
+	}
+	for _, t := range trusted {
+		if t != author && ed25519.Verify(t[:], msg, sig) {
+			return fmt.Errorf("%w: the file names author %s, but trusted author %s signed it", ErrBadSignature, author, t)
+		}
+	}
+	return fmt.Errorf("%w for author %s: the content was changed after signing", ErrBadSignature, author)
+}
+
+// decodeSigned decodes an authenticated body, which must name author and,
+// if server is not nil, that server.
+func decodeSigned(body []byte, author AuthorPublicKey, server *PublicKey) (*Envelope, error) {
+	env, err := decodeEnvelope(body)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case env.Author != author:
 		clear(env.TOML)
-		return nil, fmt.Errorf("%w: it names server %s", ErrWrongServer, env.Server)
+		return nil, malformed("the signed author differs from the one the file names")
+	case server != nil && env.Server != *server:
+		clear(env.TOML)
+		return nil, fmt.Errorf("%w: it was signed for server %s", ErrWrongServer, env.Server)
 	}
 	return env, nil
 }
@@ -282,7 +461,8 @@ func OpenEnvelope(k *PrivateKey, peer PublicKey, file []byte) (*Envelope, error)
 // encoding but the deterministic one, so a file has one meaning:
 // frame.Unmarshal re-encodes what it decoded and requires the exact
 // bytes back. (A second re-encoding here cost a load about 0.1 s for a
-// 6 MiB definition, docs/server.md, "Load time".)
+// 6 MiB definition, docs/server.md, "Load time".) The TOML is copied out,
+// so the caller may clear pt.
 func decodeEnvelope(pt []byte) (*Envelope, error) {
 	var b envelopeBody
 	if err := frame.Unmarshal(pt, &b); err != nil {
@@ -304,110 +484,6 @@ func decodeEnvelope(pt []byte) (*Envelope, error) {
 // later definition names as its previous one, and Version.Hash.
 func SealedHash(bin []byte) [32]byte { return sha256.Sum256(bin) }
 
-// Armor returns the text form of a binary sealed file: a BEGIN line, the
-// base64 of the file in lines of 64 characters, and an END line.
-func Armor(bin []byte) []byte {
-	enc := base64.StdEncoding.EncodeToString(bin)
-	out := make([]byte, 0, armoredLen(len(bin)))
-	out = append(out, armorBegin...)
-	for len(enc) > 0 {
-		n := min(len(enc), armorLineChars)
-		out = append(out, enc[:n]...)
-		out = append(out, '\n')
-		enc = enc[n:]
-	}
-	return append(out, armorEnd...)
-}
-
-func armoredLen(n int) int {
-	chars := base64.StdEncoding.EncodedLen(n)
-	return len(armorBegin) + chars + (chars+armorLineChars-1)/armorLineChars + len(armorEnd)
-}
-
-// Dearmor returns the binary form of an armored file. It accepts only what
-// Armor produces: the exact BEGIN and END lines, full 64-character lines,
-// canonical padded base64, LF line ends and nothing after the END line.
-func Dearmor(text []byte) ([]byte, error) {
-	if len(text) > maxArmoredBytes {
-		return nil, malformed("armored file of %d bytes exceeds the limit", len(text))
-	}
-	if !bytes.HasPrefix(text, []byte(armorBegin)) || !bytes.HasSuffix(text, []byte(armorEnd)) ||
-		len(text) <= len(armorBegin)+len(armorEnd) {
-		return nil, malformed("armor without its BEGIN and END lines")
-	}
-	body := text[len(armorBegin) : len(text)-len(armorEnd)]
-	b64 := make([]byte, 0, len(body))
-	for len(body) > 0 {
-		i := bytes.IndexByte(body, '\n')
-		if i < 0 || i > armorLineChars || i == 0 {
-			return nil, malformed("armor line of the wrong length")
-		}
-		if i < armorLineChars && i+1 != len(body) {
-			return nil, malformed("short armor line before the last")
-		}
-		b64 = append(b64, body[:i]...)
-		body = body[i+1:]
-	}
-	bin := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
-	n, err := base64.StdEncoding.Strict().Decode(bin, b64)
-	if err != nil {
-		return nil, malformed("armor is not canonical base64")
-	}
-	bin = bin[:n]
-	if base64.StdEncoding.EncodeToString(bin) != string(b64) {
-		return nil, malformed("armor is not canonical base64")
-	}
-	return bin, nil
-}
-
-// SealedBinary returns the binary form of a sealed file given in either
-// form, checking the size limit.
-func SealedBinary(file []byte) ([]byte, error) {
-	if bytes.HasPrefix(file, []byte(armorBegin)) {
-		return Dearmor(file)
-	}
-	if len(file) > MaxSealedBytes {
-		return nil, malformed("%d bytes exceeds the limit of %d", len(file), MaxSealedBytes)
-	}
-	if !bytes.HasPrefix(file, []byte(sealedMagic)) {
-		return nil, malformed("not a sealed definition (neither the binary nor the armored form)")
-	}
-	return file, nil
-}
-
-// ReadSealedFile reads a sealed definition from path, in either form, and
-// returns its binary form. The size is checked on the opened file before
-// reading, and the read is bounded in case the file grows meanwhile.
-func ReadSealedFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("coffer: opening sealed definition: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("coffer: sealed definition %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrMalformedDefinition, path)
-	}
-	if fi.Size() > int64(maxArmoredBytes) {
-		return nil, fmt.Errorf("%w: %s has %d bytes, more than the limit", ErrMalformedDefinition, path, fi.Size())
-	}
-	// One buffer sized from Stat, as os.ReadFile does: io.ReadAll's
-	// doubling copies a 6 MiB file about 15 times over (docs/server.md,
-	// "Load time").
-	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+bytes.MinRead))
-	if _, err := buf.ReadFrom(io.LimitReader(f, int64(maxArmoredBytes)+1)); err != nil {
-		return nil, fmt.Errorf("coffer: reading sealed definition %s: %w", path, err)
-	}
-	bin, err := SealedBinary(buf.Bytes())
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return bin, nil
-}
-
 // rollbackError is a definition whose serial does not go up. It matches
 // ErrRollback, the sentinel shared with the client side.
 type rollbackError struct{ serial, current uint64 }
@@ -419,43 +495,53 @@ func (e *rollbackError) Error() string {
 func (e *rollbackError) Unwrap() error { return ErrRollback }
 
 // OpenDefinition is the server's loader. It opens a sealed file (either
-// form) whose outer author hint is in trusted, sealed to server, checks
+// form) encrypted to server, requires its author to be in trusted and the
+// author's signature to hold before it decodes anything inside, checks
 // serial and previous hash against cur, and parses the definition:
 //
 //   - the same file as cur: ErrSameDefinition (a no-op; nothing returned);
 //   - serial not above cur.Serial: ErrRollback;
+//   - serial more than MaxSerialStep above cur.Serial (above MaxSerialStep
+//     when cur is nil): ErrSerialJump;
 //   - previous hash not cur.Hash, unless the file is forced: ErrPreviousMismatch;
-//   - cur == nil (first load, no state): trust on first use, any serial.
+//   - cur == nil (first load, no state): trust on first use.
 //
-// Client keys equal to the author's or the server's key are refused. On
-// success it returns the definition, with Author, Created and Forced set,
-// and the file's Version. Nothing is kept on error.
-func OpenDefinition(server *PrivateKey, trusted []PublicKey, file []byte, cur *Version) (*Definition, Version, error) {
+// Client keys equal to the server's key are refused. On success it
+// returns the definition, with Author, Created and Forced set, and the
+// file's Version. Nothing is kept on error.
+func OpenDefinition(server *PrivateKey, trusted []AuthorPublicKey, file []byte, cur *Version) (*Definition, Version, error) {
+	return openDefinition(server, trusted, file, func(env *Envelope, v Version) error {
+		return checkVersion(env, v, cur)
+	})
+}
+
+// OpenStoredDefinition is OpenDefinition for the file a store rebuilds
+// from: one the server accepted before, whose hash the caller has checked
+// against its state. It applies every check but the serial rules, which
+// the file passed when it was accepted.
+func OpenStoredDefinition(server *PrivateKey, trusted []AuthorPublicKey, file []byte) (*Definition, Version, error) {
+	return openDefinition(server, trusted, file, func(*Envelope, Version) error { return nil })
+}
+
+func openDefinition(server *PrivateKey, trusted []AuthorPublicKey, file []byte, check func(*Envelope, Version) error) (*Definition, Version, error) {
 	bin, err := SealedBinary(file)
 	if err != nil {
 		return nil, Version{}, err
 	}
-	author, err := peekAuthor(bin)
-	if err != nil {
-		return nil, Version{}, err
-	}
-	if !containsKey(trusted, author) {
-		return nil, Version{}, fmt.Errorf("%w: %s", ErrUntrustedAuthor, author)
-	}
-	env, err := OpenEnvelope(server, author, bin)
+	env, err := openSigned(server, trusted, bin)
 	if err != nil {
 		return nil, Version{}, err
 	}
 	defer clear(env.TOML)
 	v := Version{Serial: env.Serial, Hash: SealedHash(bin)}
-	if err := checkVersion(env, v, cur); err != nil {
+	if err := check(env, v); err != nil {
 		return nil, Version{}, err
 	}
 	def, err := ParseDefinition(env.TOML)
 	if err != nil {
 		return nil, Version{}, fmt.Errorf("%w: %w", ErrMalformedDefinition, err)
 	}
-	if err := def.checkKeys(env.Author, env.Server); err != nil {
+	if err := def.checkKeys(env.Server); err != nil {
 		def.Clear()
 		return nil, Version{}, err
 	}
@@ -465,25 +551,23 @@ func OpenDefinition(server *PrivateKey, trusted []PublicKey, file []byte, cur *V
 
 // checkVersion applies the serial and compare-and-swap rules.
 func checkVersion(env *Envelope, v Version, cur *Version) error {
+	base := uint64(0)
+	if cur != nil {
+		base = cur.Serial
+	}
 	switch {
+	case cur != nil && v.Hash == cur.Hash:
+		return ErrSameDefinition
+	case cur != nil && env.Serial <= cur.Serial:
+		return &rollbackError{serial: env.Serial, current: cur.Serial}
+	case env.Serial-base > MaxSerialStep:
+		return fmt.Errorf("%w: serial %d is more than %d above the current serial %d; use the next serial",
+			ErrSerialJump, env.Serial, uint64(MaxSerialStep), base)
 	case cur == nil:
 		return nil
-	case v.Hash == cur.Hash:
-		return ErrSameDefinition
-	case env.Serial <= cur.Serial:
-		return &rollbackError{serial: env.Serial, current: cur.Serial}
 	case !env.Force && env.Previous != cur.Hash:
 		return fmt.Errorf("%w: serial %d replaces a definition other than the current serial %d; seal your change again on top of the current file",
 			ErrPreviousMismatch, env.Serial, cur.Serial)
 	}
 	return nil
-}
-
-func containsKey(keys []PublicKey, k PublicKey) bool {
-	for _, t := range keys {
-		if t == k {
-			return true
-		}
-	}
-	return false
 }

@@ -2,6 +2,7 @@ package coffer
 
 import (
 	"bytes"
+	"crypto/mlkem"
 	"errors"
 	"fmt"
 	"os"
@@ -27,17 +28,45 @@ func sealedKey(t testing.TB, seed byte) *PrivateKey {
 	return k
 }
 
+// authorKey returns a fixed author key.
+func authorKey(seed byte) *AuthorKey {
+	var b [32]byte
+	for i := range b {
+		b[i] = seed
+	}
+	return NewAuthorKey(&b)
+}
+
+// sealingKey returns a server key's sealing key.
+func sealingKey(t testing.TB, k *PrivateKey) *SealingKey {
+	t.Helper()
+	sk, err := k.SealingKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sk
+}
+
 type sealedFixture struct {
-	author, other, server, otherServer *PrivateKey
-	web, worker1, worker2              PublicKey
+	author, other, stranger *AuthorKey
+	server, otherServer     *PrivateKey
+	sealing, otherSealing   *SealingKey
+	web, worker1, worker2   PublicKey
 }
 
 func newSealedFixture(t testing.TB) *sealedFixture {
-	return &sealedFixture{
-		author: sealedKey(t, 0xa1), other: sealedKey(t, 0xa2),
+	fx := &sealedFixture{
+		author: authorKey(0xa1), other: authorKey(0xa2), stranger: authorKey(0xee),
 		server: sealedKey(t, 0x51), otherServer: sealedKey(t, 0x52),
 		web: sealedKey(t, 0xc1).Public(), worker1: sealedKey(t, 0xc2).Public(), worker2: sealedKey(t, 0xc3).Public(),
 	}
+	fx.sealing, fx.otherSealing = sealingKey(t, fx.server), sealingKey(t, fx.otherServer)
+	return fx
+}
+
+// trusted is the fixture server's trusted list: author and other.
+func (fx *sealedFixture) trusted() []AuthorPublicKey {
+	return []AuthorPublicKey{fx.other.Public(), fx.author.Public()}
 }
 
 func (fx *sealedFixture) toml(extra string) []byte {
@@ -45,7 +74,8 @@ func (fx *sealedFixture) toml(extra string) []byte {
 		fx.web, fx.worker1, fx.worker2, sealedCanary, extra))
 }
 
-// seal seals a definition with a deterministic nonce.
+// seal seals a definition by fx.author to fx.server with deterministic
+// X25519 and file keys (ML-KEM reads crypto/rand).
 func (fx *sealedFixture) seal(t testing.TB, env Envelope) []byte {
 	t.Helper()
 	if env.TOML == nil {
@@ -54,26 +84,45 @@ func (fx *sealedFixture) seal(t testing.TB, env Envelope) []byte {
 	if env.Created.IsZero() {
 		env.Created = time.Unix(1_700_000_000, 0)
 	}
-	b, err := SealDefinition(fx.author, fx.server.Public(), &env, bytes.NewReader(bytes.Repeat([]byte{byte(env.Serial)}, 24)))
+	b, err := SealDefinition(fx.author, fx.sealing, &env, bytes.NewReader(bytes.Repeat([]byte{byte(env.Serial)}, 64)))
 	if err != nil {
 		t.Fatalf("SealDefinition: %v", err)
 	}
 	return b
 }
 
-// sealRaw seals any plaintext under K(author, server) with the given
-// outer hint, to build envelopes SealDefinition would refuse.
-func sealRaw(t testing.TB, author *PrivateKey, server, hint PublicKey, pt []byte) []byte {
+// sealRaw signs body with signer and encrypts it to server naming hint
+// as the author, to build files SealDefinition would refuse.
+func sealRaw(t testing.TB, signer *AuthorKey, hint AuthorPublicKey, server *SealingKey, body []byte) []byte {
 	t.Helper()
-	key, err := author.boxKey(&server)
+	pt := append(signer.sign(signedMessage(body)), body...)
+	return sealPT(t, signer, hint, server, pt)
+}
+
+// sealPT encrypts a payload (sig || body) as it is.
+func sealPT(t testing.TB, copyFor *AuthorKey, hint AuthorPublicKey, server *SealingKey, pt []byte) []byte {
+	t.Helper()
+	b, err := sealPayload(copyFor, hint, server, pt, 0, bytes.NewReader(make([]byte, 64)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n nonce
-	out := append([]byte(sealedMagic), sealedVersion)
-	out = append(out, hint[:]...)
-	out = append(out, n[:]...)
-	return seal(out, pt, &n, key)
+	return b
+}
+
+// body encodes an envelope body by fx.author for fx.server.
+func (fx *sealedFixture) body(t testing.TB, f func(*envelopeBody)) []byte {
+	t.Helper()
+	a, s := fx.author.Public(), fx.server.Public()
+	created := int64(1_700_000_000)
+	b := envelopeBody{H: envelopeKind, V: envelopeVersion, A: a[:], S: s[:], Serial: 1, Created: &created, TOML: fx.toml("")}
+	if f != nil {
+		f(&b)
+	}
+	pt, err := frame.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pt
 }
 
 func TestSealOpenRoundTrip(t *testing.T) {
@@ -81,7 +130,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	created := time.Unix(1_700_000_123, 0).UTC()
 	file := fx.seal(t, Envelope{Serial: 1, Created: created})
 	t.Run("server", func(t *testing.T) {
-		env, err := OpenEnvelope(fx.server, fx.author.Public(), file)
+		env, err := openSigned(fx.server, fx.trusted(), file)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,13 +140,18 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		}
 	})
 	t.Run("author", func(t *testing.T) {
-		env, err := OpenEnvelope(fx.author, fx.server.Public(), file)
+		env, err := OpenEnvelope(fx.author, file)
 		if err != nil || !bytes.Equal(env.TOML, fx.toml("")) {
 			t.Fatalf("got %v, want the author to open its own file", err)
 		}
 	})
+	t.Run("other author", func(t *testing.T) {
+		if _, err := OpenEnvelope(fx.other, file); !errors.Is(err, ErrNotOwnFile) {
+			t.Fatalf("got %v, want ErrNotOwnFile", err)
+		}
+	})
 	t.Run("definition", func(t *testing.T) {
-		def, v, err := OpenDefinition(fx.server, []PublicKey{fx.other.Public(), fx.author.Public()}, file, nil)
+		def, v, err := OpenDefinition(fx.server, fx.trusted(), file, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,11 +186,220 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		if err != nil || !bytes.Equal(bin, file) {
 			t.Fatalf("Dearmor: %v", err)
 		}
-		_, v, err := OpenDefinition(fx.server, []PublicKey{fx.author.Public()}, text, nil)
+		_, v, err := OpenDefinition(fx.server, fx.trusted(), text, nil)
 		if err != nil || v.Hash != SealedHash(file) {
 			t.Errorf("got %v, hash %x; want the armored file to open with the binary form's hash", err, v.Hash)
 		}
 	})
+}
+
+// TestSealedNeedsBothHalves shows a sealed file does not open with the
+// X25519 secret alone (the ML-KEM half broken by a wrong decapsulation
+// key) nor with the ML-KEM secret alone (a wrong X25519 key), and opens
+// with both.
+func TestSealedNeedsBothHalves(t *testing.T) {
+	fx := newSealedFixture(t)
+	file := fx.seal(t, Envelope{Serial: 1})
+	p, err := splitSealed(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, err := fx.server.sealingDecapsulationKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongDK, err := fx.otherServer.sealingDecapsulationKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		x    *PrivateKey
+		dk   *mlkem.DecapsulationKey768
+		ok   bool
+	}{
+		{"both halves", fx.server, dk, true},
+		{"X25519 secret with a wrong ML-KEM key", fx.server, wrongDK, false},
+		{"ML-KEM secret with a wrong X25519 key", fx.otherServer, dk, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			k, err := decapsulate(tc.x, tc.dk, &p.hybrid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, body, err := p.openPayload(k, p.wrapServer, ErrWrongServer)
+			if tc.ok != (err == nil) {
+				t.Fatalf("got %v, want success %v", err, tc.ok)
+			}
+			if !tc.ok && !errors.Is(err, ErrWrongServer) {
+				t.Errorf("got %v, want ErrWrongServer", err)
+			}
+			if tc.ok && !bytes.Contains(body, []byte(sealedCanary)) {
+				t.Errorf("opened body lacks the definition")
+			}
+		})
+	}
+	// The same through the server's loader: the other server's key pair
+	// opens nothing sealed to this one.
+	if _, _, err := OpenDefinition(fx.otherServer, fx.trusted(), file, nil); !errors.Is(err, ErrWrongServer) {
+		t.Errorf("other server: got %v, want ErrWrongServer", err)
+	}
+}
+
+// TestStolenServerKeyCannotForge is the attacker of issue 12 §1: it
+// holds the server's secret key and everything public (the trusted
+// authors' public keys, genuine sealed files for this server and for
+// another), so it can read every definition and encrypt anything to the
+// server. Every file it can make is refused, each for its own reason.
+func TestStolenServerKeyCannotForge(t *testing.T) {
+	fx := newSealedFixture(t)
+	v1 := fx.seal(t, Envelope{Serial: 1})
+	cur := &Version{Serial: 1, Hash: SealedHash(v1)}
+	v2 := fx.seal(t, Envelope{Serial: 2, Previous: cur.Hash})
+	env2 := Envelope{Serial: 2, Previous: cur.Hash, TOML: fx.toml(""), Created: time.Unix(1_700_000_000, 0)}
+	forOther, err := SealDefinition(fx.author, fx.otherSealing, &env2, bytes.NewReader(make([]byte, 64)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the stolen key reads: the signed payload of a genuine file.
+	read := func(server *PrivateKey, file []byte) (sig, body []byte) {
+		p, err := splitSealed(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dk, _ := server.sealingDecapsulationKey()
+		k, err := decapsulate(server, dk, &p.hybrid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, body, err = p.openPayload(k, p.wrapServer, ErrWrongServer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Clone(sig), bytes.Clone(body)
+	}
+	a := fx.author.Public()
+	sig2, body2 := read(fx.server, v2)
+	// The attacker's own client key goes into web's keys.
+	evil := sealedKey(t, 0x99).Public()
+	modified := bytes.Replace(body2, []byte(fx.web.String()), []byte(evil.String()), 1)
+	if bytes.Equal(modified, body2) {
+		t.Fatal("test setup: the body does not contain web's key")
+	}
+	withSig := func(sig, body []byte) []byte { return append(bytes.Clone(sig), body...) }
+	sigO, bodyO := read(fx.otherServer, forOther)
+	sig1, body1 := read(fx.server, v1)
+	tests := []struct {
+		name string
+		file []byte
+		is   error
+		why  string
+	}{
+		{"modified genuine file re-encrypted with its signature kept",
+			sealPT(t, fx.stranger, a, fx.sealing, withSig(sig2, modified)), ErrBadSignature, "changed after signing"},
+		{"signature moved onto another file's content",
+			sealPT(t, fx.stranger, a, fx.sealing, withSig(sig2, body1)), ErrBadSignature, "changed after signing"},
+		{"signed content for another server moved into a file for this one",
+			sealPT(t, fx.stranger, a, fx.sealing, withSig(sigO, bodyO)), ErrWrongServer, "signed for server"},
+		{"another trusted author claimed",
+			sealPT(t, fx.stranger, fx.other.Public(), fx.sealing, withSig(sig2, body2)), ErrBadSignature, "but trusted author"},
+		{"signature by an untrusted key",
+			sealRaw(t, fx.stranger, fx.stranger.Public(), fx.sealing, fx.body(t, func(b *envelopeBody) {
+				s := fx.stranger.Public()
+				b.A, b.Serial, b.Prev = s[:], 2, cur.Hash[:]
+			})), ErrUntrustedAuthor, "untrusted"},
+		{"untrusted key's signature under a trusted author's name",
+			sealRaw(t, fx.stranger, a, fx.sealing, fx.body(t, func(b *envelopeBody) { b.Serial, b.Prev = 2, cur.Hash[:] })),
+			ErrBadSignature, "changed after signing"},
+		{"genuine signed content replayed in a new encryption",
+			sealPT(t, fx.stranger, a, fx.sealing, withSig(sig1, body1)), ErrRollback, "not above"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			def, _, err := OpenDefinition(fx.server, fx.trusted(), tc.file, cur)
+			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.why) || def != nil {
+				t.Fatalf("got %v, want %v mentioning %q", err, tc.is, tc.why)
+			}
+			if strings.Contains(err.Error(), sealedCanary) {
+				t.Errorf("error contains a secret: %v", err)
+			}
+		})
+	}
+	// The genuine serial 2 is accepted, so the refusals above are not
+	// about the serial or the chain.
+	if _, _, err := OpenDefinition(fx.server, fx.trusted(), v2, cur); err != nil {
+		t.Fatalf("genuine serial 2: %v", err)
+	}
+}
+
+// TestOldFormatRefused: a format 1 file (a NaCl box, sealed by the
+// companion of before signatures) is refused with the line that says how
+// to reseal.
+func TestOldFormatRefused(t *testing.T) {
+	fx := newSealedFixture(t)
+	old, err := os.ReadFile(filepath.Join("testdata", "sealed-v1.armored"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := SealedBinary(old)
+	if err != nil || bin[len(sealedMagic)] != 1 {
+		t.Fatalf("fixture: %v, want a format 1 file", err)
+	}
+	_, _, err = OpenDefinition(fx.server, fx.trusted(), old, nil)
+	if !errors.Is(err, ErrOldFormat) || !strings.Contains(err.Error(), "reseal") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("got %v, want ErrOldFormat in one line that says how to reseal", err)
+	}
+	if _, err := OpenEnvelope(fx.author, old); !errors.Is(err, ErrOldFormat) {
+		t.Errorf("OpenEnvelope: got %v, want ErrOldFormat", err)
+	}
+	if _, err := PeekAuthor(old); !errors.Is(err, ErrOldFormat) {
+		t.Errorf("PeekAuthor: got %v, want ErrOldFormat", err)
+	}
+}
+
+// TestSerialBounds: a serial may rise by at most MaxSerialStep, and no
+// serial reaches MaxSerial, so 2^64-1 is never installed.
+func TestSerialBounds(t *testing.T) {
+	fx := newSealedFixture(t)
+	v1 := fx.seal(t, Envelope{Serial: 1})
+	cur := &Version{Serial: 1, Hash: SealedHash(v1)}
+	forced := func(serial uint64) []byte {
+		return sealRaw(t, fx.author, fx.author.Public(), fx.sealing, fx.body(t, func(b *envelopeBody) { b.Serial, b.Force = serial, true }))
+	}
+	tests := []struct {
+		name   string
+		serial uint64
+		cur    *Version
+		is     error
+	}{
+		{"step at the limit", 1 + MaxSerialStep, cur, nil},
+		{"step one past the limit", 2 + MaxSerialStep, cur, ErrSerialJump},
+		{"2^64-1 over serial 1", 1<<64 - 1, cur, ErrSerialJump},
+		{"first definition at the limit", MaxSerialStep, nil, nil},
+		{"first definition one past the limit", MaxSerialStep + 1, nil, ErrSerialJump},
+		{"2^64-1 as the first definition", 1<<64 - 1, nil, ErrSerialJump},
+		{"MaxSerial over MaxSerial-1", MaxSerial, &Version{Serial: MaxSerial - 1, Hash: [32]byte{1}}, ErrSerialJump},
+		{"MaxSerial-1 over MaxSerial-2", MaxSerial - 1, &Version{Serial: MaxSerial - 2, Hash: [32]byte{1}}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, v, err := OpenDefinition(fx.server, fx.trusted(), forced(tc.serial), tc.cur)
+			if tc.is == nil {
+				if err != nil || v.Serial != tc.serial {
+					t.Fatalf("got %v, serial %d; want serial %d accepted", err, v.Serial, tc.serial)
+				}
+				return
+			}
+			if !errors.Is(err, tc.is) {
+				t.Fatalf("got %v, want %v", err, tc.is)
+			}
+		})
+	}
+	env := Envelope{Serial: 1<<64 - 1, Force: true, TOML: fx.toml("")}
+	if _, err := SealDefinition(fx.author, fx.sealing, &env, bytes.NewReader(make([]byte, 64))); !errors.Is(err, ErrSerialJump) {
+		t.Errorf("SealDefinition of serial 2^64-1: got %v, want ErrSerialJump", err)
+	}
 }
 
 func TestDearmorStrict(t *testing.T) {
@@ -161,8 +424,9 @@ func TestDearmorStrict(t *testing.T) {
 	// Non-canonical padding: change the last character before '=' so
 	// that unused bits are set.
 	if i := strings.IndexByte(last, '='); i > 0 {
+		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 		bad := []byte(last)
-		bad[i-1] = map[bool]byte{true: 'B', false: 'A'}[bad[i-1] == 'A']
+		bad[i-1] = alphabet[strings.IndexByte(alphabet, bad[i-1])^1] // the lowest bit is always unused
 		tests["padding bits"] = armorBegin + strings.Join(lines[:len(lines)-1], "\n") + "\n" + string(bad) + "\n" + armorEnd
 	}
 	for name, text := range tests {
@@ -177,7 +441,7 @@ func TestDearmorStrict(t *testing.T) {
 // TestOpenDefinitionRules drives every refusal of the server's loader.
 func TestOpenDefinitionRules(t *testing.T) {
 	fx := newSealedFixture(t)
-	trusted := []PublicKey{fx.author.Public(), fx.other.Public()}
+	trusted := fx.trusted()
 	v1 := fx.seal(t, Envelope{Serial: 1})
 	h1 := SealedHash(v1)
 	cur1 := &Version{Serial: 1, Hash: h1}
@@ -191,7 +455,7 @@ func TestOpenDefinitionRules(t *testing.T) {
 
 	otherServer := func() []byte {
 		env := Envelope{Serial: 1, TOML: fx.toml(""), Created: time.Unix(1, 0)}
-		b, err := SealDefinition(fx.author, fx.otherServer.Public(), &env, bytes.NewReader(make([]byte, 24)))
+		b, err := SealDefinition(fx.author, fx.otherSealing, &env, bytes.NewReader(make([]byte, 64)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +463,7 @@ func TestOpenDefinitionRules(t *testing.T) {
 	}()
 	untrusted := func() []byte {
 		env := Envelope{Serial: 1, TOML: fx.toml(""), Created: time.Unix(1, 0)}
-		b, err := SealDefinition(sealedKey(t, 0xee), fx.server.Public(), &env, bytes.NewReader(make([]byte, 24)))
+		b, err := SealDefinition(fx.stranger, fx.sealing, &env, bytes.NewReader(make([]byte, 64)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,11 +474,6 @@ func TestOpenDefinitionRules(t *testing.T) {
 		c[i] ^= 1
 		return c
 	}
-	swapHint := bytes.Clone(v1)
-	otherPub := fx.other.Public()
-	copy(swapHint[len(sealedMagic)+1:], otherPub[:])
-	zeroHint := bytes.Clone(v1)
-	copy(zeroHint[len(sealedMagic)+1:], make([]byte, 32))
 	tooBig := append([]byte(sealedMagic), make([]byte, MaxSealedBytes)...)
 
 	tests := []struct {
@@ -234,14 +493,17 @@ func TestOpenDefinitionRules(t *testing.T) {
 		{"forced not above current", forcedLow, cur2, ErrRollback},
 		{"untrusted author", untrusted, nil, ErrUntrustedAuthor},
 		{"sealed for another server", otherServer, nil, ErrWrongServer},
-		{"hint swapped to another trusted author", swapHint, nil, ErrWrongServer},
-		{"low-order hint", zeroHint, nil, ErrMalformedDefinition},
-		{"flipped box byte", flip(v1, len(v1)-1), nil, ErrWrongServer},
-		{"flipped nonce byte", flip(v1, sealedHeaderSize-1), nil, ErrWrongServer},
+		{"flipped hint byte", flip(v1, hintOffset), nil, ErrWrongServer},
+		{"flipped ephemeral key byte", flip(v1, ephemeralOffset), nil, ErrWrongServer},
+		{"flipped ML-KEM ciphertext byte", flip(v1, mlkemOffset+100), nil, ErrWrongServer},
+		{"flipped server wrap byte", flip(v1, wrapServerOffset), nil, ErrWrongServer},
+		{"flipped author copy byte", flip(v1, wrapAuthorOffset), nil, ErrWrongServer},
+		{"flipped payload byte", flip(v1, len(v1)-1), nil, ErrWrongServer},
 		{"flipped magic", flip(v1, 0), nil, ErrMalformedDefinition},
 		{"unknown version", flip(v1, len(sealedMagic)), nil, ErrMalformedDefinition},
-		{"truncated", v1[:sealedHeaderSize+frame.Overhead-1], nil, ErrMalformedDefinition},
-		{"truncated box", v1[:len(v1)-1], nil, ErrWrongServer},
+		{"format 1", append([]byte(sealedMagic+"\x01"), v1[len(sealedMagic)+1:]...), nil, ErrOldFormat},
+		{"truncated", v1[:minSealedBytes-1], nil, ErrMalformedDefinition},
+		{"truncated payload", v1[:len(v1)-1], nil, ErrWrongServer},
 		{"empty", nil, nil, ErrMalformedDefinition},
 		{"too big", tooBig, nil, ErrMalformedDefinition},
 	}
@@ -270,15 +532,11 @@ func TestOpenDefinitionRules(t *testing.T) {
 	}
 }
 
-// TestOpenEnvelopeMalformed seals envelopes SealDefinition would refuse
-// and checks the opener refuses each.
+// TestOpenEnvelopeMalformed signs and seals envelopes SealDefinition
+// would refuse and checks both openers refuse each.
 func TestOpenEnvelopeMalformed(t *testing.T) {
 	fx := newSealedFixture(t)
 	a, s := fx.author.Public(), fx.server.Public()
-	created := int64(1)
-	good := func() envelopeBody {
-		return envelopeBody{H: envelopeKind, V: envelopeVersion, A: a[:], S: s[:], Serial: 1, Created: &created, TOML: fx.toml("")}
-	}
 	enc := func(b any) []byte {
 		pt, err := frame.Marshal(b)
 		if err != nil {
@@ -286,53 +544,67 @@ func TestOpenEnvelopeMalformed(t *testing.T) {
 		}
 		return pt
 	}
-	mod := func(f func(*envelopeBody)) []byte {
-		b := good()
-		f(&b)
-		return enc(b)
-	}
+	mod := func(f func(*envelopeBody)) []byte { return fx.body(t, f) }
 	o := fx.other.Public()
+	osk := fx.otherServer.Public()
+	good := fx.body(t, nil)
 	tests := []struct {
 		name string
-		hint PublicKey
-		pt   []byte
+		body []byte
 		is   error
 	}{
-		{"good", a, enc(good()), nil},
-		{"wrong kind", a, mod(func(b *envelopeBody) { b.H = "hello" }), ErrMalformedDefinition},
-		{"wrong version", a, mod(func(b *envelopeBody) { b.V = 2 }), ErrMalformedDefinition},
-		{"serial 0", a, mod(func(b *envelopeBody) { b.Serial = 0 }), ErrMalformedDefinition},
-		{"short author", a, mod(func(b *envelopeBody) { b.A = a[:31] }), ErrMalformedDefinition},
-		{"short server", a, mod(func(b *envelopeBody) { b.S = s[:31] }), ErrMalformedDefinition},
-		{"author differs from hint", a, mod(func(b *envelopeBody) { b.A = o[:] }), ErrMalformedDefinition},
-		{"names another server", a, mod(func(b *envelopeBody) { b.S = o[:] }), ErrWrongServer},
-		{"no created", a, mod(func(b *envelopeBody) { b.Created = nil }), ErrMalformedDefinition},
-		{"no toml", a, mod(func(b *envelopeBody) { b.TOML = nil }), ErrMalformedDefinition},
-		{"serial 1 with prev", a, mod(func(b *envelopeBody) { b.Prev = make([]byte, 32) }), ErrMalformedDefinition},
-		{"serial 2 without prev", a, mod(func(b *envelopeBody) { b.Serial = 2 }), ErrMalformedDefinition},
-		{"short prev", a, mod(func(b *envelopeBody) { b.Serial, b.Prev = 2, make([]byte, 31) }), ErrMalformedDefinition},
-		{"forced with prev", a, mod(func(b *envelopeBody) { b.Serial, b.Force, b.Prev = 2, true, make([]byte, 32) }), ErrMalformedDefinition},
-		{"unknown field", a, enc(map[string]any{"h": envelopeKind, "v": 1, "a": a[:], "s": s[:], "serial": 1, "created": 1, "toml": []byte{}, "x": 1}), ErrMalformedDefinition},
-		{"non-canonical", a, append([]byte{0xb8, 0x06}, enc(good())[1:]...), ErrMalformedDefinition},
-		{"explicit force false", a, enc(map[string]any{"h": envelopeKind, "v": 1, "a": a[:], "s": s[:], "serial": 1, "created": 1, "force": false, "toml": []byte{}}), ErrMalformedDefinition},
-		{"trailing bytes", a, append(enc(good()), 0), ErrMalformedDefinition},
-		{"not cbor", a, []byte("not cbor"), ErrMalformedDefinition},
+		{"good", good, nil},
+		{"wrong kind", mod(func(b *envelopeBody) { b.H = "hello" }), ErrMalformedDefinition},
+		{"wrong version", mod(func(b *envelopeBody) { b.V = 1 }), ErrMalformedDefinition},
+		{"serial 0", mod(func(b *envelopeBody) { b.Serial = 0 }), ErrMalformedDefinition},
+		{"short author", mod(func(b *envelopeBody) { b.A = a[:31] }), ErrMalformedDefinition},
+		{"short server", mod(func(b *envelopeBody) { b.S = s[:31] }), ErrMalformedDefinition},
+		{"author differs from hint", mod(func(b *envelopeBody) { b.A = o[:] }), ErrMalformedDefinition},
+		{"no created", mod(func(b *envelopeBody) { b.Created = nil }), ErrMalformedDefinition},
+		{"no toml", mod(func(b *envelopeBody) { b.TOML = nil }), ErrMalformedDefinition},
+		{"serial 1 with prev", mod(func(b *envelopeBody) { b.Prev = make([]byte, 32) }), ErrMalformedDefinition},
+		{"serial 2 without prev", mod(func(b *envelopeBody) { b.Serial = 2 }), ErrMalformedDefinition},
+		{"short prev", mod(func(b *envelopeBody) { b.Serial, b.Prev = 2, make([]byte, 31) }), ErrMalformedDefinition},
+		{"forced with prev", mod(func(b *envelopeBody) { b.Serial, b.Force, b.Prev = 2, true, make([]byte, 32) }), ErrMalformedDefinition},
+		{"serial 2^64-1", mod(func(b *envelopeBody) { b.Serial, b.Force = 1<<64-1, true }), ErrSerialJump},
+		{"unknown field", enc(map[string]any{"h": envelopeKind, "v": envelopeVersion, "a": a[:], "s": s[:], "serial": 1, "created": 1, "toml": []byte{}, "x": 1}), ErrMalformedDefinition},
+		{"non-canonical", append([]byte{0xb8, 0x06}, good[1:]...), ErrMalformedDefinition},
+		{"explicit force false", enc(map[string]any{"h": envelopeKind, "v": envelopeVersion, "a": a[:], "s": s[:], "serial": 1, "created": 1, "force": false, "toml": []byte{}}), ErrMalformedDefinition},
+		{"trailing bytes", append(bytes.Clone(good), 0), ErrMalformedDefinition},
+		{"not cbor", []byte("not cbor"), ErrMalformedDefinition},
+		{"empty", []byte{}, ErrMalformedDefinition},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			file := sealRaw(t, fx.author, s, tc.hint, tc.pt)
-			env, err := OpenEnvelope(fx.server, a, file)
+			file := sealRaw(t, fx.author, a, fx.sealing, tc.body)
+			env, err := openSigned(fx.server, fx.trusted(), file)
+			env2, err2 := OpenEnvelope(fx.author, file)
 			if tc.is == nil {
-				if err != nil {
-					t.Fatalf("got %v, want success", err)
+				if err != nil || err2 != nil {
+					t.Fatalf("got %v and %v, want success", err, err2)
 				}
 				return
 			}
 			if !errors.Is(err, tc.is) || env != nil {
-				t.Fatalf("got %v, want %v", err, tc.is)
+				t.Fatalf("server: got %v, want %v", err, tc.is)
+			}
+			if !errors.Is(err2, tc.is) || env2 != nil {
+				t.Fatalf("author: got %v, want %v", err2, tc.is)
 			}
 		})
 	}
+	t.Run("names another server", func(t *testing.T) {
+		file := sealRaw(t, fx.author, a, fx.sealing, mod(func(b *envelopeBody) { b.S = osk[:] }))
+		if _, err := openSigned(fx.server, fx.trusted(), file); !errors.Is(err, ErrWrongServer) {
+			t.Fatalf("got %v, want ErrWrongServer", err)
+		}
+	})
+	t.Run("payload shorter than a signature", func(t *testing.T) {
+		file := sealPT(t, fx.author, a, fx.sealing, make([]byte, 63))
+		if _, err := openSigned(fx.server, fx.trusted(), file); !errors.Is(err, ErrMalformedDefinition) {
+			t.Fatalf("got %v, want ErrMalformedDefinition", err)
+		}
+	})
 }
 
 // TestOpenDefinitionClientKeys checks the keys the server refuses inside
@@ -340,25 +612,31 @@ func TestOpenEnvelopeMalformed(t *testing.T) {
 func TestOpenDefinitionClientKeys(t *testing.T) {
 	fx := newSealedFixture(t)
 	a, s := fx.author.Public(), fx.server.Public()
-	created := int64(1)
-	for name, key := range map[string]PublicKey{"author key": a, "server key": s} {
-		t.Run(name, func(t *testing.T) {
-			toml := []byte(fmt.Sprintf("[clients]\nc = %q\n[c]\nx = %q\n", key, sealedCanary))
-			pt, _ := frame.Marshal(envelopeBody{H: envelopeKind, V: envelopeVersion, A: a[:], S: s[:], Serial: 1, Created: &created, TOML: toml})
-			_, _, err := OpenDefinition(fx.server, []PublicKey{a}, sealRaw(t, fx.author, s, a, pt), nil)
-			if !errors.Is(err, ErrMalformedDefinition) || strings.Contains(err.Error(), sealedCanary) {
-				t.Errorf("got %v, want ErrMalformedDefinition", err)
-			}
-			env := Envelope{Serial: 1, TOML: toml}
-			if _, err := SealDefinition(fx.author, s, &env, bytes.NewReader(make([]byte, 24))); !errors.Is(err, ErrMalformedDefinition) {
-				t.Errorf("SealDefinition: got %v, want ErrMalformedDefinition", err)
-			}
-		})
-	}
+	t.Run("server key", func(t *testing.T) {
+		toml := []byte(fmt.Sprintf("[clients]\nc = %q\n[c]\nx = %q\n", s, sealedCanary))
+		file := sealRaw(t, fx.author, a, fx.sealing, fx.body(t, func(b *envelopeBody) { b.TOML = toml }))
+		_, _, err := OpenDefinition(fx.server, fx.trusted(), file, nil)
+		if !errors.Is(err, ErrMalformedDefinition) || strings.Contains(err.Error(), sealedCanary) {
+			t.Errorf("got %v, want ErrMalformedDefinition", err)
+		}
+		env := Envelope{Serial: 1, TOML: toml}
+		if _, err := SealDefinition(fx.author, fx.sealing, &env, bytes.NewReader(make([]byte, 64))); !errors.Is(err, ErrMalformedDefinition) {
+			t.Errorf("SealDefinition: got %v, want ErrMalformedDefinition", err)
+		}
+	})
+	t.Run("author key as a client key", func(t *testing.T) {
+		toml := []byte(fmt.Sprintf("[clients]\nc = %q\n[c]\nx = %q\n", a, sealedCanary))
+		env := Envelope{Serial: 1, TOML: toml}
+		_, err := SealDefinition(fx.author, fx.sealing, &env, bytes.NewReader(make([]byte, 64)))
+		if !errors.Is(err, ErrKeyFormat) || !strings.Contains(err.Error(), "author") || strings.Contains(err.Error(), sealedCanary) {
+			t.Errorf("got %v, want ErrKeyFormat naming the author key kind", err)
+		}
+	})
 	t.Run("invalid toml inside", func(t *testing.T) {
-		pt, _ := frame.Marshal(envelopeBody{H: envelopeKind, V: envelopeVersion, A: a[:], S: s[:], Serial: 1, Created: &created,
-			TOML: []byte("[clients]\nc = \"" + sealedCanary + "\"\n")})
-		_, _, err := OpenDefinition(fx.server, []PublicKey{a}, sealRaw(t, fx.author, s, a, pt), nil)
+		file := sealRaw(t, fx.author, a, fx.sealing, fx.body(t, func(b *envelopeBody) {
+			b.TOML = []byte("[clients]\nc = \"" + sealedCanary + "\"\n")
+		}))
+		_, _, err := OpenDefinition(fx.server, fx.trusted(), file, nil)
 		if !errors.Is(err, ErrMalformedDefinition) || strings.Contains(err.Error(), sealedCanary) {
 			t.Errorf("got %v, want ErrMalformedDefinition without the value", err)
 		}
@@ -367,30 +645,29 @@ func TestOpenDefinitionClientKeys(t *testing.T) {
 
 func TestSealDefinitionRefuses(t *testing.T) {
 	fx := newSealedFixture(t)
-	s := fx.server.Public()
 	var h [32]byte
 	h[0] = 1
+	weak := &SealingKey{mlkem: fx.sealing.mlkem}
 	tests := []struct {
 		name   string
-		server PublicKey
+		server *SealingKey
 		env    Envelope
 		want   string
 	}{
-		{"serial 0", s, Envelope{}, "serial 0"},
-		{"serial 2 without previous", s, Envelope{Serial: 2}, "without the previous"},
-		{"serial 1 with previous", s, Envelope{Serial: 1, Previous: h}, "serial 1 carries"},
-		{"weak server key", PublicKey{}, Envelope{Serial: 1}, "low-order"},
-		{"server is the author", fx.author.Public(), Envelope{Serial: 1}, "own key"},
-		{"other author in envelope", s, Envelope{Serial: 1, Author: fx.other.Public()}, "differ"},
-		{"invalid toml", s, Envelope{Serial: 1, TOML: []byte("[clients]\nc = [\"" + sealedCanary + "\"]\n")}, "line 2"},
-		{"array value", s, Envelope{Serial: 1, TOML: fx.toml("a = [\"" + sealedCanary + "\"]\n")}, "arrays"},
+		{"serial 0", fx.sealing, Envelope{}, "serial 0"},
+		{"serial 2 without previous", fx.sealing, Envelope{Serial: 2}, "without the previous"},
+		{"serial 1 with previous", fx.sealing, Envelope{Serial: 1, Previous: h}, "serial 1 carries"},
+		{"weak server key", weak, Envelope{Serial: 1}, "low-order"},
+		{"other author in envelope", fx.sealing, Envelope{Serial: 1, Author: fx.other.Public()}, "differ"},
+		{"invalid toml", fx.sealing, Envelope{Serial: 1, TOML: []byte("[clients]\nc = [\"" + sealedCanary + "\"]\n")}, "line 2"},
+		{"array value", fx.sealing, Envelope{Serial: 1, TOML: fx.toml("a = [\"" + sealedCanary + "\"]\n")}, "arrays"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.env.TOML == nil {
 				tc.env.TOML = fx.toml("")
 			}
-			_, err := SealDefinition(fx.author, tc.server, &tc.env, bytes.NewReader(make([]byte, 24)))
+			_, err := SealDefinition(fx.author, tc.server, &tc.env, bytes.NewReader(make([]byte, 64)))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
 			}
@@ -428,27 +705,29 @@ func TestReadSealedFile(t *testing.T) {
 	}
 }
 
-// FuzzOpenEnvelope fuzzes both the file as given and a plaintext sealed
-// under the fixture's keys, so that the decoder behind the box is
-// reached. An accepted envelope must seal again to a file that opens to
-// the same envelope.
+// FuzzOpenEnvelope fuzzes the server's opener with the file as given,
+// and with a body signed by a trusted author and sealed to the server, so
+// that the decoder behind the signature is reached. An accepted envelope
+// must seal again to a file that opens to the same envelope.
 func FuzzOpenEnvelope(f *testing.F) {
 	fx := newSealedFixture(f)
-	a, s := fx.author.Public(), fx.server.Public()
 	v1 := fx.seal(f, Envelope{Serial: 1})
-	created := int64(1_700_000_000)
-	pt, _ := frame.Marshal(envelopeBody{H: envelopeKind, V: envelopeVersion, A: a[:], S: s[:], Serial: 3,
-		Prev: make([]byte, 32), Created: &created, TOML: []byte("[clients]\n")})
-	f.Add(v1, pt)
+	body := fx.body(f, func(b *envelopeBody) { b.Serial, b.Prev, b.TOML = 3, make([]byte, 32), []byte("[clients]\n") })
+	f.Add(v1, body)
 	f.Add(Armor(v1), []byte{0xa0})
 	f.Add([]byte(sealedMagic), []byte("not cbor"))
-	f.Fuzz(func(t *testing.T, file, pt []byte) {
-		if env, err := OpenEnvelope(fx.server, a, file); err == nil {
+	f.Fuzz(func(t *testing.T, file, body []byte) {
+		if env, err := openSigned(fx.server, fx.trusted(), file); err == nil {
 			checkReseal(t, fx, env)
 		}
-		env, err := OpenEnvelope(fx.server, a, sealRaw(t, fx.author, s, a, pt))
+		if bin, err := SealedBinary(file); err == nil {
+			if env, err := openSigned(fx.server, fx.trusted(), bin); err == nil {
+				checkReseal(t, fx, env)
+			}
+		}
+		env, err := openSigned(fx.server, fx.trusted(), sealRaw(t, fx.author, fx.author.Public(), fx.sealing, body))
 		if err != nil {
-			if !errors.Is(err, ErrMalformedDefinition) && !errors.Is(err, ErrWrongServer) {
+			if !errors.Is(err, ErrMalformedDefinition) && !errors.Is(err, ErrWrongServer) && !errors.Is(err, ErrSerialJump) {
 				t.Fatalf("unclassified error %v", err)
 			}
 			return
@@ -463,19 +742,51 @@ func checkReseal(t *testing.T, fx *sealedFixture, env *Envelope) {
 	}
 	again := *env
 	again.TOML = bytes.Clone(env.TOML)
-	b, err := SealDefinition(fx.author, fx.server.Public(), &again, bytes.NewReader(make([]byte, 24)))
+	b, err := SealDefinition(fx.author, fx.sealing, &again, bytes.NewReader(make([]byte, 64)))
 	if err != nil {
 		if errors.Is(err, ErrMalformedDefinition) {
-			return // client keys equal to the author's or server's
+			return // a client key equal to the server's
 		}
 		t.Fatalf("accepted envelope does not seal again: %v", err)
 	}
-	got, err := OpenEnvelope(fx.server, fx.author.Public(), b)
+	got, err := OpenEnvelope(fx.author, b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Serial != env.Serial || got.Previous != env.Previous || got.Force != env.Force ||
 		!got.Created.Equal(env.Created) || !bytes.Equal(got.TOML, env.TOML) {
 		t.Fatalf("resealed envelope differs: %+v vs %+v", got, env)
+	}
+}
+
+// TestSealedGoldenFiles opens two format 2 files sealed when the format
+// was made (testdata/sealed-v2-serial{1,2}.armored, by the fixture's
+// author to the fixture's server). A change to a label, an offset, the
+// combiner or the envelope that would strand existing files fails here;
+// such a change needs a new format version instead.
+func TestSealedGoldenFiles(t *testing.T) {
+	fx := newSealedFixture(t)
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	v1, v2 := read("sealed-v2-serial1.armored"), read("sealed-v2-serial2.armored")
+	def, cur, err := OpenDefinition(fx.server, fx.trusted(), v1, nil)
+	if err != nil {
+		t.Fatalf("serial 1: %v", err)
+	}
+	if cur.Serial != 1 || def.Author != fx.author.Public() || !def.Created.Equal(time.Unix(1_800_000_000, 0)) {
+		t.Errorf("serial 1: got version %+v, author %s, created %v", cur, def.Author, def.Created)
+	}
+	def.Clear()
+	if _, cur, err = OpenDefinition(fx.server, fx.trusted(), v2, &cur); err != nil || cur.Serial != 2 {
+		t.Fatalf("serial 2 over serial 1: %v", err)
+	}
+	env, err := OpenEnvelope(fx.author, v2)
+	if err != nil || !bytes.Equal(env.TOML, fx.toml("extra = 2\n")) {
+		t.Fatalf("the author's copy: %v", err)
 	}
 }

@@ -70,6 +70,9 @@ func ParseClient(data []byte) (*Client, error) {
 	if err := checkServers(c.Servers); err != nil {
 		return nil, err
 	}
+	if c.ServerKey != "" && isSecretKeyText(c.ServerKey) {
+		return nil, fmt.Errorf("config: client config: server_key is a secret key (not printed); remove it, treat it as exposed, and pin the server's public key (cofferpk1...)")
+	}
 	if c.ServerKey != "" && !strings.HasPrefix(c.ServerKey, "cofferpk1") {
 		return nil, fmt.Errorf("config: client config: server_key must be a cofferpk1... public key")
 	}

@@ -27,7 +27,7 @@ const DefaultServerListen = "127.0.0.1:" + DefaultServerPort
 // kilobytes even with many trusted keys.
 const maxServerConfigBytes = 256 << 10
 
-// maxServerTrusted bounds the trusted companion keys, so a generated file
+// maxServerTrusted bounds the trusted author keys, so a generated file
 // cannot make every definition load try thousands of keys.
 const maxServerTrusted = 64
 
@@ -40,7 +40,7 @@ type Server struct {
 	KeyFile    string   // path of the server's private key file
 	DataDir    string   // the store's directory, created 0700
 	Definition string   // path of the sealed definition to load
-	Trusted    []string // companion public keys, cofferpk1...; checked by the caller
+	Trusted    []string // authors' signing public keys, cofferauthorpk1...; checked by the caller
 	Limits     ServerLimits
 	Audit      ServerAudit
 	Log        ServerLog
@@ -313,9 +313,9 @@ func (c *Server) Validate() error {
 	if len(c.Trusted) > maxServerTrusted {
 		return invalidServer("%d trusted keys exceed limit %d", len(c.Trusted), maxServerTrusted)
 	}
-	for _, k := range c.Trusted {
-		if !strings.HasPrefix(k, "cofferpk1") {
-			return invalidServer("trusted key %q is not a cofferpk1... public key", k)
+	for i, k := range c.Trusted {
+		if err := checkTrusted(k); err != nil {
+			return invalidServer("trusted key %d %w", i+1, err)
 		}
 	}
 	l := c.Limits
@@ -376,4 +376,42 @@ func (c *Server) Validate() error {
 // invalidServer is the error of a setting Validate refuses.
 func invalidServer(format string, args ...any) error {
 	return fmt.Errorf("config: server config: "+format, args...)
+}
+
+// Key text prefixes that checkTrusted tells apart (coffer/keys.go and
+// coffer/authorkey.go own the formats; config only names the mistake).
+const (
+	trustedPrefix   = "cofferauthorpk1"
+	x25519Prefix    = "cofferpk1"
+	secretPrefixes  = "coffersk1 cofferauthorsk1"
+	trustedKeyHint  = "trusted holds authors' signing public keys (cofferauthorpk1..., printed by 'coffer-companion keygen --author' and 'coffer-companion pubkey AUTHOR.key')"
+	trustedNotShown = "(not printed)"
+)
+
+// checkTrusted names what is wrong with a trusted key's text without
+// printing it: a secret key pasted there must not reach a log, and text
+// that is not a key may be one of another format.
+func checkTrusted(k string) error {
+	low := strings.ToLower(strings.TrimSpace(k))
+	switch {
+	case isSecretKeyText(k):
+		return fmt.Errorf("is a secret key %s; remove it, treat it as exposed, and give the public key: %s", trustedNotShown, trustedKeyHint)
+	case strings.HasPrefix(low, trustedPrefix):
+		return nil
+	case strings.HasPrefix(low, x25519Prefix):
+		return fmt.Errorf("is an X25519 key (cofferpk1...), a server's or a client's; since sealed format 2 %s", trustedKeyHint)
+	}
+	return fmt.Errorf("is not an author's public key %s; %s", trustedNotShown, trustedKeyHint)
+}
+
+// isSecretKeyText reports whether k starts like the text of a secret key
+// of any kind, in any letter case.
+func isSecretKeyText(k string) bool {
+	low := strings.ToLower(strings.TrimSpace(k))
+	for _, p := range strings.Fields(secretPrefixes) {
+		if strings.HasPrefix(low, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -28,7 +28,7 @@ listen = ":9999"
 key_file = "/k"
 data_dir = "/d"
 definition = "/s.sealed"
-trusted = ["cofferpk1aaa", "cofferpk1bbb"]
+trusted = ["cofferauthorpk1aaa", "cofferauthorpk1bbb"]
 [limits]
 max_connections = 7
 max_handshakes_per_address = 2
@@ -58,7 +58,7 @@ format = "json"
 	}
 	want := &config.Server{
 		Listen: ":9999", KeyFile: "/k", DataDir: "/d", Definition: "/s.sealed",
-		Trusted: []string{"cofferpk1aaa", "cofferpk1bbb"},
+		Trusted: []string{"cofferauthorpk1aaa", "cofferauthorpk1bbb"},
 		Limits: config.ServerLimits{MaxConnections: 7, MaxHandshakesPerAddress: 2,
 			HelloTimeout: time.Second, HandshakeTimeout: 2 * time.Second, SessionTimeout: time.Minute,
 			ByeTimeout: 3 * time.Second, ShutdownTimeout: 250 * time.Millisecond,
@@ -98,7 +98,10 @@ func TestParseServerErrors(t *testing.T) {
 		{"bad level", "[log]\nlevel = \"loud\"", "log.level"},
 		{"bad format", "[log]\nformat = \"xml\"", "log.format"},
 		{"empty listen", `listen = ""`, "listen is empty"},
-		{"bad trusted", `trusted = ["coffersk1xyz"]`, "not a cofferpk1"},
+		{"bad trusted", `trusted = ["xyz"]`, "trusted key 1 is not an author's public key (not printed)"},
+		{"secret key trusted", `trusted = ["cofferauthorpk1abc", "coffersk1xyz"]`, "trusted key 2 is a secret key (not printed)"},
+		{"author secret key trusted", `trusted = ["COFFERAUTHORSK1xyz"]`, "trusted key 1 is a secret key (not printed)"},
+		{"x25519 key trusted", `trusted = ["cofferpk1xyz"]`, "is an X25519 key"},
 		{"wrong type", `listen = 9187`, "listen"},
 		{"syntax", `listen = `, "config: server config"},
 		{"duplicate", "listen = \"a\"\nlisten = \"b\"", "already been defined"},
@@ -112,6 +115,9 @@ func TestParseServerErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "config: ") {
 				t.Errorf("got error %q, want one starting config: and containing %q", err, tt.want)
+			}
+			if strings.Contains(strings.ToLower(err.Error()), "sk1xyz") {
+				t.Errorf("error %q prints a secret key", err)
 			}
 		})
 	}

@@ -17,13 +17,18 @@ trap cleanup EXIT
 step() { printf '\n== %s\n' "$*"; }
 
 step "keys (each secret key file is created 0600; only public keys are printed)"
-companion_pub=$("$bin/coffer-companion" keygen -o "$work/companion.key")
+author_pub=$("$bin/coffer-companion" keygen --author -o "$work/author.key")
 server_pub=$("$bin/coffer-companion" keygen -o "$work/server.key")
 web_pub=$("$bin/coffer-companion" keygen -o "$work/web.key")
 worker1_pub=$("$bin/coffer-companion" keygen -o "$work/worker-1.key")
 worker2_pub=$("$bin/coffer-companion" keygen -o "$work/worker-2.key")
-printf 'companion %s\nserver    %s\nweb       %s\nworker-1  %s\nworker-2  %s\n' \
-	"$companion_pub" "$server_pub" "$web_pub" "$worker1_pub" "$worker2_pub"
+printf 'author    %s\nserver    %s\nweb       %s\nworker-1  %s\nworker-2  %s\n' \
+	"$author_pub" "$server_pub" "$web_pub" "$worker1_pub" "$worker2_pub"
+
+step "the server's sealing key (X25519 + ML-KEM-768): what the author seals to"
+"$bin/coffer-companion" pubkey --sealing "$work/server.key" >"$work/server.sealing"
+head -n 2 "$work/server.sealing"
+echo "(and one cofferseal1 line of $(tail -n 1 "$work/server.sealing" | wc -c) characters)"
 
 step "definition: examples/secrets.toml with this demo's client keys"
 sed -e "s/cofferpk1cyirwsqhinxphrc4gz4keh56bugjn44jn27fvqvy23j64ejsk4eoscpmtm/$web_pub/" \
@@ -32,14 +37,14 @@ sed -e "s/cofferpk1cyirwsqhinxphrc4gz4keh56bugjn44jn27fvqvy23j64ejsk4eoscpmtm/$w
 	"$here/secrets.toml" >"$work/secrets.toml"
 "$bin/coffer-companion" check "$work/secrets.toml"
 
-step "seal it for the server, then inspect the envelope (no values shown)"
-"$bin/coffer-companion" seal --key "$work/companion.key" --server "$server_pub" \
+step "sign and seal it for the server, then inspect the envelope (no values shown)"
+"$bin/coffer-companion" seal --key "$work/author.key" --server "$work/server.sealing" \
 	-o "$work/secrets.sealed" "$work/secrets.toml"
-"$bin/coffer-companion" inspect --key "$work/companion.key" --server "$server_pub" "$work/secrets.sealed"
+"$bin/coffer-companion" inspect --key "$work/author.key" --server "$work/server.sealing" "$work/secrets.sealed"
 
 step "start coffer-server on 127.0.0.1 (a free port) with a fresh data directory"
 "$bin/coffer-server" serve --key "$work/server.key" --data "$work/data" \
-	--definition "$work/secrets.sealed" --trusted "$companion_pub" \
+	--definition "$work/secrets.sealed" --trusted "$author_pub" \
 	--listen 127.0.0.1:0 2>"$work/server.log" &
 server_pid=$!
 addr=

@@ -29,8 +29,9 @@ type fixture struct {
 	data           string   // coffer-server's data directory (fresh)
 	certs          certFiles
 	serverPub      coffer.PublicKey
-	companionPub   coffer.PublicKey
-	companionPriv  *coffer.PrivateKey
+	serverSealing  *coffer.SealingKey
+	companionPub   coffer.AuthorPublicKey
+	companionPriv  *coffer.AuthorKey
 	defBytes       int // size of the TOML definition
 	shardBytes     int // size of one encoded shard (the first client's)
 }
@@ -56,7 +57,13 @@ func newFixture(dir string, opt *options) (*fixture, error) {
 		return nil, err
 	}
 	fx.serverPub = sk.Public()
-	if fx.companionPriv, err = newKeyFile(fx.companionKey); err != nil {
+	if fx.serverSealing, err = sk.SealingKey(); err != nil {
+		return nil, err
+	}
+	if fx.companionPriv, err = coffer.GenerateAuthorKey(rand.Reader); err != nil {
+		return nil, err
+	}
+	if err := coffer.WriteAuthorKeyFile(fx.companionKey, fx.companionPriv); err != nil {
 		return nil, err
 	}
 	fx.companionPub = fx.companionPriv.Public()
@@ -185,7 +192,7 @@ func definition(pubs []coffer.PublicKey, opt *options) ([]byte, [][]byte, error)
 func (fx *fixture) seal(companionBin string) (time.Duration, string, error) {
 	if companionBin != "" {
 		cmd := exec.Command(companionBin, "seal", "--key", fx.companionKey,
-			"--server", fx.serverPub.String(), "-o", fx.sealed, fx.definition)
+			"--server", fx.serverSealing.String(), "-o", fx.sealed, fx.definition)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		start := time.Now()
@@ -201,7 +208,7 @@ func (fx *fixture) seal(companionBin string) (time.Duration, string, error) {
 		return 0, "", err
 	}
 	start := time.Now()
-	sealed, err := sealInProcess(fx.companionPriv, fx.serverPub, toml)
+	sealed, err := sealInProcess(fx.companionPriv, fx.serverSealing, toml)
 	if err != nil {
 		return 0, "", err
 	}
@@ -221,13 +228,13 @@ func firstLine(s string) string {
 
 // sealInProcess parses the definition as the companion does and seals it
 // with serial 1 for the server.
-func sealInProcess(author *coffer.PrivateKey, server coffer.PublicKey, toml []byte) ([]byte, error) {
+func sealInProcess(author *coffer.AuthorKey, server *coffer.SealingKey, toml []byte) ([]byte, error) {
 	if _, err := coffer.ParseDefinition(toml); err != nil {
 		return nil, fmt.Errorf("parsing the generated definition: %w", err)
 	}
 	env := &coffer.Envelope{
 		Author:  author.Public(),
-		Server:  server,
+		Server:  server.X25519,
 		Serial:  1,
 		Created: time.Now(),
 		TOML:    toml,

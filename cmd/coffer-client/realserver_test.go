@@ -73,7 +73,7 @@ func TestRealServer(t *testing.T) {
 	dir := t.TempDir()
 	client, _ := coffer.GenerateKey(rand.Reader)
 	server, _ := coffer.GenerateKey(rand.Reader)
-	author, _ := coffer.GenerateKey(rand.Reader)
+	author, _ := coffer.GenerateAuthorKey(rand.Reader)
 	clientKey, serverKey := filepath.Join(dir, "client.key"), filepath.Join(dir, "server.key")
 	for path, k := range map[string]*coffer.PrivateKey{clientKey: client, serverKey: server} {
 		if err := coffer.WriteKeyFile(path, k); err != nil {
@@ -81,7 +81,11 @@ func TestRealServer(t *testing.T) {
 		}
 	}
 	def := []byte(strings.Replace(realDefinition, "CLIENT", client.Public().String(), 1))
-	sealed, err := coffer.SealDefinition(author, server.Public(), &coffer.Envelope{Serial: 1, Created: time.Now(), TOML: def}, rand.Reader)
+	sealing, err := server.SealingKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := coffer.SealDefinition(author, sealing, &coffer.Envelope{Serial: 1, Created: time.Now(), TOML: def}, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,22 +14,31 @@ import (
 	"github.com/coffer-project/coffer/config"
 )
 
-const keygenUsage = `usage: coffer-companion keygen -o FILE
+const keygenUsage = `usage: coffer-companion keygen [--author] -o FILE
 
 Write a new secret key file (mode 0600; an existing file is never
-overwritten) and print its public key on stdout. The same kind of key
-serves companions, servers and clients.
+overwritten) and print its public key on stdout. stderr says which kind
+of key was made; the key file says it too.
+
+Without --author the key is an X25519 key (cofferpk1...), for a server or
+a client. With --author it is an author's Ed25519 signing key
+(cofferauthorpk1...): the key that signs sealed definitions, whose public
+key goes into the server's trusted list. The kinds never stand in for each
+other.
 
 options:
+  --author  make an author's signing key
   -o FILE   the secret key file to create (required)
 
-example:
-  coffer-companion keygen -o ~/.config/coffer/companion.key
+examples:
+  coffer-companion keygen --author -o ~/.config/coffer/author.key
+  coffer-companion keygen -o /etc/coffer/server.key
 `
 
 func (c *cli) keygen(args []string) error {
 	fs := newFlags("keygen")
 	out := fs.String("o", "", "")
+	author := fs.Bool("author", false, "")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -37,60 +46,118 @@ func (c *cli) keygen(args []string) error {
 	if *out == "" || len(pos) != 0 {
 		return usagef("keygen takes -o FILE and no arguments")
 	}
-	k, err := coffer.GenerateKey(rand.Reader)
-	if err != nil {
-		return err
-	}
-	if err := coffer.WriteKeyFile(*out, k); err != nil {
-		if _, serr := os.Lstat(*out); serr == nil {
-			return withHints(err, "choose another path, or remove the old key deliberately if it is no longer needed")
+	var pub, kind string
+	if *author {
+		k, err := coffer.GenerateAuthorKey(rand.Reader)
+		if err != nil {
+			return err
 		}
-		return err
+		err = coffer.WriteAuthorKeyFile(*out, k)
+		pub, kind = k.Public().String(), "an author's signing key (Ed25519); its public key goes into the server's trusted list"
+		if err != nil {
+			return keygenError(*out, err)
+		}
+	} else {
+		k, err := coffer.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		err = coffer.WriteKeyFile(*out, k)
+		pub, kind = k.Public().String(), "an X25519 key, for a server or a client"
+		if err != nil {
+			return keygenError(*out, err)
+		}
 	}
-	fmt.Fprintln(c.stdout, k.Public())
+	fmt.Fprintf(c.stderr, "%s: wrote %s to %s\n", prog, kind, *out)
+	fmt.Fprintln(c.stdout, pub)
 	return nil
 }
 
-const pubkeyUsage = `usage: coffer-companion pubkey FILE
+func keygenError(out string, err error) error {
+	if _, serr := os.Lstat(out); serr == nil {
+		return withHints(err, "choose another path, or remove the old key deliberately if it is no longer needed")
+	}
+	return err
+}
 
-Print the public key (cofferpk1...) of a secret key file.
+const pubkeyUsage = `usage: coffer-companion pubkey [--sealing] FILE
 
-example:
-  coffer-companion pubkey /etc/coffer/server.key
+Print the public key of a secret key file: cofferpk1... for an X25519
+key, cofferauthorpk1... for an author's signing key.
+
+With --sealing, FILE is a server's key file, and the output is the
+server's sealing key in its file form: two comment lines and one
+cofferseal1... line (the server's X25519 key and the ML-KEM-768 key
+derived from the same key file, with a checksum). Save it and give the
+file, or paste the cofferseal1 line, to 'seal --server'. Clients keep
+pinning the short cofferpk1 key.
+
+examples:
+  coffer-companion pubkey ~/.config/coffer/author.key
+  coffer-companion pubkey --sealing /etc/coffer/server.key > server.sealing
 `
 
 func (c *cli) pubkey(args []string) error {
-	path, err := parseOne(newFlags("pubkey"), args, "key file")
+	fs := newFlags("pubkey")
+	sealing := fs.Bool("sealing", false, "")
+	path, err := parseOne(fs, args, "key file")
 	if err != nil {
 		return err
 	}
 	k, err := coffer.LoadKeyFile(path)
+	if errors.Is(err, coffer.ErrKeyKind) && !*sealing {
+		a, aerr := coffer.LoadAuthorKeyFile(path)
+		if aerr != nil {
+			return aerr
+		}
+		fmt.Fprintln(c.stdout, a.Public())
+		return nil
+	}
+	if err != nil {
+		if errors.Is(err, coffer.ErrKeyKind) {
+			return withHints(err, "--sealing needs the server's key file, not an author key")
+		}
+		return err
+	}
+	if !*sealing {
+		fmt.Fprintln(c.stdout, k.Public())
+		return nil
+	}
+	sk, err := k.SealingKey()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(c.stdout, k.Public())
+	fmt.Fprintf(c.stdout, "# coffer server sealing key (X25519 + ML-KEM-768), public: give it to 'coffer-companion seal --server'\n")
+	fmt.Fprintf(c.stdout, "# server key (what clients pin): %s\n", k.Public())
+	fmt.Fprintln(c.stdout, sk)
 	return nil
 }
 
-const sealUsage = `usage: coffer-companion seal --key KEY --server PUBKEY [--previous OLD.sealed] [--armor] [-o OUT] FILE.toml
-       coffer-companion seal --key KEY --server PUBKEY --force --serial N [--armor] [-o OUT] FILE.toml
+const sealUsage = `usage: coffer-companion seal --key AUTHOR.key --server SEALING [--previous OLD.sealed] [--armor] [-o OUT] FILE.toml
+       coffer-companion seal --key AUTHOR.key --server SEALING --force --serial N [--armor] [-o OUT] FILE.toml
 
-Check a definition and seal it from the companion key to the server, so
-that only the server can open it and the server can tell who sealed it.
+Check a definition, sign it with the author key and encrypt it to the
+server (X25519 + ML-KEM-768), so that only the server can read it and the
+server accepts it only if a trusted author signed it. The author can open
+its own files again (open, edit, --previous); other authors cannot.
 
 The first definition has serial 1. Every later one names the file it
 replaces with --previous: the serial becomes the previous serial plus one
 and the previous file's hash goes inside, so the server refuses it if a
 different change landed first (compare-and-swap). If the previous file was
-sealed by another companion key, give its serial plus one with --serial.
+sealed by another author key, give its serial plus one with --serial.
 
 --force --serial N skips the compare-and-swap: the server accepts the file
 if N is above its current serial, whatever it is based on. Use it only to
-recover (the previous file is lost); it can silently undo another change.
+recover (the previous file is lost, or it is in the old format 1); it can
+silently undo another change. The server refuses a serial more than 2^32
+above its current one.
 
 options:
-  --key FILE        the companion's secret key file (default $COFFER_KEY)
-  --server PUBKEY   the server's public key, or a file holding it (default $COFFER_SERVER_KEY)
+  --key FILE        the author's secret key file (default $COFFER_KEY)
+  --server SEALING  the server's sealing key (cofferseal1...), or the file
+                    'coffer-companion pubkey --sealing SERVER.key' writes
+                    (default $COFFER_SERVER_KEY)
   --previous FILE   the sealed file this one replaces
   --serial N        the serial, with --force or for a --previous sealed by another key
   --force           seal without a previous hash (see above)
@@ -98,7 +165,7 @@ options:
   -o FILE           write here (mode 0600, atomically) instead of stdout
 
 examples:
-  coffer-companion seal --server cofferpk1... -o prod.sealed secrets.toml
+  coffer-companion seal --key author.key --server server.sealing -o prod.sealed secrets.toml
   coffer-companion seal --previous prod.sealed -o prod.sealed secrets.toml
 `
 
@@ -122,6 +189,8 @@ func (c *cli) seal(args []string) error {
 		return usagef("--force needs --serial N, above the server's current serial")
 	case !*force && *previous == "" && *serial != 0:
 		return usagef("--serial needs --previous or --force")
+	case *serial >= coffer.MaxSerial:
+		return usagef("--serial %d is not below %d", *serial, uint64(coffer.MaxSerial))
 	}
 	if err := checkStdout(*out, *armor); err != nil {
 		return err
@@ -149,25 +218,29 @@ func (c *cli) seal(args []string) error {
 }
 
 // previous reads the file a new seal replaces: its hash, and the serial
-// after it (from inside the box, or given when another key sealed it).
-func (c *cli) previous(k *coffer.PrivateKey, server coffer.PublicKey, path string, serial uint64) (uint64, [32]byte, error) {
+// after it (from inside, or given when another author sealed it).
+func (c *cli) previous(k *coffer.AuthorKey, server *coffer.SealingKey, path string, serial uint64) (uint64, [32]byte, error) {
 	bin, err := coffer.ReadSealedFile(path)
 	if err != nil {
 		return 0, [32]byte{}, err
 	}
 	h := coffer.SealedHash(bin)
-	env, err := coffer.OpenEnvelope(k, server, bin)
+	env, err := coffer.OpenEnvelope(k, bin)
 	if err != nil {
-		if errors.Is(err, coffer.ErrUntrustedAuthor) && serial > 1 {
-			return serial, h, nil // sealed by another companion: trust the given serial
+		if errors.Is(err, coffer.ErrNotOwnFile) && serial > 1 {
+			return serial, h, nil // sealed by another author: trust the given serial
 		}
-		if errors.Is(err, coffer.ErrUntrustedAuthor) {
+		if errors.Is(err, coffer.ErrNotOwnFile) {
 			return 0, h, withHints(fmt.Errorf("--previous %s: %w", path, err),
-				"it was sealed by another companion key, so its serial cannot be read here; add --serial N with its serial plus one")
+				"it was sealed by another author key, so its serial cannot be read here; add --serial N with its serial plus one")
 		}
 		return 0, h, fmt.Errorf("--previous %s: %w", path, err)
 	}
 	clear(env.TOML)
+	if env.Server != server.X25519 {
+		return 0, h, withHints(fmt.Errorf("--previous %s was sealed for server %s, not for --server %s", path, env.Server, server.X25519),
+			"give the sealing key of the server the previous file was sealed to")
+	}
 	if serial != 0 && serial <= env.Serial {
 		return 0, h, usagef("--serial %d is not above the previous serial %d", serial, env.Serial)
 	}
@@ -178,7 +251,7 @@ func (c *cli) previous(k *coffer.PrivateKey, server coffer.PublicKey, path strin
 }
 
 // sealOut seals env and writes it to out, or stdout when out is empty.
-func (c *cli) sealOut(k *coffer.PrivateKey, server coffer.PublicKey, env *coffer.Envelope, out string, armor bool) error {
+func (c *cli) sealOut(k *coffer.AuthorKey, server *coffer.SealingKey, env *coffer.Envelope, out string, armor bool) error {
 	bin, err := coffer.SealDefinition(k, server, env, rand.Reader)
 	if err != nil {
 		return err
@@ -209,18 +282,20 @@ func checkStdout(out string, armor bool) error {
 	return nil
 }
 
-const openUsage = `usage: coffer-companion open --key KEY --server PUBKEY FILE.sealed
+const openUsage = `usage: coffer-companion open --key AUTHOR.key [--server SEALING] FILE.sealed
 
-Print the definition inside a sealed file on stdout. The box key is shared
-by the companion and the server, so the companion that sealed a file can
-open it. Files sealed by another companion key do not open.
+Print the definition inside a sealed file on stdout. A sealed file keeps a
+copy of its key for the author that sealed it, so that author opens it
+with its own key; files sealed by another author key do not open. The
+author's signature is checked. With --server, the file must also be
+sealed for that server.
 
 options:
-  --key FILE        the companion's secret key file (default $COFFER_KEY)
-  --server PUBKEY   the server's public key, or a file holding it (default $COFFER_SERVER_KEY)
+  --key FILE        the author's secret key file (default $COFFER_KEY)
+  --server SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
 
 example:
-  coffer-companion open prod.sealed > secrets.toml
+  coffer-companion open --key author.key prod.sealed > secrets.toml
 `
 
 func (c *cli) open(args []string) error {
@@ -231,21 +306,35 @@ func (c *cli) open(args []string) error {
 	if err != nil {
 		return err
 	}
-	k, server, err := kf.load()
-	if err != nil {
-		return err
-	}
-	bin, err := coffer.ReadSealedFile(path)
-	if err != nil {
-		return err
-	}
-	env, err := coffer.OpenEnvelope(k, server, bin)
+	env, err := openOwn(&kf, path)
 	if err != nil {
 		return err
 	}
 	defer clear(env.TOML)
 	_, err = c.stdout.Write(env.TOML)
 	return err
+}
+
+// openOwn opens a sealed file with the author key of kf, and checks it is
+// for kf's server when one is given.
+func openOwn(kf *keyFlags, path string) (*coffer.Envelope, error) {
+	k, server, err := kf.loadAuthor()
+	if err != nil {
+		return nil, err
+	}
+	bin, err := coffer.ReadSealedFile(path)
+	if err != nil {
+		return nil, err
+	}
+	env, err := coffer.OpenEnvelope(k, bin)
+	if err != nil {
+		return nil, err
+	}
+	if server != nil && env.Server != server.X25519 {
+		clear(env.TOML)
+		return nil, fmt.Errorf("%w: %s was sealed for server %s, not for --server %s", coffer.ErrWrongServer, path, env.Server, server.X25519)
+	}
+	return env, nil
 }
 
 const checkUsage = `usage: coffer-companion check FILE.toml
@@ -281,17 +370,18 @@ func (c *cli) check(args []string) error {
 	return nil
 }
 
-const inspectUsage = `usage: coffer-companion inspect [--key KEY --server PUBKEY] FILE.sealed
+const inspectUsage = `usage: coffer-companion inspect [--key AUTHOR.key [--server SEALING]] FILE.sealed
 
-Print a sealed file's metadata, never a value. Without keys only what is
-outside the box: the size, the hash and the author key it claims, which
-is not verified. With --key and --server (or their environment variables)
-the box is opened and the metadata inside is printed: author, server,
-serial, previous hash, creation time, and the client and secret names.
+Print a sealed file's metadata, never a value. Without --key only what is
+outside the encryption: the size, the hash and the author key the file
+claims, which is not verified. With --key (the author's own key; or
+$COFFER_KEY) the file is opened and its signature checked, and the
+metadata inside is printed: author, server, serial, previous hash,
+creation time, and the client and secret names.
 
 options:
-  --key FILE        the companion's secret key file (default $COFFER_KEY)
-  --server PUBKEY   the server's public key, or a file holding it (default $COFFER_SERVER_KEY)
+  --key FILE        the author's secret key file (default $COFFER_KEY)
+  --server SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
 `
 
 func (c *cli) inspect(args []string) error {
@@ -309,19 +399,15 @@ func (c *cli) inspect(args []string) error {
 	fmt.Fprintf(c.stdout, "file:     %s (%d bytes in binary form)\n", path, len(bin))
 	h := coffer.SealedHash(bin)
 	fmt.Fprintf(c.stdout, "hash:     %s\n", hex.EncodeToString(h[:]))
-	if !kf.given() {
+	if kf.key == "" {
 		hint, err := coffer.PeekAuthor(bin)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "author:   %s (UNVERIFIED: read outside the box; give --key and --server to verify)\n", hint)
+		fmt.Fprintf(c.stdout, "author:   %s (UNVERIFIED: read outside the encryption; give --key to verify)\n", hint)
 		return nil
 	}
-	k, server, err := kf.load()
-	if err != nil {
-		return err
-	}
-	env, err := coffer.OpenEnvelope(k, server, bin)
+	env, err := openOwn(&kf, path)
 	if err != nil {
 		return err
 	}
@@ -337,7 +423,7 @@ func (c *cli) inspect(args []string) error {
 }
 
 func (c *cli) printEnvelope(env *coffer.Envelope) {
-	fmt.Fprintf(c.stdout, "author:   %s (verified)\n", env.Author)
+	fmt.Fprintf(c.stdout, "author:   %s (signature verified)\n", env.Author)
 	fmt.Fprintf(c.stdout, "server:   %s\n", env.Server)
 	fmt.Fprintf(c.stdout, "serial:   %d\n", env.Serial)
 	switch {

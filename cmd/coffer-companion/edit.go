@@ -16,9 +16,9 @@ import (
 	"github.com/coffer-project/coffer/config"
 )
 
-const editUsage = `usage: coffer-companion edit --key KEY --server PUBKEY [--armor] FILE.sealed
+const editUsage = `usage: coffer-companion edit --key AUTHOR.key --server SEALING [--armor] FILE.sealed
 
-Open a sealed definition into a private temporary file (mode 0600 in a
+Open a sealed definition (one this author key sealed) into a private temporary file (mode 0600 in a
 new 0700 directory), run $EDITOR on it (vi if unset), check the result and
 seal it again over FILE with the next serial and FILE's hash as the
 previous one. FILE is replaced atomically, and only if it did not change
@@ -38,8 +38,8 @@ editor saved there (nano writes NAME.save), and nothing is sealed.
 The output keeps FILE's form (binary or armored); --armor writes armor.
 
 options:
-  --key FILE        the companion's secret key file (default $COFFER_KEY)
-  --server PUBKEY   the server's public key, or a file holding it (default $COFFER_SERVER_KEY)
+  --key FILE        the author's secret key file (default $COFFER_KEY)
+  --server SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
   --armor           write the text form
 
 example:
@@ -71,11 +71,14 @@ func (c *cli) edit(args []string) error {
 	if err != nil {
 		return err
 	}
-	env, err := coffer.OpenEnvelope(k, server, bin)
+	env, err := coffer.OpenEnvelope(k, bin)
 	if err != nil {
 		return err
 	}
 	defer clear(env.TOML)
+	if env.Server != server.X25519 {
+		return fmt.Errorf("%w: %s was sealed for server %s, not for --server %s", coffer.ErrWrongServer, path, env.Server, server.X25519)
+	}
 	edited, err := runEditor(env.TOML)
 	if err != nil {
 		return err

@@ -1,6 +1,6 @@
 // Command coffer-companion generates keys and seals secrets definitions
 // so that only the coffer server can open them and the server can tell a
-// trusted companion key sealed them (docs/definition.md, docs/files.md).
+// trusted author signed them (docs/definition.md, docs/files.md).
 package main
 
 import (
@@ -31,8 +31,8 @@ const mainUsage = `usage: coffer-companion COMMAND [options] [arguments]
 Generate keys and seal secrets definitions for a coffer server.
 
 commands:
-  keygen -o FILE              write a new secret key file, print its public key
-  pubkey FILE                 print the public key of a secret key file
+  keygen [--author] -o FILE   write a new secret key file, print its public key
+  pubkey [--sealing] FILE     print the public key (or server sealing key) of a key file
   seal [options] FILE.toml    seal a definition to the server
   open [options] FILE.sealed  print the definition inside a sealed file
   edit [options] FILE.sealed  edit a sealed definition in $EDITOR and re-seal it
@@ -43,8 +43,8 @@ commands:
 Run 'coffer-companion COMMAND -h' for a command's options.
 
 environment:
-  COFFER_KEY         default for --key (the companion's secret key file)
-  COFFER_SERVER_KEY  default for --server (the server's public key)
+  COFFER_KEY         default for --key (the author's secret key file)
+  COFFER_SERVER_KEY  default for --server (the server's sealing key, or its file)
 
 exit status: 0 success, 1 failure, 2 usage error.
 `
@@ -151,7 +151,9 @@ func hints(err error) []string {
 	case errors.Is(err, coffer.ErrKeyFormat), errors.Is(err, coffer.ErrWeakKey):
 		return []string{"public keys look like cofferpk1...; print one with 'coffer-companion pubkey KEYFILE'"}
 	case errors.Is(err, coffer.ErrWrongServer):
-		return []string{"check --server: it must be the public key of the server the file was sealed to"}
+		return []string{"check --server: it must be the sealing key of the server the file was sealed to"}
+	case errors.Is(err, coffer.ErrOldFormat):
+		return []string{"the server's current serial is in its log and in 'coffer-server check'"}
 	}
 	return nil
 }
@@ -203,7 +205,8 @@ func parseOne(fs *flag.FlagSet, args []string, what string) (string, error) {
 	return pos[0], nil
 }
 
-// keyFlags are --key and --server with their environment defaults.
+// keyFlags are --key (the author's key file) and --server (the server's
+// sealing key) with their environment defaults.
 type keyFlags struct {
 	key, server string
 }
@@ -216,55 +219,79 @@ func (kf *keyFlags) register(fs *flag.FlagSet) {
 // given reports whether either was set, by flag or environment.
 func (kf *keyFlags) given() bool { return kf.key != "" || kf.server != "" }
 
-// load reads the companion key file and the server's public key.
-func (kf *keyFlags) load() (*coffer.PrivateKey, coffer.PublicKey, error) {
-	if kf.key == "" {
-		return nil, coffer.PublicKey{}, usagef("--key is required (or set %s)", envKey)
-	}
+// load reads the author key file and the server's sealing key; both are
+// required.
+func (kf *keyFlags) load() (*coffer.AuthorKey, *coffer.SealingKey, error) {
 	if kf.server == "" {
-		return nil, coffer.PublicKey{}, usagef("--server is required (or set %s)", envServerKey)
+		return nil, nil, usagef("--server is required (or set %s)", envServerKey)
 	}
-	server, err := parseServerKey(kf.server)
+	return kf.loadAuthor()
+}
+
+// loadAuthor reads the author key file, and the server's sealing key if
+// one is given (nil otherwise).
+func (kf *keyFlags) loadAuthor() (*coffer.AuthorKey, *coffer.SealingKey, error) {
+	if kf.key == "" {
+		return nil, nil, usagef("--key is required (or set %s)", envKey)
+	}
+	var server *coffer.SealingKey
+	if kf.server != "" {
+		var err error
+		if server, err = parseServerKey(kf.server); err != nil {
+			return nil, nil, err
+		}
+	}
+	k, err := coffer.LoadAuthorKeyFile(kf.key)
 	if err != nil {
-		return nil, coffer.PublicKey{}, err
-	}
-	k, err := coffer.LoadKeyFile(kf.key)
-	if err != nil {
-		return nil, coffer.PublicKey{}, err
-	}
-	if k.Public() == server {
-		return nil, coffer.PublicKey{}, withHints(errors.New("--server is the companion's own public key"),
-			"give the server's public key: run 'coffer-companion pubkey' on the server's key file")
+		if errors.Is(err, coffer.ErrKeyKind) {
+			return nil, nil, withHints(fmt.Errorf("--key: %w", err),
+				"definitions are signed with an author key: make one with 'coffer-companion keygen --author -o author.key' and add its public key to the server's trusted list")
+		}
+		return nil, nil, err
 	}
 	return k, server, nil
 }
 
-// parseServerKey takes a public key's text, or the path of a file whose
-// first line that is not a comment is one (such as keygen's output).
-func parseServerKey(s string) (coffer.PublicKey, error) {
-	if len(s) >= 9 && strings.EqualFold(s[:9], "cofferpk1") {
-		k, err := coffer.ParsePublicKey(s)
-		if err != nil {
-			return k, fmt.Errorf("--server: %w", err)
+// parseServerKey takes a sealing key's text, or the path of a file whose
+// first line that is not a comment is one (the output of 'pubkey
+// --sealing'). Key text of another kind is refused with an error that
+// names it, and never printed.
+func parseServerKey(s string) (*coffer.SealingKey, error) {
+	// Key text of any kind is parsed as key text, never opened as a path:
+	// an error about a missing file would print a pasted secret key.
+	low := strings.ToLower(strings.TrimSpace(s))
+	for _, p := range []string{"cofferseal1", "cofferpk1", "coffersk1", "cofferauthorpk1", "cofferauthorsk1"} {
+		if strings.HasPrefix(low, p) {
+			return parseSealingText(s)
 		}
-		return k, nil
 	}
-	data, err := readSmallFile(s, 4<<10)
+	data, err := readSmallFile(s, 16<<10)
 	if err != nil {
-		return coffer.PublicKey{}, withHints(fmt.Errorf("--server: %w", err), "give the server's public key (cofferpk1...) or a file holding it")
+		return nil, withHints(fmt.Errorf("--server: %w", err), sealingHint)
 	}
+	defer clear(data)
 	for _, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		k, err := coffer.ParsePublicKey(line)
+		k, err := parseSealingText(line)
 		if err != nil {
-			return k, fmt.Errorf("--server: %s: %w", s, err)
+			return nil, fmt.Errorf("%s: %w", s, err)
 		}
 		return k, nil
 	}
-	return coffer.PublicKey{}, fmt.Errorf("--server: %s holds no public key", s)
+	return nil, withHints(fmt.Errorf("--server: %s holds no sealing key", s), sealingHint)
+}
+
+const sealingHint = "give the server's sealing key (cofferseal1...) or the file 'coffer-companion pubkey --sealing SERVER.key' writes"
+
+func parseSealingText(s string) (*coffer.SealingKey, error) {
+	k, err := coffer.ParseSealingKey(s)
+	if err != nil {
+		return nil, withHints(fmt.Errorf("--server: %w", err), sealingHint)
+	}
+	return k, nil
 }
 
 // readSmallFile reads a regular file of at most max bytes, checking the

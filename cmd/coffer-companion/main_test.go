@@ -94,17 +94,32 @@ func (r result) want(t *testing.T, code int, stderrHas ...string) {
 // setup makes a companion key, a server key and two client keys, and a
 // definition, in a fresh directory.
 type setup struct {
-	dir, server, toml string
-	env               []string
+	dir, server, serverPub, toml string
+	env                          []string
+}
+
+// sealingLine returns the cofferseal1 line of 'pubkey --sealing' output.
+func sealingLine(t *testing.T, out string) string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "cofferseal1") {
+		t.Fatalf("pubkey --sealing printed %q", out)
+	}
+	return last
 }
 
 func newSetup(t *testing.T) *setup {
 	dir := t.TempDir()
 	s := &setup{dir: dir}
-	companion(t, dir, nil, "keygen", "-o", "companion.key").want(t, 0)
+	companion(t, dir, nil, "keygen", "--author", "-o", "companion.key").want(t, 0, "author's signing key")
 	r := companion(t, dir, nil, "keygen", "-o", "server.key")
+	r.want(t, 0, "X25519")
+	s.serverPub = strings.TrimSpace(r.stdout)
+	r = companion(t, dir, nil, "pubkey", "--sealing", "server.key")
 	r.want(t, 0)
-	s.server = strings.TrimSpace(r.stdout)
+	s.server = sealingLine(t, r.stdout)
+	s.write(t, "server.sealing", r.stdout)
 	web := strings.TrimSpace(companion(t, dir, nil, "keygen", "-o", "web.key").stdout)
 	w1 := strings.TrimSpace(companion(t, dir, nil, "keygen", "-o", "w1.key").stdout)
 	s.toml = fmt.Sprintf("[clients]\nweb = %q\nworker = [%q]\n[web]\npassword = %q\nport = 5432\nat = 1979-05-27T07:32:00\n", web, w1, canary)
@@ -156,6 +171,33 @@ func TestKeygenAndPubkey(t *testing.T) {
 		companion(t, dir, nil, "keygen", "-o", "k").want(t, 1, "already exists", "hint:")
 		if again, _ := os.ReadFile(filepath.Join(dir, "k")); !bytes.Equal(again, data) {
 			t.Error("key file changed")
+		}
+	})
+	t.Run("author key", func(t *testing.T) {
+		r := companion(t, dir, nil, "keygen", "--author", "-o", "a")
+		r.want(t, 0, "wrote an author's signing key (Ed25519)")
+		pub := strings.TrimSpace(r.stdout)
+		if _, err := coffer.ParseAuthorPublicKey(pub); err != nil {
+			t.Fatalf("keygen --author printed %q: %v", r.stdout, err)
+		}
+		if data, _ := os.ReadFile(filepath.Join(dir, "a")); !strings.Contains(string(data), "Ed25519, an author's signing key") {
+			t.Errorf("author key file does not name its kind:\n%s", data)
+		}
+		if r := companion(t, dir, nil, "pubkey", "a"); strings.TrimSpace(r.stdout) != pub {
+			t.Errorf("pubkey of the author key printed %q, want %q", r.stdout, pub)
+		}
+		companion(t, dir, nil, "pubkey", "--sealing", "a").want(t, 1, "X25519", "--sealing needs the server's key file")
+	})
+	t.Run("sealing key", func(t *testing.T) {
+		r := companion(t, dir, nil, "pubkey", "--sealing", "k")
+		r.want(t, 0)
+		line := sealingLine(t, r.stdout)
+		sk, err := coffer.ParseSealingKey(line)
+		if err != nil || sk.X25519.String() != pub || !strings.Contains(r.stdout, "# server key (what clients pin): "+pub) {
+			t.Fatalf("pubkey --sealing printed %q: %v", r.stdout, err)
+		}
+		if again := companion(t, dir, nil, "pubkey", "--sealing", "k"); again.stdout != r.stdout {
+			t.Error("pubkey --sealing differs between runs")
 		}
 	})
 	t.Run("readable key refused", func(t *testing.T) {
@@ -225,6 +267,11 @@ func TestSealOpenInspect(t *testing.T) {
 	// Flags instead of the environment, and flags after the file.
 	r = companion(t, s.dir, nil, "open", "v1.sealed", "--key", "companion.key", "--server", s.server)
 	r.want(t, 0)
+	// The file form of the sealing key, and open without --server.
+	r = companion(t, s.dir, nil, "open", "v1.sealed", "--key", "companion.key", "--server", "server.sealing")
+	r.want(t, 0)
+	r = companion(t, s.dir, nil, "open", "v1.sealed", "--key", "companion.key")
+	r.want(t, 0)
 
 	r = companion(t, s.dir, nil, "inspect", "v1.sealed")
 	r.want(t, 0)
@@ -233,7 +280,7 @@ func TestSealOpenInspect(t *testing.T) {
 	}
 	r = companion(t, s.dir, s.env, "inspect", "v1.sealed")
 	r.want(t, 0)
-	for _, w := range []string{"(verified)", "serial:   1", "previous: none (first definition)", "web (1 keys): at, password, port", "worker (1 keys)", s.server} {
+	for _, w := range []string{"(signature verified)", "serial:   1", "previous: none (first definition)", "web (1 keys): at, password, port", "worker (1 keys)", s.serverPub} {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("inspect output lacks %q:\n%s", w, r.stdout)
 		}
@@ -263,8 +310,11 @@ func TestSealOpenInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	companionKey, _ := coffer.LoadKeyFile(filepath.Join(s.dir, "companion.key"))
-	trusted := []coffer.PublicKey{companionKey.Public()}
+	companionKey, err := coffer.LoadAuthorKeyFile(filepath.Join(s.dir, "companion.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted := []coffer.AuthorPublicKey{companionKey.Public()}
 	_, cur, err := coffer.OpenDefinition(serverKey, trusted, bin1, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +330,14 @@ func TestSealOpenInspect(t *testing.T) {
 func TestSealErrors(t *testing.T) {
 	s := newSetup(t)
 	companion(t, s.dir, s.env, "seal", "-o", "v1.sealed", "secrets.toml").want(t, 0)
-	other := strings.TrimSpace(companion(t, s.dir, nil, "keygen", "-o", "other.key").stdout)
+	companion(t, s.dir, nil, "keygen", "--author", "-o", "other.key").want(t, 0)
+	companion(t, s.dir, nil, "keygen", "-o", "other-server.key").want(t, 0)
+	other := sealingLine(t, companion(t, s.dir, nil, "pubkey", "--sealing", "other-server.key").stdout)
+	authorPub := strings.TrimSpace(companion(t, s.dir, nil, "pubkey", "companion.key").stdout)
+	serverSecret := secretLine(t, s.read(t, "server.key"))
+	authorSecret := secretLine(t, s.read(t, "companion.key"))
+	typo := []byte(s.server)
+	typo[500] = map[bool]byte{true: 'b', false: 'a'}[typo[500] == 'a']
 	tests := []struct {
 		name string
 		env  []string
@@ -289,13 +346,19 @@ func TestSealErrors(t *testing.T) {
 	}{
 		{"invalid toml", s.env, []string{"seal", "-o", "x", s.write(t, "bad.toml", "[clients]\nweb = [\""+canary+"\"]\n")}, []string{"line 2", "hint:"}},
 		{"array value", s.env, []string{"seal", "-o", "x", s.write(t, "arr.toml", s.toml+"list = [\""+canary+"\"]\n")}, []string{"arrays", "line 8"}},
-		{"server key typo", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + s.server[:20] + "x" + s.server[21:]}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"--server"}},
-		{"own key as server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + strings.TrimSpace(companion(t, s.dir, nil, "pubkey", "companion.key").stdout)}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"own public key"}},
+		{"server key typo", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + string(typo)}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"--server"}},
+		{"author key as server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + authorPub}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"this is an author's signing public key", "want a server's sealing key"}},
+		{"short server key as server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + s.serverPub}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"this is an X25519 public key", "pubkey --sealing"}},
+		{"server secret key as server", []string{"COFFER_KEY=companion.key"}, []string{"seal", "--server", serverSecret, "-o", "x", "secrets.toml"}, []string{"secret key was given", "not printed"}},
+		{"author secret key as server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + authorSecret}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"secret key was given", "not printed"}},
+		{"X25519 key file as author key", []string{"COFFER_KEY=server.key", "COFFER_SERVER_KEY=" + s.server}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"this is an X25519 key file", "keygen --author"}},
 		{"missing key file", []string{"COFFER_KEY=nope.key", "COFFER_SERVER_KEY=" + s.server}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"nope.key"}},
-		{"previous sealed by another key", []string{"COFFER_KEY=other.key", "COFFER_SERVER_KEY=" + s.server}, []string{"seal", "--previous", "v1.sealed", "-o", "x", "secrets.toml"}, []string{"another companion key", "--serial"}},
-		{"previous for another server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + other}, []string{"seal", "--previous", "v1.sealed", "-o", "x", "secrets.toml"}, []string{"does not open"}},
-		{"open with wrong server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + other}, []string{"open", "v1.sealed"}, []string{"does not open", "hint:"}},
+		{"previous sealed by another key", []string{"COFFER_KEY=other.key", "COFFER_SERVER_KEY=" + s.server}, []string{"seal", "--previous", "v1.sealed", "-o", "x", "secrets.toml"}, []string{"another author key", "--serial"}},
+		{"previous for another server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + other}, []string{"seal", "--previous", "v1.sealed", "-o", "x", "secrets.toml"}, []string{"sealed for server"}},
+		{"open with wrong server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + other}, []string{"open", "v1.sealed"}, []string{"sealed for server", "hint:"}},
+		{"open by another author", []string{"COFFER_KEY=other.key"}, []string{"open", "v1.sealed"}, []string{"not sealed by this author key"}},
 		{"open not sealed", s.env, []string{"open", "secrets.toml"}, []string{"not a sealed definition"}},
+		{"open format 1", s.env, []string{"open", oldFormatFile(t, s)}, []string{"format 1", "reseal"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -304,14 +367,43 @@ func TestSealErrors(t *testing.T) {
 			if r.stdout != "" {
 				t.Errorf("stdout %q, want nothing", r.stdout)
 			}
+			for _, secret := range []string{serverSecret, authorSecret} {
+				if strings.Contains(strings.ToLower(r.stderr), secret[len(secret)-30:]) {
+					t.Errorf("stderr prints a secret key: %s", r.stderr)
+				}
+			}
 		})
 	}
 	if _, err := os.Stat(filepath.Join(s.dir, "x")); err == nil {
 		t.Error("a failed seal wrote its output")
 	}
-	// Another companion may extend a chain it cannot open, naming the serial.
+	// Another author may extend a chain it cannot open, naming the serial.
 	r := companion(t, s.dir, []string{"COFFER_KEY=other.key", "COFFER_SERVER_KEY=" + s.server}, "seal", "--previous", "v1.sealed", "--serial", "2", "-o", "v2.sealed", "secrets.toml")
 	r.want(t, 0, "serial 2")
+	companion(t, s.dir, s.env, "seal", "--force", "--serial", "18446744073709551615", "-o", "x", "secrets.toml").want(t, 2, "not below")
+}
+
+// secretLine returns the key line of a secret key file.
+func secretLine(t *testing.T, data []byte) string {
+	t.Helper()
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "coffer") {
+			return l
+		}
+	}
+	t.Fatal("no key line")
+	return ""
+}
+
+// oldFormatFile copies a format 1 file, sealed by the companion of
+// before signatures, into the setup's directory.
+func oldFormatFile(t *testing.T, s *setup) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "coffer", "testdata", "sealed-v1.armored"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.write(t, "old.sealed", string(data))
 }
 
 func TestCheck(t *testing.T) {

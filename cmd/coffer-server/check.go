@@ -171,7 +171,7 @@ func parseHolderVersion(s string) *coffer.Version {
 }
 
 // checkSealed opens the sealed file as serve would and prints the change.
-func checkSealed(r *checkReport, path string, key *coffer.PrivateKey, trusted []coffer.PublicKey,
+func checkSealed(r *checkReport, path string, key *coffer.PrivateKey, trusted []coffer.AuthorPublicKey,
 	cur *coffer.Version, stored map[string]*clientDigest, storeOK bool) {
 	file, err := coffer.ReadSealedFile(path)
 	if errors.Is(err, fs.ErrNotExist) {

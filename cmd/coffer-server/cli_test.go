@@ -59,10 +59,10 @@ func TestPrecedence(t *testing.T) {
 	if err := os.WriteFile(path, []byte("listen = \":1\"\ndata_dir = \"/file\"\nkey_file = \"/file.key\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"COFFER_DATA_DIR": "/env", "COFFER_KEY_FILE": "/env.key", "COFFER_TRUSTED": "cofferpk1a, cofferpk1b"}
+	env := map[string]string{"COFFER_DATA_DIR": "/env", "COFFER_KEY_FILE": "/env.key", "COFFER_TRUSTED": "cofferauthorpk1a, cofferauthorpk1b"}
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	build := configFlags(fs)
-	if err := fs.Parse([]string{"--config", path, "--key", "/flag.key", "--trusted", "cofferpk1c", "--trusted", "cofferpk1d"}); err != nil {
+	if err := fs.Parse([]string{"--config", path, "--key", "/flag.key", "--trusted", "cofferauthorpk1c", "--trusted", "cofferauthorpk1d"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := build(func(k string) string { return env[k] })
@@ -73,7 +73,7 @@ func TestPrecedence(t *testing.T) {
 		t.Errorf("got listen %q data %q key %q definition %q, want :1 (file), /env (env), /flag.key (flag), default",
 			c.Listen, c.DataDir, c.KeyFile, c.Definition)
 	}
-	if got := strings.Join(c.Trusted, ","); got != "cofferpk1c,cofferpk1d" {
+	if got := strings.Join(c.Trusted, ","); got != "cofferauthorpk1c,cofferauthorpk1d" {
 		t.Errorf("got trusted %q, want the two flags'", got)
 	}
 }
@@ -210,7 +210,7 @@ func TestSystemdUnits(t *testing.T) {
 func TestCompanionSealed(t *testing.T) {
 	f := newFixture(t, "web")
 	authorKey := filepath.Join(f.Dir, "companion.key")
-	out, err := exec.Command(companionBin, "keygen", "-o", authorKey).Output()
+	out, err := exec.Command(companionBin, "keygen", "--author", "-o", authorKey).Output()
 	if err != nil {
 		t.Fatalf("coffer-companion keygen: %v", err)
 	}
@@ -219,7 +219,11 @@ func TestCompanionSealed(t *testing.T) {
 	if err := os.WriteFile(src, f.defTOML("one", 0), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(companionBin, "seal", "--key", authorKey, "--server", f.Server.Public().String(), "-o", f.DefPath, src)
+	sealing, err := f.Server.SealingKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(companionBin, "seal", "--key", authorKey, "--server", sealing.String(), "-o", f.DefPath, src)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("coffer-companion seal: %v\n%s", err, out)
 	}

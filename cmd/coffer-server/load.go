@@ -46,7 +46,7 @@ func (s storeShards) Shard(client coffer.PublicKey, names []string) ([]byte, err
 type loader struct {
 	log     *slog.Logger
 	key     *coffer.PrivateKey
-	trusted []coffer.PublicKey
+	trusted []coffer.AuthorPublicKey
 	path    string        // the sealed definition file, or its URL
 	remote  *remoteSource // when path is a URL (remote.go)
 	st      *shard.Store
@@ -92,10 +92,19 @@ func (l *loader) loadFile() error {
 	return l.importLocked(file, storeVersion(l.st), "load")
 }
 
-// importLocked opens file against cur (nil: accept any serial), imports
-// it and installs it. The caller holds l.mu.
+// importLocked opens file against cur (nil: a first definition), imports
+// it and installs it. A rebuild with cur nil imports the file the state
+// names, which passed the serial rules when it was accepted. The caller
+// holds l.mu.
 func (l *loader) importLocked(file []byte, cur *coffer.Version, why string) error {
-	def, ver, err := coffer.OpenDefinition(l.key, l.trusted, file, cur)
+	var def *coffer.Definition
+	var ver coffer.Version
+	var err error
+	if cur == nil && why == "rebuild" {
+		def, ver, err = coffer.OpenStoredDefinition(l.key, l.trusted, file)
+	} else {
+		def, ver, err = coffer.OpenDefinition(l.key, l.trusted, file, cur)
+	}
 	if errors.Is(err, coffer.ErrSameDefinition) {
 		return errUnchanged
 	}

@@ -210,7 +210,7 @@ func TestReplicas(t *testing.T) {
 	}{
 		{"garbage", "reason=", []byte("<html>503 Service Unavailable</html>\n")},
 		{"older serial", `not above the current serial 3`, two},
-		{"another server's file", "reason=", e2e.Seal(t, f.Author, other.Public(), 4, f.Last, f.defTOML("other", 0))},
+		{"another server's file", "reason=", e2e.Seal(t, f.Author, other, 4, f.Last, f.defTOML("other", 0))},
 	} {
 		mark := procs["c"].Logs.Count()
 		o.set(func(o *origin) { o.override["/c/prod.sealed"] = tt.body })

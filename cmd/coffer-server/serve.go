@@ -109,19 +109,21 @@ func newLogger(w io.Writer, c config.ServerLog) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// parseTrusted parses the trusted companion keys; at least one is needed.
-func parseTrusted(keys []string) ([]coffer.PublicKey, error) {
+// parseTrusted parses the trusted authors' signing keys; at least one is
+// needed. A key is never printed: a secret key pasted there is named as
+// such by coffer.ErrSecretKeyGiven.
+func parseTrusted(keys []string) ([]coffer.AuthorPublicKey, error) {
 	if len(keys) == 0 {
-		return nil, withHint(errors.New("no trusted companion keys configured"),
-			"set trusted = [\"cofferpk1...\"] in the config file, or pass --trusted",
-			"the key is printed by 'coffer-companion pubkey companion.key'")
+		return nil, withHint(errors.New("no trusted author keys configured"),
+			"set trusted = [\"cofferauthorpk1...\"] in the config file, or pass --trusted",
+			"the key is printed by 'coffer-companion pubkey author.key'")
 	}
-	out := make([]coffer.PublicKey, 0, len(keys))
-	for _, s := range keys {
-		k, err := coffer.ParsePublicKey(s)
+	out := make([]coffer.AuthorPublicKey, 0, len(keys))
+	for i, s := range keys {
+		k, err := coffer.ParseAuthorPublicKey(s)
 		if err != nil {
-			return nil, withHint(fmt.Errorf("trusted key %q: %w", s, err),
-				"copy the key again from 'coffer-companion pubkey companion.key'")
+			return nil, withHint(fmt.Errorf("trusted key %d: %w", i+1, err),
+				"copy the key again from 'coffer-companion pubkey author.key'")
 		}
 		out = append(out, k)
 	}

@@ -47,7 +47,7 @@ func TestBadDefinitions(t *testing.T) {
 		{"truncated by one byte", good[:len(good)-1]},
 		{"appended byte", append(append([]byte{}, good...), 0)},
 		{"armored garbage", []byte("-----BEGIN COFFER DEFINITION-----\n" + canary + "\n-----END COFFER DEFINITION-----\n")},
-		{"sealed to another server key", e2e.Seal(t, f.Author, other.Public(), 3, f.Last, f.defTOML("evil"))},
+		{"sealed to another server key", e2e.Seal(t, f.Author, other, 3, f.Last, f.defTOML("evil"))},
 		{"untrusted companion", f.Seal(t, f.Stranger, 3, f.Last, f.defTOML("evil"))},
 		{"older serial", older},
 		{"same serial, other content", f.Seal(t, f.Author, 2, prevOfTwo, f.defTOML("fork"))},

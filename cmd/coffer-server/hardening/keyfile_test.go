@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coffer-project/coffer/cmd/internal/e2e"
 	"github.com/coffer-project/coffer/coffer"
 )
 
@@ -77,7 +78,7 @@ func TestKeyFiles(t *testing.T) {
 	programs := []program{
 		{"coffer-server", serverBin, func(key string) []string {
 			return []string{"serve", "--listen", "127.0.0.1:0", "--key", key, "--data", filepath.Join(dir, "data"),
-				"--definition", filepath.Join(dir, "none.sealed"), "--trusted", genKey(t).Public().String(),
+				"--definition", filepath.Join(dir, "none.sealed"), "--trusted", e2e.GenAuthorKey(t).Public().String(),
 				"--config", filepath.Join(dir, "none.toml")}
 		}, 1},
 		{"coffer-client", clientBin, func(key string) []string {

@@ -17,8 +17,8 @@ import (
 type Fixture struct {
 	Dir      string
 	Server   *coffer.PrivateKey
-	Author   *coffer.PrivateKey // the trusted companion
-	Stranger *coffer.PrivateKey // an untrusted author
+	Author   *coffer.AuthorKey // the trusted author
+	Stranger *coffer.AuthorKey // an untrusted author
 	Clients  map[string]*coffer.PrivateKey
 	KeyFile  string // the server's key file
 	DataDir  string
@@ -34,7 +34,7 @@ type Fixture struct {
 func NewFixture(t testing.TB, conf string, clients ...string) *Fixture {
 	t.Helper()
 	dir := t.TempDir()
-	f := &Fixture{Dir: dir, Server: GenKey(t), Author: GenKey(t), Stranger: GenKey(t),
+	f := &Fixture{Dir: dir, Server: GenKey(t), Author: GenAuthorKey(t), Stranger: GenAuthorKey(t),
 		Clients: map[string]*coffer.PrivateKey{}, KeyFile: filepath.Join(dir, "server.key"),
 		DataDir: filepath.Join(dir, "data"), DefPath: filepath.Join(dir, "secrets.sealed"),
 		Conf: filepath.Join(dir, "server.toml")}
@@ -50,13 +50,27 @@ func NewFixture(t testing.TB, conf string, clients ...string) *Fixture {
 	return f
 }
 
+// GenAuthorKey returns a new author key from crypto/rand.
+func GenAuthorKey(t testing.TB) *coffer.AuthorKey {
+	t.Helper()
+	k, err := coffer.GenerateAuthorKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 // Seal seals src by author to server with the given serial and previous
 // hash.
-func Seal(t testing.TB, author *coffer.PrivateKey, server coffer.PublicKey, serial uint64, prev [32]byte, src []byte) []byte {
+func Seal(t testing.TB, author *coffer.AuthorKey, server *coffer.PrivateKey, serial uint64, prev [32]byte, src []byte) []byte {
 	t.Helper()
-	env := &coffer.Envelope{Author: author.Public(), Server: server, Serial: serial,
+	sk, err := server.SealingKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &coffer.Envelope{Author: author.Public(), Server: server.Public(), Serial: serial,
 		Previous: prev, Created: time.Now(), TOML: src}
-	sealed, err := coffer.SealDefinition(author, server, env, rand.Reader)
+	sealed, err := coffer.SealDefinition(author, sk, env, rand.Reader)
 	if err != nil {
 		t.Fatalf("sealing serial %d: %v", serial, err)
 	}
@@ -64,9 +78,9 @@ func Seal(t testing.TB, author *coffer.PrivateKey, server coffer.PublicKey, seri
 }
 
 // Seal seals src by author to the fixture's server.
-func (f *Fixture) Seal(t testing.TB, author *coffer.PrivateKey, serial uint64, prev [32]byte, src []byte) []byte {
+func (f *Fixture) Seal(t testing.TB, author *coffer.AuthorKey, serial uint64, prev [32]byte, src []byte) []byte {
 	t.Helper()
-	return Seal(t, author, f.Server.Public(), serial, prev, src)
+	return Seal(t, author, f.Server, serial, prev, src)
 }
 
 // Next seals src as the next definition of the chain by the trusted
