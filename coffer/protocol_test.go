@@ -412,7 +412,7 @@ func TestHelloRejected(t *testing.T) {
 	flip := func(i int) []byte { b := bytes.Clone(good); b[i] ^= 1; return b }
 	set := func(i int, v byte) []byte { b := bytes.Clone(good); b[i] = v; return b }
 	tests := []struct {
-		name  string
+		name    string
 		frame   []byte
 		want    frame.ErrorCode
 		ladders uint64 // an unverified proof costs one, whatever its key
