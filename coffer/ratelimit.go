@@ -242,6 +242,14 @@ func (hl *handshakeLimiter) leave(a netip.Addr, refund bool, now time.Time) {
 	}
 }
 
+// addrKey is a source address and a client key: replays of one
+// client's Hellos from one address share its bucket, distinct clients
+// behind one NAT address do not.
+type addrKey struct {
+	addr   netip.Addr
+	client PublicKey
+}
+
 // sourceAddr returns the address a per-source limit is keyed by: the IP,
 // or its /64 for IPv6, where one host commonly holds a whole /64.
 func sourceAddr(a net.Addr) netip.Addr {

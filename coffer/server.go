@@ -41,13 +41,14 @@ const (
 
 // Default rate limits (docs/protocol.md §7).
 var (
-	// Proofs from unknown keys each cost one ladder: a global budget
+	// Unverified proofs (a key not in the definition, or a proof that
+	// does not open under its row) each cost one ladder: a global budget
 	// bounds the CPU a flood of made-up keys can burn.
 	defaultUnknownLimit = Limit{Rate: 100, Burst: 100}
 	// The same per source address, so one host cannot use up the global
 	// budget alone.
 	defaultUnknownPerIPLimit = Limit{Rate: 10, Burst: 20}
-	// Valid proofs per client key: a stolen or looping client cannot
+	// Served sessions per client key: a stolen or looping client cannot
 	// hog the server. Distinct clients booting at once are not affected.
 	defaultClientLimit = Limit{Rate: 10, Burst: 20}
 	// Failed authentications per source address: a host that keeps
@@ -114,10 +115,15 @@ type Server struct {
 	SessionTimeout time.Duration // whole session, from accept (30 s)
 	ByeTimeout     time.Duration // wait for Bye after the last OkGet (0: close at once)
 
-	UnknownLimit      Limit // valid proofs from unknown keys, all sources (100/s, burst 100)
+	UnknownLimit      Limit // unverified proofs (unknown keys; any key's that do not open), all sources (100/s, burst 100)
 	UnknownPerIPLimit Limit // the same per source address (10/s, burst 20)
-	ClientLimit       Limit // valid proofs per client key (10/s, burst 20)
-	FailPerIPLimit    Limit // failed authentications per source address (10/s, burst 50)
+	ClientLimit       Limit // served sessions per client key, taken when the Get opens (10/s, burst 20)
+	// FailPerIPLimit bounds failed authentications per source address
+	// (10/s, burst 50): proofs that do not open, taken before their
+	// ladder; and, per source address and client key, handshakes with a
+	// valid proof that are not served (replayed Hellos), taken before
+	// the Link and given back when the session is served.
+	FailPerIPLimit Limit
 	// MaxHandshakesPerIP caps the sessions in their handshake per source
 	// address (default 256, a quarter of the default MaxConns; negative:
 	// no cap). Each takes a token from a bucket of this size when it
@@ -146,6 +152,7 @@ type Server struct {
 	unknownIP  *keyedLimiter[netip.Addr]
 	clientLim  *keyedLimiter[PublicKey]
 	failIP     *keyedLimiter[netip.Addr]
+	failKey    *keyedLimiter[addrKey]
 	handshakes *handshakeLimiter
 
 	auditKnown, auditUnknown globalLimiter
@@ -186,6 +193,7 @@ func (s *Server) init() {
 		s.unknownIP = newKeyedLimiter[netip.Addr](s.UnknownPerIPLimit.or(defaultUnknownPerIPLimit))
 		s.clientLim = newKeyedLimiter[PublicKey](s.ClientLimit.or(defaultClientLimit))
 		s.failIP = newKeyedLimiter[netip.Addr](s.FailPerIPLimit.or(defaultFailPerIPLimit))
+		s.failKey = newKeyedLimiter[addrKey](s.failIP.limit)
 		if s.MaxHandshakesPerIP == 0 {
 			s.MaxHandshakesPerIP = defaultMaxHandshakesPerIP
 		}

@@ -47,6 +47,7 @@ type session struct {
 	helloSeen  bool // a Hello parsed: the session is audited
 	handshake  bool // counted in the per-address handshake limiter
 	proven     bool // a KeyNotFound was sealed: the handshake's token comes back
+	keyCharged bool // holds a token of failKey until served
 	known      bool // the claimed key is in the definition (audit class)
 	getOpened  bool // errors from now on are sealed
 	snap       *Snapshot
@@ -130,9 +131,12 @@ func (ss *session) run() error {
 		return err
 	}
 	// The Get opened and the client's token is taken: the session is
-	// served, and its handshake token comes back at once.
-	s.handshakes.leave(ss.remote, true, time.Now())
+	// served, and its handshake tokens come back at once.
+	now := time.Now()
+	s.handshakes.leave(ss.remote, true, now)
 	ss.handshake = false
+	s.failKey.refund(addrKey{ss.remote, ss.client}, now)
+	ss.keyCharged = false
 	ss.c.SetDeadline(ss.start.Add(s.SessionTimeout))
 	if err := ss.sendShard(names); err != nil {
 		return err
@@ -191,10 +195,20 @@ func (ss *session) openHello(f frame.Frame) error {
 		ss.ss = nil
 		return ss.unverified(&h, f.Raw)
 	}
-	// A pre-filter: the token is taken when the Get opens, which a
-	// replayed Hello cannot make happen, so replays cannot lock the
-	// real client out.
-	if !s.clientLim.allowed(h.Client, time.Now()) {
+	// A valid proof is no proof of liveness: a replayed Hello has one.
+	// Until it is served, the handshake holds a token of its source
+	// address and key, taken before the Link's two ladders; replays of
+	// one client's Hellos are bounded by it, whatever their concurrency,
+	// and a fleet behind one address is not (each key has its own).
+	now := time.Now()
+	if !s.failKey.take(addrKey{ss.remote, h.Client}, now) {
+		return fail(frame.CodeBusy, OutcomeError, "address and key over the unfinished-handshake limit")
+	}
+	ss.keyCharged = true
+	// A pre-filter: the client's token is taken when the Get opens,
+	// which a replayed Hello cannot make happen, so replays cannot lock
+	// the real client out.
+	if !s.clientLim.allowed(h.Client, now) {
 		return fail(frame.CodeBusy, OutcomeError, "client over its rate limit")
 	}
 	ss.ephemeral = h.Ephemeral
@@ -463,8 +477,12 @@ func (ss *session) finish(err error) {
 	}
 	s.ladders.Add(ss.ladders)
 	ss.c.Close()
+	// Tokens come back at once for a session that cost no ladder.
 	if ss.handshake {
 		s.handshakes.leave(ss.remote, ss.proven || ss.ladders == 0, time.Now())
+	}
+	if ss.keyCharged && ss.ladders == 0 {
+		s.failKey.refund(addrKey{ss.remote, ss.client}, time.Now())
 	}
 	if ss.es != nil {
 		clear(ss.es[:])

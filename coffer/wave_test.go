@@ -18,15 +18,23 @@ import (
 // concurrency: a bucket that is only checked when a session starts and
 // charged when it ends lets a whole wave through on one token.
 
-// wave dials n connections, then runs each through step at once. It
-// returns when every step has returned and the server has ended every
-// session (and so counted its ladders), with the time from release
-// until then.
-func wave(t *testing.T, fx *fixture, n int, step func(i int, c net.Conn)) time.Duration {
+// wave dials n connections, from 127.0.0.1 or, with sources > 1, from
+// 127.0.0.1 to 127.0.0.sources in turn, then runs each through step at
+// once. It returns when every step has returned and the server has ended
+// every session (and so counted its ladders), with the time from the
+// first dial (the server charges a handshake when it accepts) until then.
+func wave(t *testing.T, fx *fixture, n, sources int, step func(i int, c net.Conn)) time.Duration {
 	t.Helper()
+	start := time.Now()
 	conns := make([]net.Conn, n)
 	for i := range conns {
-		conns[i] = fx.dial(t)
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%max(sources, 1)))}}
+		c, err := d.Dial("tcp", fx.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[i] = c
 	}
 	release := make(chan struct{})
 	var wg sync.WaitGroup
@@ -38,7 +46,6 @@ func wave(t *testing.T, fx *fixture, n int, step func(i int, c net.Conn)) time.D
 			c.Close()
 		})
 	}
-	start := time.Now()
 	close(release)
 	wg.Wait()
 	fx.close(t) // waits for the session goroutines
@@ -61,27 +68,37 @@ func replyType(c net.Conn) frame.Type {
 	return f.Type
 }
 
-// TestWaveReplayedHello: one recorded Hello replayed n times at once
-// from one address gets at most the per-address handshake budget of
-// Links, and each costs at most its two ladders (four when a garbage Get
-// follows).
+// TestWaveReplayedHello: recorded Hellos replayed n at once from one
+// address get at most the documented budget of Links, and each costs at
+// most its two ladders (four when a garbage Get follows). One client's
+// Hello, replayed n times, is bounded per address and key by the
+// failed-authentication bucket; the Hellos of n distinct clients (a
+// recorded fleet), each replayed once, by the per-address handshake
+// bucket.
 func TestWaveReplayedHello(t *testing.T) {
 	n := 600
 	for _, tt := range []struct {
 		name       string
+		clients    int
 		garbageGet bool
 		ladders    int // per Link
+		limit      func(s *Server) Limit
 	}{
-		{"hello alone", false, 2},
-		{"hello and a garbage get", true, 4},
+		{"one hello", 1, false, 2, func(s *Server) Limit { return s.FailPerIPLimit.or(defaultFailPerIPLimit) }},
+		{"one hello and a garbage get", 1, true, 4, func(s *Server) Limit { return s.FailPerIPLimit.or(defaultFailPerIPLimit) }},
+		{"a fleet's hellos", n, false, 2, handshakeBudget},
+		{"a fleet's hellos and garbage gets", n, true, 4, handshakeBudget},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			fx := newFixture(t, 1)
-			hello, _ := helloFrame(t, fx.config(0))
+			fx := newFixture(t, tt.clients)
+			hellos := make([][]byte, tt.clients)
+			for i := range hellos {
+				hellos[i], _ = helloFrame(t, fx.config(i))
+			}
 			get := append([]byte{0, 60, byte(frame.TypeGet)}, bytes.Repeat([]byte{0x5a}, 60)...)
 			var links atomic.Int64
-			d := wave(t, fx, n, func(i int, c net.Conn) {
-				c.Write(hello)
+			d := wave(t, fx, n, 1, func(i int, c net.Conn) {
+				c.Write(hellos[i%len(hellos)])
 				if replyType(c) != frame.TypeLink {
 					return
 				}
@@ -91,21 +108,24 @@ func TestWaveReplayedHello(t *testing.T) {
 					replyType(c)
 				}
 			})
-			max := budget(handshakeBudget(fx.srv), d)
+			max := budget(tt.limit(fx.srv), d)
 			ladders := fx.srv.ladders.Load()
 			t.Logf("%d replays at once: %d Links, %d ladders in %v (budget %d Links)", n, links.Load(), ladders, d, max)
 			if got := int(links.Load()); got > max {
-				t.Errorf("got %d Links, want at most %d (the per-address handshake budget)", got, max)
+				t.Errorf("got %d Links, want at most %d", got, max)
 			}
 			if got := int(ladders); got > tt.ladders*max {
 				t.Errorf("got %d ladders, want at most %d", got, tt.ladders*max)
+			}
+			if links.Load() == 0 {
+				t.Errorf("got no Link, want the budget's burst")
 			}
 		})
 	}
 }
 
-// handshakeBudget is the per-address budget of handshakes that do not
-// end in a Get: a burst of MaxHandshakesPerIP, refilled at the
+// handshakeBudget is the per-address budget of handshakes that are not
+// served: a burst of MaxHandshakesPerIP, refilled at the
 // failed-authentication rate.
 func handshakeBudget(s *Server) Limit {
 	return Limit{Rate: s.FailPerIPLimit.or(defaultFailPerIPLimit).Rate, Burst: s.MaxHandshakesPerIP}
@@ -113,14 +133,15 @@ func handshakeBudget(s *Server) Limit {
 
 // TestWaveOneClient: one client key, every Hello of the wave sent and
 // answered before any Get: whole sessions stay within the client's
-// budget.
+// budget. The wave comes from 8 addresses, so that the per-address
+// buckets let more Links through than the client's budget allows.
 func TestWaveOneClient(t *testing.T) {
 	n := 300
 	fx := newFixture(t, 1)
 	var linked, sessions atomic.Int64
 	var answered sync.WaitGroup
 	answered.Add(n)
-	d := wave(t, fx, n, func(i int, c net.Conn) {
+	d := wave(t, fx, n, 8, func(i int, c net.Conn) {
 		cl := &clientSession{cfg: fx.config(0), c: c, server: fx.key.Public()}
 		cl.ss, _ = cl.cfg.Key.boxKey(&cl.server)
 		ok := cl.sealHello() == nil
@@ -156,20 +177,21 @@ func TestWaveOneClient(t *testing.T) {
 }
 
 // TestWaveBadProofs: garbage proofs for a known key, all at once, get at
-// most the per-address failure budget of Error{auth} and ladders.
+// most the per-address budget of unverified proofs of Error{auth} and
+// ladders.
 func TestWaveBadProofs(t *testing.T) {
 	n := 600
 	fx := newFixture(t, 1)
 	bad, _ := helloFrame(t, fx.config(0))
 	bad[len(bad)-1] ^= 1
 	var auth atomic.Int64
-	d := wave(t, fx, n, func(i int, c net.Conn) {
+	d := wave(t, fx, n, 1, func(i int, c net.Conn) {
 		c.Write(bad)
 		if _, code := readReplyCode(c); code == frame.CodeAuth {
 			auth.Add(1)
 		}
 	})
-	max := budget(fx.srv.FailPerIPLimit.or(defaultFailPerIPLimit), d)
+	max := budget(fx.srv.UnknownPerIPLimit.or(defaultUnknownPerIPLimit), d)
 	t.Logf("%d bad proofs at once: %d Error{auth}, %d ladders in %v (budget %d)", n, auth.Load(), fx.srv.ladders.Load(), d, max)
 	if got := int(auth.Load()); got > max {
 		t.Errorf("got %d Error{auth}, want at most %d", got, max)
@@ -186,7 +208,7 @@ func TestWaveBootStorm(t *testing.T) {
 	n := defaultMaxHandshakesPerIP
 	fx := newFixture(t, n)
 	var served atomic.Int64
-	wave(t, fx, n, func(i int, c net.Conn) {
+	wave(t, fx, n, 1, func(i int, c net.Conn) {
 		cl := &clientSession{cfg: fx.config(i), c: c, server: fx.key.Public()}
 		cl.ss, _ = cl.cfg.Key.boxKey(&cl.server)
 		if cl.sealHello() != nil {
