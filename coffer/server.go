@@ -67,7 +67,8 @@ var (
 
 // AuditDropped returns how many audit events of sessions that opened no
 // Get the server has not handed to Audit since it started, because they
-// were over UnverifiedAuditLimit. It is safe to call at any time.
+// were over UnverifiedAuditLimit (what the sink itself drops is not
+// counted here). It is safe to call at any time, before or after Serve.
 func (s *Server) AuditDropped() uint64 { return s.auditDropped.Load() }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -106,7 +107,10 @@ type Server struct {
 	Rand   io.Reader    // randomness; nil means crypto/rand. Must be safe for concurrent use.
 	Logger *slog.Logger // nil discards. Clients appear as fingerprints only.
 	// Audit, when set, is called once per session that got past Hello
-	// parsing, from the session's goroutine, after the session ended.
+	// parsing, from the session's goroutine, after the session ended:
+	// always for a session whose Get opened, and within
+	// UnverifiedAuditLimit for the others (AuditDropped counts those
+	// left out).
 	Audit func(AuditEvent)
 
 	MaxConns       int           // concurrent sessions accepted by Serve (default 1024)
