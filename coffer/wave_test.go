@@ -52,6 +52,14 @@ func wave(t *testing.T, fx *fixture, n, sources int, step func(i int, c net.Conn
 	return time.Since(start)
 }
 
+// patient sets deadlines of a minute: a wave holds its connections until
+// all are answered, which under the race detector (ladders about 100
+// times slower) takes longer than the default Get deadline. The
+// deadlines are not what the waves test.
+func patient(s *Server) {
+	s.HelloTimeout, s.GetTimeout, s.SessionTimeout = time.Minute, time.Minute, time.Minute
+}
+
 // budget is what a token bucket can give over d: its burst and its rate
 // times d, rounded up, plus one for the token that refills meanwhile.
 func budget(l Limit, d time.Duration) int {
@@ -90,7 +98,7 @@ func TestWaveReplayedHello(t *testing.T) {
 		{"a fleet's hellos and garbage gets", n, true, 4, handshakeBudget},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			fx := newFixture(t, tt.clients)
+			fx := newFixture(t, tt.clients, patient)
 			hellos := make([][]byte, tt.clients)
 			for i := range hellos {
 				hellos[i], _ = helloFrame(t, fx.config(i))
@@ -137,7 +145,7 @@ func handshakeBudget(s *Server) Limit {
 // buckets let more Links through than the client's budget allows.
 func TestWaveOneClient(t *testing.T) {
 	n := 300
-	fx := newFixture(t, 1)
+	fx := newFixture(t, 1, patient)
 	var linked, sessions atomic.Int64
 	var answered sync.WaitGroup
 	answered.Add(n)
@@ -181,7 +189,7 @@ func TestWaveOneClient(t *testing.T) {
 // ladders.
 func TestWaveBadProofs(t *testing.T) {
 	n := 600
-	fx := newFixture(t, 1)
+	fx := newFixture(t, 1, patient)
 	bad, _ := helloFrame(t, fx.config(0))
 	bad[len(bad)-1] ^= 1
 	var auth atomic.Int64
@@ -206,7 +214,7 @@ func TestWaveBadProofs(t *testing.T) {
 // NAT), are all served.
 func TestWaveBootStorm(t *testing.T) {
 	n := defaultMaxHandshakesPerIP
-	fx := newFixture(t, n)
+	fx := newFixture(t, n, patient)
 	var served atomic.Int64
 	wave(t, fx, n, 1, func(i int, c net.Conn) {
 		cl := &clientSession{cfg: fx.config(i), c: c, server: fx.key.Public()}
