@@ -109,6 +109,7 @@ func noLimits(s *Server) {
 	s.UnknownLimit = Limit{Rate: -1}
 	s.UnknownPerIPLimit = Limit{Rate: -1}
 	s.FailPerIPLimit = Limit{Rate: -1}
+	s.UnverifiedAuditLimit = Limit{Rate: -1}
 }
 
 // newFixture starts a server on 127.0.0.1:0 with n clients, client i
