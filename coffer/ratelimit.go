@@ -44,6 +44,12 @@ func (b *bucket) take(l Limit, now time.Time) bool {
 	return true
 }
 
+// refund gives one token back, up to the burst.
+func (b *bucket) refund(l Limit, now time.Time) {
+	b.refill(l, now)
+	b.tokens = min(float64(l.Burst), b.tokens+1)
+}
+
 func (b *bucket) refill(l Limit, now time.Time) {
 	if b.last.IsZero() {
 		b.tokens = float64(l.Burst)
@@ -94,19 +100,17 @@ func (kl *keyedLimiter[K]) take(k K, now time.Time) bool {
 	return b != nil && b.take(kl.limit, now)
 }
 
-// spend takes one token for k even when there is none, down to a debt of
-// one burst. It is for a cost known only after the check (allowed): the
-// sessions in flight at once cannot then all pass the check on the same
-// token, so a key's rate stays its Rate whatever its concurrency.
-func (kl *keyedLimiter[K]) spend(k K, now time.Time) {
+// refund gives back a token taken for k, up to the burst: the charge was
+// a deposit for work whose outcome proved it was not the abuse the
+// bucket bounds.
+func (kl *keyedLimiter[K]) refund(k K, now time.Time) {
 	if kl.limit.unlimited() {
 		return
 	}
 	kl.mu.Lock()
 	defer kl.mu.Unlock()
-	if b := kl.lookupLocked(k, now); b != nil {
-		b.refill(kl.limit, now)
-		b.tokens = max(b.tokens-1, -float64(kl.limit.Burst))
+	if b, ok := kl.buckets[k]; ok {
+		b.refund(kl.limit, now)
 	}
 }
 
@@ -161,41 +165,94 @@ func (g *globalLimiter) take(now time.Time) bool {
 	return g.b.take(g.limit, now)
 }
 
-// inflight counts open handshakes per source address, up to a cap.
-type inflight struct {
-	mu    sync.Mutex
-	max   int // 0: no cap
-	n     map[netip.Addr]int
-	total atomic.Int64 // handshakes in flight over all addresses
+// handshakeLimiter bounds the handshakes of each source address: at most
+// max in flight at once, and a bucket of max tokens, refilled at rate,
+// from which every handshake takes one when it starts (docs/server.md,
+// "Limits"). A handshake that proves itself (its Get opens and is
+// served, or its KeyNotFound is sealed) or that cost no scalar
+// multiplication gives its token back when it ends; any other keeps it.
+// So a wave of replayed Hellos gets at most max Links, and later ones
+// only rate a second, however many connections it opens at once, while
+// a fleet booting behind one NAT address gets max handshakes at a time
+// and its tokens back as each is served. It is safe for concurrent use.
+type handshakeLimiter struct {
+	mu        sync.Mutex
+	max       int     // < 0: no limit
+	rate      float64 // tokens a second; < 0: no bucket, only the cap
+	addrs     map[netip.Addr]*handshakes
+	lastSweep time.Time
+	total     atomic.Int64 // handshakes in flight over all addresses
 }
 
-// enter counts a handshake in, or reports false when the address is at
-// its cap.
-func (f *inflight) enter(a netip.Addr) bool {
-	if f.max <= 0 {
-		f.total.Add(1)
+// handshakes is one source address's state in a handshakeLimiter.
+type handshakes struct {
+	n int // in flight
+	b bucket
+}
+
+func newHandshakeLimiter(max int, rate float64) *handshakeLimiter {
+	return &handshakeLimiter{max: max, rate: rate, addrs: make(map[netip.Addr]*handshakes)}
+}
+
+func (hl *handshakeLimiter) limit() Limit { return Limit{Rate: max(hl.rate, 0), Burst: hl.max} }
+
+// enter counts a handshake in and takes its token, or reports false when
+// the address is at its cap or out of tokens.
+func (hl *handshakeLimiter) enter(a netip.Addr, now time.Time) bool {
+	if hl.max < 0 {
+		hl.total.Add(1)
 		return true
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.n[a] >= f.max {
+	hl.mu.Lock()
+	defer hl.mu.Unlock()
+	if now.Sub(hl.lastSweep) >= limiterSweepInterval {
+		hl.lastSweep = now
+		for k, h := range hl.addrs {
+			if h.n == 0 && (hl.rate < 0 || h.b.full(hl.limit(), now)) {
+				delete(hl.addrs, k)
+			}
+		}
+	}
+	h, ok := hl.addrs[a]
+	if !ok {
+		if len(hl.addrs) >= maxLimiterKeys {
+			return false
+		}
+		h = new(handshakes)
+		hl.addrs[a] = h
+	}
+	if h.n >= hl.max || (hl.rate >= 0 && !h.b.take(hl.limit(), now)) {
 		return false
 	}
-	f.n[a]++
-	f.total.Add(1)
+	h.n++
+	hl.total.Add(1)
 	return true
 }
 
-func (f *inflight) leave(a netip.Addr) {
-	f.total.Add(-1)
-	if f.max <= 0 {
+// leave counts a handshake out; refund gives its token back.
+func (hl *handshakeLimiter) leave(a netip.Addr, refund bool, now time.Time) {
+	hl.total.Add(-1)
+	if hl.max < 0 {
 		return
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.n[a]--; f.n[a] <= 0 {
-		delete(f.n, a)
+	hl.mu.Lock()
+	defer hl.mu.Unlock()
+	h, ok := hl.addrs[a]
+	if !ok {
+		return
 	}
+	h.n--
+	if refund && hl.rate >= 0 {
+		h.b.refund(hl.limit(), now)
+	}
+}
+
+// addrKey is a source address and a client key: replays of one
+// client's Hellos from one address share its bucket, distinct clients
+// behind one NAT address do not.
+type addrKey struct {
+	addr   netip.Addr
+	client PublicKey
 }
 
 // sourceAddr returns the address a per-source limit is keyed by: the IP,

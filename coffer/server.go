@@ -29,23 +29,47 @@ const (
 	defaultGetTimeout = 10 * time.Second
 	// defaultSessionTimeout bounds a whole session, counted from accept.
 	defaultSessionTimeout = 30 * time.Second
+	// defaultMaxHandshakesPerIP bounds the handshakes one source address
+	// has in flight, and the burst of those that never open a Get
+	// (replayed Hellos): a quarter of the default slots, so one address
+	// cannot hold them all. A fleet booting behind one NAT address needs
+	// far fewer at once: a handshake takes about two round trips, so 256
+	// at a time is 2,560 sessions a second at 100 ms each, and 25,600 at
+	// 10 ms, more than the 2-core server does (docs/server.md, "Limits").
+	defaultMaxHandshakesPerIP = 256
 )
 
 // Default rate limits (docs/protocol.md §7).
 var (
-	// Proofs from unknown keys each cost one ladder: a global budget
+	// Unverified proofs (a key not in the definition, or a proof that
+	// does not open under its row) each cost one ladder: a global budget
 	// bounds the CPU a flood of made-up keys can burn.
 	defaultUnknownLimit = Limit{Rate: 100, Burst: 100}
 	// The same per source address, so one host cannot use up the global
 	// budget alone.
 	defaultUnknownPerIPLimit = Limit{Rate: 10, Burst: 20}
-	// Valid proofs per client key: a stolen or looping client cannot
+	// Served sessions per client key: a stolen or looping client cannot
 	// hog the server. Distinct clients booting at once are not affected.
 	defaultClientLimit = Limit{Rate: 10, Burst: 20}
 	// Failed authentications per source address: a host that keeps
-	// failing gets Error{busy} before the server opens anything.
+	// failing gets Error{busy} before the ladder an unverified proof
+	// costs. Its rate is also the rate at which a source address gets
+	// back the handshakes it left unfinished.
 	defaultFailPerIPLimit = Limit{Rate: 10, Burst: 50}
+	// Audit records of sessions that opened no Get, for each of two
+	// classes (claimed key in the definition or not): anyone can make
+	// these, so they get a budget that cannot push the records of
+	// served sessions out of the store's retention (100,000 records,
+	// 90 days): 1,000 + 10 an hour is 22,600 per class in 90 days, at
+	// most 45,200 of the 100,000.
+	defaultUnverifiedAuditLimit = Limit{Rate: 10.0 / 3600, Burst: 1000}
 )
+
+// AuditDropped returns how many audit events of sessions that opened no
+// Get the server has not handed to Audit since it started, because they
+// were over UnverifiedAuditLimit (what the sink itself drops is not
+// counted here). It is safe to call at any time, before or after Serve.
+func (s *Server) AuditDropped() uint64 { return s.auditDropped.Load() }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("coffer: server closed")
@@ -59,7 +83,10 @@ const (
 )
 
 // AuditEvent describes one session that got as far as a parsed Hello.
-// It holds counts and sizes, never keys or values.
+// It holds counts and sizes, never keys or values. Events of sessions
+// that opened no Get (anyone can make those) are handed to Server.Audit
+// only within Server.UnverifiedAuditLimit; Server.AuditDropped counts
+// the rest.
 type AuditEvent struct {
 	Time    time.Time // when the session ended
 	Client  PublicKey // the key the client claimed (proven unless auth-failed)
@@ -80,7 +107,10 @@ type Server struct {
 	Rand   io.Reader    // randomness; nil means crypto/rand. Must be safe for concurrent use.
 	Logger *slog.Logger // nil discards. Clients appear as fingerprints only.
 	// Audit, when set, is called once per session that got past Hello
-	// parsing, from the session's goroutine, after the session ended.
+	// parsing, from the session's goroutine, after the session ended:
+	// always for a session whose Get opened, and within
+	// UnverifiedAuditLimit for the others (AuditDropped counts those
+	// left out).
 	Audit func(AuditEvent)
 	// Observe, when set, is called once per accepted connection, from its
 	// goroutine, after it closed (metrics; SessionEnd holds no identity).
@@ -92,14 +122,26 @@ type Server struct {
 	SessionTimeout time.Duration // whole session, from accept (30 s)
 	ByeTimeout     time.Duration // wait for Bye after the last OkGet (0: close at once)
 
-	UnknownLimit      Limit // valid proofs from unknown keys, all sources (100/s, burst 100)
+	UnknownLimit      Limit // unverified proofs (unknown keys; any key's that do not open), all sources (100/s, burst 100)
 	UnknownPerIPLimit Limit // the same per source address (10/s, burst 20)
-	ClientLimit       Limit // valid proofs per client key (10/s, burst 20)
-	FailPerIPLimit    Limit // failed authentications per source address (10/s, burst 50)
-	// MaxHandshakesPerIP caps sessions in their handshake per source
-	// address; 0 (the default) means no cap, because boot storms behind
-	// NAT share one address.
+	ClientLimit       Limit // served sessions per client key, taken when the Get opens (10/s, burst 20)
+	// FailPerIPLimit bounds failed authentications per source address
+	// (10/s, burst 50): proofs that do not open, taken before their
+	// ladder; and, per source address and client key, handshakes with a
+	// valid proof that are not served (replayed Hellos), taken before
+	// the Link and given back when the session is served.
+	FailPerIPLimit Limit
+	// MaxHandshakesPerIP caps the sessions in their handshake per source
+	// address (default 256, a quarter of the default MaxConns; negative:
+	// no cap). Each takes a token from a bucket of this size when it
+	// starts; a session that is served, gets a KeyNotFound or cost no
+	// scalar multiplication gives it back, and others come back at
+	// FailPerIPLimit's rate.
 	MaxHandshakesPerIP int
+	// UnverifiedAuditLimit bounds the audit records of sessions that
+	// opened no Get, for each of two classes: the claimed key is in the
+	// definition, or not (10 an hour, burst 1,000 each).
+	UnverifiedAuditLimit Limit
 
 	once    sync.Once
 	th0     hash
@@ -108,12 +150,21 @@ type Server struct {
 	rand    io.Reader
 	snap    atomic.Pointer[Snapshot]
 	ladders atomic.Uint64 // scalar multiplications spent in sessions
+	// dummy stands in for K(S,C) when a Hello's key is not in the
+	// definition, so that its proof costs what a known key's does. It
+	// comes from crypto/rand, never Rand, whose stream the vectors fix.
+	dummy [32]byte
 
 	unknown    globalLimiter
 	unknownIP  *keyedLimiter[netip.Addr]
 	clientLim  *keyedLimiter[PublicKey]
 	failIP     *keyedLimiter[netip.Addr]
-	handshakes inflight
+	failKey    *keyedLimiter[addrKey]
+	handshakes *handshakeLimiter
+
+	auditKnown, auditUnknown globalLimiter
+	auditDropped             atomic.Uint64
+	auditWarned              atomic.Int64 // unix seconds of the last drop warning
 
 	sem       chan struct{}
 	mu        sync.Mutex
@@ -149,7 +200,14 @@ func (s *Server) init() {
 		s.unknownIP = newKeyedLimiter[netip.Addr](s.UnknownPerIPLimit.or(defaultUnknownPerIPLimit))
 		s.clientLim = newKeyedLimiter[PublicKey](s.ClientLimit.or(defaultClientLimit))
 		s.failIP = newKeyedLimiter[netip.Addr](s.FailPerIPLimit.or(defaultFailPerIPLimit))
-		s.handshakes = inflight{max: s.MaxHandshakesPerIP, n: make(map[netip.Addr]int)}
+		s.failKey = newKeyedLimiter[addrKey](s.failIP.limit)
+		if s.MaxHandshakesPerIP == 0 {
+			s.MaxHandshakesPerIP = defaultMaxHandshakesPerIP
+		}
+		s.handshakes = newHandshakeLimiter(s.MaxHandshakesPerIP, s.failIP.limit.Rate)
+		s.auditKnown.limit = s.UnverifiedAuditLimit.or(defaultUnverifiedAuditLimit)
+		s.auditUnknown.limit = s.auditKnown.limit
+		rand.Read(s.dummy[:]) // never fails (crypto/rand)
 		s.sem = make(chan struct{}, s.MaxConns)
 		s.done = make(chan struct{})
 		s.listeners = make(map[net.Listener]struct{})

@@ -41,7 +41,7 @@ func TestLaddersPerSession(t *testing.T) {
 			}
 		}, 4},
 		{"replayed hello", sendHello(hello), 2},
-		{"bad proof from a known key", sendHello(bad), 0},
+		{"bad proof from a known key", sendHello(bad), 1}, // as an unknown key's
 		{"unknown client", func(t *testing.T) {
 			fx.fetch(t, &ClientConfig{Key: testKey(t, 77), Server: fx.key.Public()})
 		}, 1},
@@ -190,17 +190,24 @@ func TestRateLimits(t *testing.T) {
 		fx := newFixture(t, 1, noLimits, func(s *Server) { s.FailPerIPLimit = Limit{Rate: 1e-9, Burst: 2} })
 		bad, _ := helloFrame(t, fx.config(0))
 		bad[len(bad)-1] ^= 1
-		for i := range 2 {
+		unknown, _ := helloFrame(t, &ClientConfig{Key: testKey(t, 61), Server: fx.key.Public()})
+		unknown[len(unknown)-1] ^= 1
+		for i, want := range []frame.ErrorCode{frame.CodeAuth, frame.CodeAuth, frame.CodeBusy} {
 			c := fx.dial(t)
 			c.Write(bad)
-			if _, code := readReply(t, c); code != frame.CodeAuth {
-				t.Fatalf("bad proof %d: got code %d, want auth", i, code)
+			if _, code := readReply(t, c); code != want {
+				t.Fatalf("bad proof %d: got code %d, want %d", i, code, want)
 			}
 		}
-		_, err := fx.fetch(t, fx.config(0))
-		var re *RemoteError
-		if !errors.As(err, &re) || re.Code != frame.CodeBusy {
-			t.Errorf("got %v, want Error{busy}", err)
+		c := fx.dial(t)
+		c.Write(unknown)
+		if _, code := readReply(t, c); code != frame.CodeBusy {
+			t.Errorf("bad proof for an unknown key: got code %d, want busy", code)
+		}
+		// A valid proof is not refused: failures of one host behind a
+		// NAT address do not lock the others out.
+		if _, err := fx.fetch(t, fx.config(0)); err != nil {
+			t.Errorf("a valid client from the same address: %v", err)
 		}
 	})
 	t.Run("handshakes per address", func(t *testing.T) {

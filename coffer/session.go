@@ -46,7 +46,10 @@ type session struct {
 	remote netip.Addr
 
 	helloSeen  bool // a Hello parsed: the session is audited
-	handshake  bool // counted in the per-address handshake cap
+	handshake  bool // counted in the per-address handshake limiter
+	proven     bool // a KeyNotFound was sealed: the handshake's token comes back
+	keyCharged bool // holds a token of failKey until served
+	known      bool // the claimed key is in the definition (audit class)
 	getOpened  bool // errors from now on are sealed
 	snap       *Snapshot
 	client     PublicKey
@@ -103,7 +106,7 @@ func (s *Server) serve(c net.Conn) {
 
 func (ss *session) run() error {
 	s := ss.s
-	if !s.handshakes.enter(ss.remote) {
+	if !s.handshakes.enter(ss.remote, ss.start) {
 		return limited(LimitHandshakesPerAddress, "too many handshakes from this address")
 	}
 	ss.handshake = true
@@ -119,19 +122,22 @@ func (ss *session) run() error {
 		return err
 	}
 	ss.c.SetDeadline(ss.start.Add(s.GetTimeout))
+	// A Link that no Get follows is most likely a replayed Hello: its
+	// handshake keeps its token, which bounds the ladders of replays.
 	if f, err = frame.Read(&ss.in, frame.TypeGet); err != nil {
-		// A Link that no Get follows is most likely a replayed Hello:
-		// it counts as a failure of the source address, which bounds
-		// the two ladders each replay costs.
-		s.failIP.take(ss.remote, time.Now())
 		return readFailure(err, "reading get")
 	}
 	names, err := ss.openGet(f)
 	if err != nil {
 		return err
 	}
-	s.handshakes.leave(ss.remote)
+	// The Get opened and the client's token is taken: the session is
+	// served, and its handshake tokens come back at once.
+	now := time.Now()
+	s.handshakes.leave(ss.remote, true, now)
 	ss.handshake = false
+	s.failKey.refund(addrKey{ss.remote, ss.client}, now)
+	ss.keyCharged = false
 	ss.c.SetDeadline(ss.start.Add(s.SessionTimeout))
 	if err := ss.sendShard(names); err != nil {
 		return err
@@ -163,7 +169,9 @@ func readFailure(err error, what string) *failure {
 }
 
 // openHello checks a Hello: version, table lookup, proof, payload
-// bindings, rate limits. It costs no ladder for a known key.
+// bindings, rate limits. It costs no ladder for a known key with a valid
+// proof. A proof that does not open costs the same whether or not its
+// key is in the definition, and gets the same reply (unverified).
 func (ss *session) openHello(f frame.Frame) error {
 	s := ss.s
 	body := f.Body()
@@ -179,22 +187,28 @@ func (ss *session) openHello(f frame.Frame) error {
 	if ss.snap = s.acquireSnapshot(); ss.snap == nil {
 		return fail(frame.CodeUnavailable, OutcomeError, "no definition loaded")
 	}
-	now := time.Now()
-	if !s.failIP.allowed(ss.remote, now) {
-		return limited(LimitFailedAuthPerAddress, "address over its failed-authentication limit")
-	}
 	e := ss.snap.table[h.Client]
-	if e == nil {
-		return ss.unknownClient(&h, f.Raw)
+	ss.ss = &s.dummy
+	if e != nil {
+		ss.ss, ss.name, ss.known = &e.ss, e.name, true
 	}
-	ss.ss, ss.name = &e.ss, e.name
-	if err := ss.checkProof(&h); err != nil {
-		s.failIP.take(ss.remote, now)
-		return err
+	if ss.checkProof(&h) != nil || e == nil {
+		ss.ss = nil
+		return ss.unverified(&h, f.Raw)
 	}
-	// Only checked here, and spent when the Get opens: a Hello proves
-	// no liveness, so replays of a recorded one must not use up the
-	// real client's tokens and lock it out.
+	// A valid proof is no proof of liveness: a replayed Hello has one.
+	// Until it is served, the handshake holds a token of its source
+	// address and key, taken before the Link's two ladders; replays of
+	// one client's Hellos are bounded by it, whatever their concurrency,
+	// and a fleet behind one address is not (each key has its own).
+	now := time.Now()
+	if !s.failKey.take(addrKey{ss.remote, h.Client}, now) {
+		return limited(LimitFailedAuthPerAddress, "address and key over the unfinished-handshake limit")
+	}
+	ss.keyCharged = true
+	// A pre-filter: the client's token is taken when the Get opens,
+	// which a replayed Hello cannot make happen, so replays cannot lock
+	// the real client out.
 	if !s.clientLim.allowed(h.Client, now) {
 		return limited(LimitPerClient, "client over its rate limit")
 	}
@@ -233,44 +247,55 @@ func (ss *session) checkProof(h *frame.Hello) error {
 	return nil
 }
 
-// unknownClient answers a Hello from a key not in the table: with a
-// token, one ladder for K(S,C); if the proof opens, a sealed
-// KeyNotFound. Without a token, Error{busy}.
-func (ss *session) unknownClient(h *frame.Hello, raw []byte) error {
+// unverified answers a Hello whose key is not in the definition, or
+// whose proof did not open under the key's row: both take the same
+// tokens and cost one ladder for K(S,C), so that neither the reply nor
+// its time tells an unauthenticated peer whether a key is in the
+// definition. Without a token: Error{busy}. If the proof opens under
+// K(S,C), which only a key outside the definition can make happen here,
+// a sealed KeyNotFound.
+func (ss *session) unverified(h *frame.Hello, raw []byte) error {
 	s := ss.s
 	now := time.Now()
-	// The per-address bucket first: a host past its own budget must not
+	// Per-address buckets first: a host past its own budget must not
 	// spend a global token it is then refused anyway.
+	if !s.failIP.take(ss.remote, now) {
+		return limited(LimitFailedAuthPerAddress, "unverified-proof budget exhausted")
+	}
 	if !s.unknownIP.take(ss.remote, now) {
-		return limited(LimitUnknownClientsPerAddress, "unknown-key budget exhausted")
+		return limited(LimitUnknownClientsPerAddress, "unverified-proof budget exhausted")
 	}
 	if !s.unknown.take(now) {
-		return limited(LimitUnknownClients, "unknown-key budget exhausted")
+		return limited(LimitUnknownClients, "unverified-proof budget exhausted")
 	}
 	c := PublicKey(h.Client)
 	if CheckPublicKey(&c) != nil {
-		s.failIP.take(ss.remote, now)
 		return authFailed("weak client key")
 	}
 	ss.ladders++
 	k, err := s.Key.boxKey(&c)
 	if err != nil {
-		s.failIP.take(ss.remote, now)
 		return authFailed("weak client key")
 	}
 	defer clear(k[:])
 	ss.ss = k
 	defer func() { ss.ss = nil }()
 	if err := ss.checkProof(h); err != nil {
-		s.failIP.take(ss.remote, now)
 		return err
 	}
+	if ss.known {
+		// K(S,C) is the row the proof did not open under.
+		return authFailed("hello proof opened under a recomputed row")
+	}
+	// A valid proof is no failed authentication.
+	s.failIP.refund(ss.remote, now)
 	th1 := mixFrame(&s.th0, raw)
 	err = ss.writeSealed(frame.TypeKeyNotFound, &frame.KeyNotFoundPayload{H: frame.PurposeKeyNotFound, TH: th1[:]}, k)
 	var fl *failure
 	if errors.As(err, &fl) && fl.code != 0 {
 		return err // the KeyNotFound could not be built: Error{internal}
 	}
+	ss.proven = err == nil
 	return fail(0, OutcomeUnknownClient, "unknown client")
 }
 
@@ -331,7 +356,6 @@ func (ss *session) writeSealed(t frame.Type, v any, key *[32]byte) error {
 // openGet computes the session keys (two more ladders, spent only now
 // that a Get has come, so a replayed Hello costs two) and opens the Get.
 func (ss *session) openGet(f frame.Frame) ([]string, error) {
-	s := ss.s
 	ss.ladders += 2
 	ee, err := ss.se.boxKey(&ss.ephemeral)
 	if err != nil {
@@ -351,7 +375,6 @@ func (ss *session) openGet(f frame.Frame) ([]string, error) {
 	clear(ss.es[:])
 	pt, err := ss.cs.open(nil, f.Body())
 	if err != nil {
-		s.failIP.take(ss.remote, time.Now())
 		return nil, authFailed("get did not open")
 	}
 	defer clear(pt)
@@ -361,8 +384,7 @@ func (ss *session) openGet(f frame.Frame) ([]string, error) {
 	// else goes through the strict decoder, which tells a malformed
 	// payload from a wrong transcript.
 	if want, err := frame.Marshal(&frame.GetPayload{H: frame.PurposeGet, TH: ss.th[:]}); err == nil && bytes.Equal(pt, want) {
-		s.clientLim.spend(ss.client, time.Now())
-		return nil, nil
+		return nil, ss.takeClientToken()
 	}
 	var p frame.GetPayload
 	if err := frame.Unmarshal(pt, &p); err != nil {
@@ -374,8 +396,18 @@ func (ss *session) openGet(f frame.Frame) ([]string, error) {
 	if !equalHash(p.TH, &ss.th) {
 		return nil, authFailed("get transcript hash mismatch")
 	}
-	s.clientLim.spend(ss.client, time.Now())
-	return p.Names, nil
+	return p.Names, ss.takeClientToken()
+}
+
+// takeClientToken charges a session to its client key once its Get has
+// opened, before the shard is read: the one step only the key's holder
+// can reach, whatever the concurrency. Without a token, a sealed
+// Error{busy}.
+func (ss *session) takeClientToken() error {
+	if !ss.s.clientLim.take(ss.client, time.Now()) {
+		return limited(LimitPerClient, "client over its rate limit")
+	}
+	return nil
 }
 
 // sendShard reads the client's shard from the snapshot and sends it in
@@ -452,8 +484,12 @@ func (ss *session) finish(err error) {
 	}
 	s.ladders.Add(ss.ladders)
 	ss.c.Close()
+	// Tokens come back at once for a session that cost no ladder.
 	if ss.handshake {
-		s.handshakes.leave(ss.remote)
+		s.handshakes.leave(ss.remote, ss.proven || ss.ladders == 0, time.Now())
+	}
+	if ss.keyCharged && ss.ladders == 0 {
+		s.failKey.refund(addrKey{ss.remote, ss.client}, time.Now())
 	}
 	if ss.es != nil {
 		clear(ss.es[:])
@@ -472,10 +508,36 @@ func (ss *session) finish(err error) {
 		return
 	}
 	s.logSession(ss, outcome, reason)
-	if s.Audit != nil {
+	if s.Audit != nil && s.auditAdmits(ss.getOpened, ss.known) {
 		s.Audit(AuditEvent{Time: time.Now(), Client: ss.client, Name: ss.name, Remote: ss.c.RemoteAddr().String(),
 			Serial: ss.serial, Values: ss.values, Bytes: ss.shardBytes, Outcome: outcome})
 	}
+}
+
+// auditAdmits decides whether a session's event goes to Audit. A session
+// whose Get opened proved its key and is always recorded. Anyone can make
+// the others, so each class (claimed key in the definition or not) has
+// its own budget: a flood of made-up keys cannot crowd out the records
+// of attempts on real ones, and neither can push the records of served
+// sessions out of the store. Dropped events are counted, and a warning
+// is logged at most once a minute.
+func (s *Server) auditAdmits(getOpened, known bool) bool {
+	if getOpened {
+		return true
+	}
+	now := time.Now()
+	lim := &s.auditUnknown
+	if known {
+		lim = &s.auditKnown
+	}
+	if lim.take(now) {
+		return true
+	}
+	n := s.auditDropped.Add(1)
+	if last := s.auditWarned.Load(); now.Unix()-last >= 60 && s.auditWarned.CompareAndSwap(last, now.Unix()) {
+		s.log.Warn("audit records of unverified sessions dropped", "dropped", n)
+	}
+	return false
 }
 
 func (s *Server) logf(level slog.Level, msg string, args ...any) {

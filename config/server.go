@@ -51,7 +51,7 @@ type Server struct {
 // (docs/server.md, "Limits"). They map onto coffer.Server's fields.
 type ServerLimits struct {
 	MaxConnections          int           // sessions in progress at once; more wait in the kernel backlog
-	MaxHandshakesPerAddress int           // sessions in their handshake per source address; 0 means no cap
+	MaxHandshakesPerAddress int           // sessions in their handshake per source address; 0 means coffer's default (256)
 	HelloTimeout            time.Duration // Hello must arrive this long after accept
 	HandshakeTimeout        time.Duration // Get must arrive this long after accept
 	SessionTimeout          time.Duration // a whole session, from accept
@@ -94,6 +94,7 @@ func DefaultServer() *Server {
 		// The limits are coffer.Server's defaults (docs/protocol.md §7).
 		Limits: ServerLimits{
 			MaxConnections:           1024,
+			MaxHandshakesPerAddress:  256,
 			HelloTimeout:             5 * time.Second,
 			HandshakeTimeout:         10 * time.Second,
 			SessionTimeout:           30 * time.Second,

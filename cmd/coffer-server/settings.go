@@ -68,7 +68,7 @@ var settings = []setting{
 		func(c *config.Server) *time.Duration { return &c.DefinitionPoll }),
 	intSetting("max-connections", "COFFER_MAX_CONNECTIONS", "sessions at once",
 		func(c *config.Server) *int { return &c.Limits.MaxConnections }),
-	intSetting("max-handshakes-per-address", "COFFER_MAX_HANDSHAKES_PER_ADDRESS", "handshakes at once per source address (0: no cap)",
+	intSetting("max-handshakes-per-address", "COFFER_MAX_HANDSHAKES_PER_ADDRESS", "handshakes at once per source address (0: the default, 256)",
 		func(c *config.Server) *int { return &c.Limits.MaxHandshakesPerAddress }),
 	durationSetting("hello-timeout", "COFFER_HELLO_TIMEOUT", "Hello deadline from accept",
 		func(c *config.Server) *time.Duration { return &c.Limits.HelloTimeout }),
@@ -217,7 +217,7 @@ const configUsage = `Configuration (flag > COFFER_* variable > config file > def
   --log-format FORMAT        text or json (COFFER_LOG_FORMAT; default text)
   --max-connections N        sessions at once (COFFER_MAX_CONNECTIONS; default 1024)
   --max-handshakes-per-address N
-                             handshakes at once per address, 0 no cap (default 0)
+                             handshakes at once per address (default 256)
   --hello-timeout D          Hello deadline from accept (default 5s)
   --handshake-timeout D      Get deadline from accept (default 10s)
   --session-timeout D        whole-session deadline from accept (default 30s)
