@@ -39,8 +39,11 @@ type statusReport struct {
 	RateLimited map[string]uint64 `json:"rate_limited,omitempty"` // by bucket, since start
 	Handshakes  int               `json:"handshakes_in_flight"`
 	AuditKept   int               `json:"audit_records"`
-	AuditDrop   uint64            `json:"audit_dropped"` // since start
-	StoreBytes  int64             `json:"store_bytes"`   // on disk
+	AuditDrop   uint64            `json:"audit_dropped"` // since start, by the store's full queue
+	// AuditUnverified counts events of sessions that opened no Get and were
+	// over the server's budget for them (coffer.Server.AuditDropped).
+	AuditUnverified uint64 `json:"audit_unverified_dropped"`
+	StoreBytes      int64  `json:"store_bytes"` // on disk
 }
 
 // status builds the running server's report.
@@ -53,7 +56,7 @@ func (d *daemon) status() (*statusReport, error) {
 	r := &statusReport{Running: true, Pid: os.Getpid(), Version: version(), Started: d.live.start,
 		Uptime: now.Sub(d.live.start).Seconds(), Definition: d.ld.path, Condition: s.Condition.String(),
 		ClientKeys: s.Clients, Values: s.Values, Handshakes: d.srv.HandshakesInFlight(),
-		AuditKept: s.AuditRecords, AuditDrop: s.AuditDropped, StoreBytes: s.DiskBytes,
+		AuditKept: s.AuditRecords, AuditDrop: s.AuditDropped, AuditUnverified: d.srv.AuditDropped(), StoreBytes: s.DiskBytes,
 		Sessions: map[string]uint64{}, RateLimited: map[string]uint64{}}
 	if v := d.ld.servedVersion(); v != nil {
 		r.Serial, r.Hash = v.Serial, hex.EncodeToString(v.Hash[:])

@@ -40,6 +40,7 @@ type metricsSnapshot struct {
 	durationCum []uint64 // cumulative per sessionSecondsBuckets, then +Inf
 	durationSum float64
 	handshakes  int
+	unverified  uint64 // audit events over the unauthenticated budget
 	auditHanded uint64
 	store       shard.Live
 	diskBytes   int64
@@ -53,7 +54,7 @@ type metricsSnapshot struct {
 
 // metricsSnapshotOf reads d's counters.
 func (d *daemon) metricsSnapshot() metricsSnapshot {
-	m := metricsSnapshot{start: d.live.start, handshakes: d.srv.HandshakesInFlight(),
+	m := metricsSnapshot{start: d.live.start, handshakes: d.srv.HandshakesInFlight(), unverified: d.srv.AuditDropped(),
 		auditHanded: d.live.auditHanded.Load(), installed: d.live.installedAt()}
 	for i := range m.sessions {
 		m.sessions[i] = d.live.sessions[i].Load()
@@ -108,6 +109,8 @@ func writeMetrics(w io.Writer, m *metricsSnapshot) error {
 	sample("coffer_audit_records_written_total", "", float64(m.auditHanded-min(m.auditHanded, m.store.AuditDropped)))
 	family("coffer_audit_records_dropped_total", "counter", "Audit records dropped since start because the store's queue was full.")
 	sample("coffer_audit_records_dropped_total", "", float64(m.store.AuditDropped))
+	family("coffer_audit_unverified_dropped_total", "counter", "Audit events of sessions that opened no Get, not recorded since start because they were over their budget.")
+	sample("coffer_audit_unverified_dropped_total", "", float64(m.unverified))
 	family("coffer_audit_records", "gauge", "Audit records kept in the store.")
 	sample("coffer_audit_records", "", float64(m.store.AuditRecords))
 	family("coffer_definition_serial", "gauge", "Serial of the definition served; 0 when none is.")

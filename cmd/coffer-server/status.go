@@ -135,7 +135,7 @@ func printStatus(w io.Writer, r *statusReport, now time.Time) {
 	fmt.Fprintf(w, "store:       %s, %d client keys, %d values, %d bytes on disk\n", r.Condition, r.ClientKeys, r.Values, r.StoreBytes)
 	fmt.Fprintf(w, "audit:       %d records kept", r.AuditKept)
 	if r.Running {
-		fmt.Fprintf(w, ", %d dropped since start", r.AuditDrop)
+		fmt.Fprintf(w, ", %d dropped since start (queue full), %d unauthenticated over their budget", r.AuditDrop, r.AuditUnverified)
 	}
 	fmt.Fprintln(w)
 	if !r.Running {
