@@ -36,6 +36,8 @@ type settings struct {
 	state     string
 	cache     string
 	maxAge    time.Duration
+
+	file *config.Client // the config file's settings, for watch and agent
 }
 
 // serverList is a repeatable, comma-separated --server flag.
@@ -128,7 +130,7 @@ func resolve(fs *flag.FlagSet, c *commonFlags, getenv func(string) string) (*set
 	if err != nil {
 		return nil, err
 	}
-	st := &settings{config: used}
+	st := &settings{config: used, file: file}
 	servers := []string(c.servers)
 	if !set["server"] {
 		if env := getenv("COFFER_SERVER"); env != "" {
