@@ -53,6 +53,7 @@ type outputPlan struct {
 type getFlags struct {
 	commonFlags
 	format, prefix, out, mode, owner, group string
+
 	watchFlags // --watch (watch.go)
 }
 

@@ -198,4 +198,3 @@ func TestGetWatchUsage(t *testing.T) {
 		})
 	}
 }
-
