@@ -16,7 +16,9 @@ const execUsage = `usage: coffer-client exec [flags] -- CMD [ARG...]
 Fetch this client's secrets, put them in the environment under their
 environment names, and replace coffer-client with CMD (execve), so no
 parent process keeps the secrets. CMD is looked up in PATH before anything
-is fetched. The exit status is then CMD's own.
+is fetched. The exit status is then CMD's own. With --watch (below)
+coffer-client stays CMD's parent instead, to signal or restart it when
+the secrets change.
 
 Options:
   --prefix P      prefix of the environment variable names
@@ -27,9 +29,12 @@ become '_', a leading digit gets '_' in front, then --prefix. Two names
 that map to one variable are an error. A secret replaces an inherited
 variable of the same name.
 
+` + execWatchUsage + `
 ` + commonUsage + `
 Examples:
   coffer-client exec -- /usr/bin/app --listen :8080
+  coffer-client exec --watch --out /run/app -- /usr/bin/app --secrets-dir /run/app
+  coffer-client exec --watch --restart -- /usr/bin/app
   coffer-client exec --pristine --prefix APP_ --wait 60s -- /usr/bin/app
 `
 
@@ -37,6 +42,8 @@ type execFlags struct {
 	commonFlags
 	prefix   string
 	pristine bool
+
+	execWatchFlags // --watch (supervise.go)
 }
 
 func (e *env) execFlagSet() (*flag.FlagSet, *execFlags) {
@@ -45,6 +52,7 @@ func (e *env) execFlagSet() (*flag.FlagSet, *execFlags) {
 	x.register(fs)
 	fs.StringVar(&x.prefix, "prefix", "", "")
 	fs.BoolVar(&x.pristine, "pristine", false, "")
+	x.registerExecWatch(fs)
 	return fs, &x
 }
 
@@ -60,6 +68,10 @@ func (e *env) exec(args []string) error {
 	if err := checkPrefix(x.prefix); err != nil {
 		return usageErr("%v", err)
 	}
+	sig, plan, err := x.checkExecWatch(fs, x.prefix)
+	if err != nil {
+		return err
+	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return fmt.Errorf("command %q: %w", argv[0], bareErr(err))
@@ -67,6 +79,9 @@ func (e *env) exec(args []string) error {
 	s, err := e.open(fs, &x.commonFlags)
 	if err != nil {
 		return err
+	}
+	if x.watch {
+		return e.execWatch(fs, x, s, sig, plan, path, argv)
 	}
 	sh, err := e.fetchShard(s, nil)
 	if err != nil {
