@@ -81,6 +81,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		err = e.exec(args[1:])
 	case "check":
 		err = e.check(args[1:])
+	case "agent":
+		err = e.agent(args[1:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stderr, mainUsage)
 		return exitOK

@@ -209,4 +209,3 @@ func TestParseSignal(t *testing.T) {
 		})
 	}
 }
-
