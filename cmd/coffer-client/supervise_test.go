@@ -209,3 +209,14 @@ func TestParseSignal(t *testing.T) {
 		})
 	}
 }
+
+// TestExecWatchParentKilled checks that the program is told to stop
+// (SIGTERM, by PR_SET_PDEATHSIG) when coffer-client is killed outright.
+func TestExecWatchParentKilled(t *testing.T) {
+	fx := newFixture(t)
+	ts := fx.serve(nil, 1)
+	p := fx.execWatch(fx.dir, ts.addr)
+	_, at := p.Logs.Wait(t, 0, `^child: start`)
+	p.Signal(syscall.SIGKILL)
+	p.Logs.Wait(t, at, `^child: term$`)
+}

@@ -10,7 +10,7 @@ import (
 
 // TestSystemdAgentUnits runs systemd-analyze verify on
 // examples/systemd/coffer-agent.service and the app unit that loads its
-// credentials from it, with ExecStart pointing at the binary just built
+// credentials from it, and app-watch.service (exec --watch), with ExecStart pointing at the binary just built
 // (and /bin/true standing in for the app).
 func TestSystemdAgentUnits(t *testing.T) {
 	sa, err := exec.LookPath("systemd-analyze")
@@ -18,7 +18,7 @@ func TestSystemdAgentUnits(t *testing.T) {
 		t.Skip("systemd-analyze is not installed (apt package systemd): the example units are not verified")
 	}
 	dir := t.TempDir()
-	names := []string{"coffer-agent.service", "app-credentials.service"}
+	names := []string{"coffer-agent.service", "app-credentials.service", "app-watch.service"}
 	for _, name := range names {
 		data, err := os.ReadFile(filepath.Join("../../examples/systemd", name))
 		if err != nil {

@@ -198,3 +198,25 @@ func TestGetWatchUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestGetWatchHUP checks that SIGHUP makes get --watch check at once:
+// with an interval of an hour, the next check would otherwise come in
+// 30 to 90 minutes.
+func TestGetWatchHUP(t *testing.T) {
+	fx := newFixture(t)
+	ts := fx.serve(nil, 1)
+	out := filepath.Join(fx.dir, "out.json")
+	p := fx.launch(nil, append([]string{"get", "--format", "json", "--out", out, "--watch", "--watch-interval", "1h"},
+		fx.base("--server", ts.addr)...)...)
+	_, at := p.Logs.Wait(t, 0, `serial 1 written to .*; checking every 1h0m0s`)
+	s := testShard()
+	s["api-key"] = str("after-hup")
+	ts.swap(2, map[coffer.PublicKey]frame.Shard{fx.client.Public(): s})
+	p.Signal(syscall.SIGHUP)
+	p.Logs.Wait(t, at, `serial 2 \(was 1\): wrote `)
+	if got := readFile(t, out); !strings.Contains(got, `"after-hup"`) {
+		t.Errorf("got %s, want the new value", got)
+	}
+	p.Signal(syscall.SIGTERM)
+	wantExit(t, p, exitOK)
+}
