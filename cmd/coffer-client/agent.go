@@ -156,7 +156,8 @@ func validUnitName(s string) bool {
 type agent struct {
 	e     *env
 	allow allowList
-	ready chan struct{} // closed once the first shard is in
+	ready chan struct{}   // closed once the first shard is in
+	done  <-chan struct{} // closed at SIGINT or SIGTERM
 
 	mu    sync.RWMutex
 	shard frame.Shard
@@ -232,19 +233,23 @@ func (e *env) agent(args []string) error {
 		return configErr(err)
 	}
 	a := &agent{e: e, allow: allowList(allow), ready: make(chan struct{})}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a.done = ctx.Done()
 	l, err := listenPrivate(socket)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
 	a.logf("listening on %s; %d unit patterns allowed", socket, len(allow))
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	go func() {
 		<-ctx.Done()
 		l.Close()
 	}()
-	go a.fetchAndWatch(ctx, s, interval.interval)
+	go a.fetchAndWatch(ctx, s, interval.interval, hup)
 	a.serve(l)
 	a.logf("stopped; removed %s", socket)
 	return nil
@@ -252,7 +257,7 @@ func (e *env) agent(args []string) error {
 
 // fetchAndWatch gets the first shard, retrying with backoff until a
 // server answers (or the cache may be used), then watches for new serials.
-func (a *agent) fetchAndWatch(ctx context.Context, s *session, interval time.Duration) {
+func (a *agent) fetchAndWatch(ctx context.Context, s *session, interval time.Duration, hup <-chan os.Signal) {
 	var first *shard
 	for fails := 0; first == nil; {
 		sh, err := a.e.fetchShard(s, nil)
@@ -268,6 +273,8 @@ func (a *agent) fetchAndWatch(ctx context.Context, s *session, interval time.Dur
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-hup:
+			t.Stop()
 		case <-t.C:
 		}
 	}
@@ -283,9 +290,6 @@ func (a *agent) fetchAndWatch(ctx context.Context, s *session, interval time.Dur
 		w.logf("serial %d (was %d): serving %d secrets", sh.res.Version.Serial, w.serial, len(sh.values))
 		return nil
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	w.poke = hup
 	w.run(ctx)
 }
@@ -351,8 +355,18 @@ func (a *agent) handle(conn *net.UnixConn) {
 	}
 	select {
 	case <-a.ready:
-	case <-time.After(agentConnTimeout):
+	default:
+		a.logf("unit %q credential %q: waiting for the first shard", unit, id)
+	}
+	t := time.NewTimer(agentConnTimeout)
+	defer t.Stop()
+	select {
+	case <-a.ready:
+	case <-t.C:
 		a.logf("refused unit %q credential %q: no shard fetched yet", unit, id)
+		return
+	case <-a.done:
+		a.logf("refused unit %q credential %q: stopping before a shard was fetched", unit, id)
 		return
 	}
 	b, ok := a.value(id)

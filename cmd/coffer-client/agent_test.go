@@ -170,7 +170,10 @@ func TestAgentBeforeServer(t *testing.T) {
 		b, err := credential(socket, "app.service", "api-key")
 		got <- res{b, err}
 	}()
-	p.Logs.Wait(t, 0, `no shard yet; retrying in about .*connection refused`)
+	// SIGHUP before the first shard retries at once; it does not kill.
+	n := p.Logs.Count()
+	p.Signal(syscall.SIGHUP)
+	p.Logs.Wait(t, n, `no shard yet; retrying in about .*connection refused`)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Skipf("could not listen on %s again: %v", addr, err)
@@ -280,4 +283,31 @@ func FuzzParsePeer(f *testing.F) {
 			t.Fatalf("accepted %q: unit %q, id %q do not rebuild it", addr, unit, id)
 		}
 	})
+}
+
+// TestAgentStopWhileWaiting stops an agent that holds a connection while
+// it waits for its first shard: the connection is closed with nothing
+// written, and the agent exits at once with status 0.
+func TestAgentStopWhileWaiting(t *testing.T) {
+	fx := newFixture(t)
+	socket := agentSocket(t)
+	p := fx.startAgent(socket, closedAddr(t))
+	p.Logs.Wait(t, 0, `no shard yet`)
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := credential(socket, "app.service", "api-key")
+		got <- b
+	}()
+	p.Logs.Wait(t, 0, `unit "app.service" credential "api-key": waiting for the first shard`)
+	p.Signal(syscall.SIGTERM)
+	wantExit(t, p, exitOK)
+	p.Logs.Wait(t, 0, `refused unit "app.service" credential "api-key": stopping before a shard was fetched`)
+	select {
+	case b := <-got:
+		if len(b) != 0 {
+			t.Errorf("got %q, want nothing", b)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the held connection was not closed")
+	}
 }
