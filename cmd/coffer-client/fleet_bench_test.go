@@ -58,8 +58,10 @@ func BenchmarkWatchFleet(b *testing.B) {
 		}
 	}
 	f.Next(b, []byte(def.String()))
-	srv := e2e.Launch(b, append(append([]string{bin, "serve"}, f.Args()...), "--listen", "127.0.0.1:0", "--log-level", "info"),
-		e2e.Options{Env: environ()})
+	// As deployed (and as coffer-bench runs it): log level info, one line
+	// and one audit record per session.
+	srv := e2e.Launch(b, []string{bin, "serve", "--key", f.KeyFile, "--data", f.DataDir, "--definition", f.DefPath,
+		"--trusted", f.Author.Public().String(), "--config", f.Conf, "--listen", "127.0.0.1:0"}, e2e.Options{Env: environ()})
 	srv.WaitListening()
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
