@@ -311,3 +311,21 @@ func TestAgentStopWhileWaiting(t *testing.T) {
 		t.Fatal("the held connection was not closed")
 	}
 }
+
+// TestAgentAllowFlag runs the agent from flags alone: --socket and
+// --allow replace the config file's [agent] table.
+func TestAgentAllowFlag(t *testing.T) {
+	fx := newFixture(t)
+	ts := fx.serve(nil, 1)
+	socket := agentSocket(t)
+	p := fx.launch(nil, append([]string{"agent", "--socket", socket, "--allow", "x-*.service=api-key,port"},
+		fx.base("--server", ts.addr)...)...)
+	_, at := p.Logs.Wait(t, 0, `agent: serving serial 1`)
+	if got, err := credential(socket, "x-1.service", "port"); err != nil || string(got) != "-5432" {
+		t.Errorf("got %q, %v; want %q", got, err, "-5432")
+	}
+	if got, err := credential(socket, "app.service", "api-key"); err != nil || len(got) != 0 {
+		t.Errorf("got %q, %v; want nothing", got, err)
+	}
+	p.Logs.Wait(t, at, `refused unit "app.service" credential "api-key": not in the allow-list`)
+}
