@@ -72,13 +72,13 @@ const (
 	maxUnitNameBytes = 255
 )
 
-// allowList maps unit name globs (path.Match) to the secret names that
+// unitAllowList maps unit name globs (path.Match) to the secret names that
 // matching units may read.
-type allowList map[string][]string
+type unitAllowList map[string][]string
 
 // allowed reports whether unit may read the secret id: some glob that
 // matches unit lists id.
-func (a allowList) allowed(unit, id string) bool {
+func (a unitAllowList) allowed(unit, id string) bool {
 	for glob, names := range a {
 		if ok, _ := path.Match(glob, unit); ok && slices.Contains(names, id) {
 			return true
@@ -87,12 +87,12 @@ func (a allowList) allowed(unit, id string) bool {
 	return false
 }
 
-// allowFlag is the repeatable --allow UNIT=NAME[,NAME...].
-type allowFlag allowList
+// unitAllowFlag is the repeatable --allow UNIT=NAME[,NAME...].
+type unitAllowFlag unitAllowList
 
-func (a allowFlag) String() string { return "" }
+func (a unitAllowFlag) String() string { return "" }
 
-func (a allowFlag) Set(s string) error {
+func (a unitAllowFlag) Set(s string) error {
 	glob, names, ok := strings.Cut(s, "=")
 	if !ok || glob == "" || names == "" {
 		return errors.New("want UNIT=NAME[,NAME...]")
@@ -107,7 +107,7 @@ func (a allowFlag) Set(s string) error {
 }
 
 // checkAllow checks every secret name of the allow-list.
-func checkAllow(a allowList) error {
+func checkAllow(a unitAllowList) error {
 	for glob, names := range a {
 		for _, n := range names {
 			if err := frame.ValidName(n); err != nil {
@@ -155,7 +155,7 @@ func validUnitName(s string) bool {
 // replaced whole on a new serial, with the old values cleared.
 type agent struct {
 	e     *env
-	allow allowList
+	allow unitAllowList
 	ready chan struct{}   // closed once the first shard is in
 	done  <-chan struct{} // closed at SIGINT or SIGTERM
 
@@ -201,7 +201,7 @@ func (e *env) agent(args []string) error {
 	var c commonFlags
 	var socket string
 	var interval watchFlags
-	allow := allowFlag{}
+	allow := unitAllowFlag{}
 	fs := e.newFlagSet("agent", agentUsage)
 	c.register(fs)
 	fs.StringVar(&socket, "socket", "", "")
@@ -227,12 +227,12 @@ func (e *env) agent(args []string) error {
 		return usageErr("no socket: give --socket or agent.socket in the config file")
 	}
 	if len(allow) == 0 {
-		allow = allowFlag(s.file.Agent.Allow)
+		allow = unitAllowFlag(s.file.Agent.Allow)
 	}
-	if err := checkAllow(allowList(allow)); err != nil {
+	if err := checkAllow(unitAllowList(allow)); err != nil {
 		return configErr(err)
 	}
-	a := &agent{e: e, allow: allowList(allow), ready: make(chan struct{})}
+	a := &agent{e: e, allow: unitAllowList(allow), ready: make(chan struct{})}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

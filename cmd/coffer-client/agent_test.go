@@ -211,7 +211,7 @@ func TestAgentUsage(t *testing.T) {
 }
 
 func TestAllowList(t *testing.T) {
-	a := allowList{"app.service": {"db", "token"}, "worker@*.service": {"queue"}, "*.timer": {"db"}}
+	a := unitAllowList{"app.service": {"db", "token"}, "worker@*.service": {"queue"}, "*.timer": {"db"}}
 	tests := []struct {
 		unit, id string
 		want     bool

@@ -119,11 +119,7 @@ func (e *env) execWatch(fs *flag.FlagSet, x *execFlags, s *session, sig syscall.
 	if err != nil {
 		return err
 	}
-	var base []string
-	if !x.pristine {
-		base = os.Environ()
-	}
-	environ, err := buildEnv(base, x.prefix, sh.values)
+	environ, err := x.childEnv(sh)
 	if err != nil {
 		return err
 	}
@@ -156,7 +152,7 @@ func (e *env) execWatch(fs *flag.FlagSet, x *execFlags, s *session, sig syscall.
 		c := change{serial: serial, was: w.serial, done: make(chan error, 1)}
 		if x.restart {
 			var err error
-			if c.environ, err = buildEnv(base, x.prefix, sh.values); err != nil {
+			if c.environ, err = x.childEnv(sh); err != nil {
 				return err
 			}
 		}
@@ -172,6 +168,17 @@ func (e *env) execWatch(fs *flag.FlagSet, x *execFlags, s *session, sig syscall.
 		return nil
 	}
 	return &exitError{code: code}
+}
+
+// childEnv is the environment of CMD for a shard, built as one-shot
+// exec builds it; the one place exec --watch makes it, at the start and
+// at each --restart, so every rule of exec's environment applies to both.
+func (x *execFlags) childEnv(sh *shard) ([]string, error) {
+	var base []string
+	if !x.pristine {
+		base = os.Environ()
+	}
+	return buildEnv(base, x.prefix, sh.values)
 }
 
 // change asks the supervisor to signal or restart the program.
