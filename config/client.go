@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -35,6 +36,22 @@ type Client struct {
 	State     string        // path of the state file (highest serial seen)
 	Cache     string        // path of the sealed cache file
 	MaxAge    time.Duration // oldest cache that may be used
+
+	// WatchInterval is [watch] interval: how often watch mode and the
+	// agent check the served serial; 0 is unset.
+	WatchInterval time.Duration
+	// Agent is the [agent] table of `coffer-client agent`.
+	Agent ClientAgent
+}
+
+// ClientAgent is the [agent] table (docs/client.md, "Agent: systemd
+// credentials"): where the agent listens, and which units may read
+// which secrets.
+type ClientAgent struct {
+	Socket string // path of the AF_UNIX socket
+	// Allow maps a unit name glob (path.Match syntax, "app.service",
+	// "worker@*.service") to the secret names a matching unit may read.
+	Allow map[string][]string
 }
 
 // clientFile is the TOML form. Durations are strings ("5s", "1m30s"),
@@ -48,6 +65,14 @@ type clientFile struct {
 	State     string   `toml:"state"`
 	Cache     string   `toml:"cache"`
 	MaxAge    string   `toml:"max_age"`
+
+	Watch struct {
+		Interval string `toml:"interval"`
+	} `toml:"watch"`
+	Agent struct {
+		Socket string              `toml:"socket"`
+		Allow  map[string][]string `toml:"allow"`
+	} `toml:"agent"`
 }
 
 // ParseClient parses a client config file. Unknown keys, empty server
@@ -84,13 +109,56 @@ func ParseClient(data []byte) (*Client, error) {
 		{"timeout", f.Timeout, &c.Timeout},
 		{"wait", f.Wait, &c.Wait},
 		{"max_age", f.MaxAge, &c.MaxAge},
+		{"watch.interval", f.Watch.Interval, &c.WatchInterval},
 	}
 	for _, d := range durations {
 		if *d.dst, err = parseDuration(d.name, d.text); err != nil {
 			return nil, err
 		}
 	}
+	c.Agent = ClientAgent{Socket: f.Agent.Socket, Allow: f.Agent.Allow}
+	if err := c.Agent.check(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// Limits of the [agent] table, so a generated allow-list cannot make
+// every connection walk thousands of globs.
+const (
+	maxAgentRules        = 1024
+	maxAgentNamesPerRule = 1024
+	maxAgentNameBytes    = 255 // a credential name (systemd) and a secret name both fit
+)
+
+// check validates the [agent] table: an absolute socket path, unit globs
+// that path.Match accepts and that hold only unit-name characters, and
+// secret names without '/' or spaces. Secret names are checked fully
+// (frame.ValidName) by the agent itself.
+func (a *ClientAgent) check() error {
+	if a.Socket != "" && !strings.HasPrefix(a.Socket, "/") {
+		return fmt.Errorf("config: client config: agent.socket %q must be an absolute path", a.Socket)
+	}
+	if len(a.Allow) > maxAgentRules {
+		return fmt.Errorf("config: client config: agent.allow has %d units, limit %d", len(a.Allow), maxAgentRules)
+	}
+	for glob, names := range a.Allow {
+		if glob == "" || strings.ContainsAny(glob, "/ \t\r\n") {
+			return fmt.Errorf("config: client config: agent.allow: bad unit pattern %q", glob)
+		}
+		if _, err := path.Match(glob, ""); err != nil {
+			return fmt.Errorf("config: client config: agent.allow: bad unit pattern %q", glob)
+		}
+		if len(names) > maxAgentNamesPerRule {
+			return fmt.Errorf("config: client config: agent.allow %q: %d names, limit %d", glob, len(names), maxAgentNamesPerRule)
+		}
+		for _, n := range names {
+			if n == "" || len(n) > maxAgentNameBytes || strings.ContainsAny(n, "/ \t\r\n") {
+				return fmt.Errorf("config: client config: agent.allow %q: bad secret name %q", glob, n)
+			}
+		}
+	}
+	return nil
 }
 
 func checkServers(servers []string) error {

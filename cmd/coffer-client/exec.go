@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -16,7 +15,9 @@ const execUsage = `usage: coffer-client exec [flags] -- CMD [ARG...]
 Fetch this client's secrets, put them in the environment under their
 environment names, and replace coffer-client with CMD (execve), so no
 parent process keeps the secrets. CMD is looked up in PATH before anything
-is fetched. The exit status is then CMD's own.
+is fetched. The exit status is then CMD's own. With --watch (below)
+coffer-client stays CMD's parent instead, to signal or restart it when
+the secrets change.
 
 Options:
   --prefix P      prefix of the environment variable names
@@ -40,9 +41,12 @@ RUBYOPT, RUBYLIB, NODE_OPTIONS, NODE_PATH, JAVA_TOOL_OPTIONS,
 _JAVA_OPTIONS, JDK_JAVA_OPTIONS. With --prefix the names change
 (APP_LD_PRELOAD is not one).
 
+` + execWatchUsage + `
 ` + commonUsage + `
 Examples:
   coffer-client exec -- /usr/bin/app --listen :8080
+  coffer-client exec --watch --out /run/app -- /usr/bin/app --secrets-dir /run/app
+  coffer-client exec --watch --restart -- /usr/bin/app
   coffer-client exec --pristine --prefix APP_ --wait 60s -- /usr/bin/app
 `
 
@@ -51,6 +55,8 @@ type execFlags struct {
 	prefix   string
 	pristine bool
 	allowEnv allowList
+
+	execWatchFlags // --watch (supervise.go)
 }
 
 func (e *env) execFlagSet() (*flag.FlagSet, *execFlags) {
@@ -60,6 +66,7 @@ func (e *env) execFlagSet() (*flag.FlagSet, *execFlags) {
 	fs.StringVar(&x.prefix, "prefix", "", "")
 	fs.BoolVar(&x.pristine, "pristine", false, "")
 	fs.Var(&x.allowEnv, "allow-env", "")
+	x.registerExecWatch(fs)
 	return fs, &x
 }
 
@@ -75,6 +82,10 @@ func (e *env) exec(args []string) error {
 	if err := checkPrefix(x.prefix); err != nil {
 		return usageErr("%v", err)
 	}
+	sig, plan, err := x.checkExecWatch(fs, x.prefix)
+	if err != nil {
+		return err
+	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return fmt.Errorf("command %q: %w", argv[0], bareErr(err))
@@ -83,22 +94,14 @@ func (e *env) exec(args []string) error {
 	if err != nil {
 		return err
 	}
+	if x.watch {
+		return e.execWatch(fs, x, s, sig, plan, path, argv)
+	}
 	sh, err := e.fetchShard(s, nil)
 	if err != nil {
 		return err
 	}
-	var base []string
-	if !x.pristine {
-		base = os.Environ()
-	}
-	envs, err := envNames(x.prefix, sh.values)
-	if err != nil {
-		return err
-	}
-	if err := checkStartupEnv(envs, x.allowEnv); err != nil {
-		return err
-	}
-	environ, err := buildEnv(base, x.prefix, sh.values)
+	environ, err := x.childEnv(sh)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ Output options:
   --owner USER    owner of the files written (name or uid)
   --group GROUP   group of the files written (name or gid)
 
+` + watchUsage + `
 Environment names: db.password -> DB_PASSWORD: upper case, '.' and '-'
 become '_', a leading digit gets '_' in front, then --prefix. Two names
 that map to one variable are an error.
@@ -37,6 +38,7 @@ Examples:
   PGPASSWORD="$(coffer-client get --format raw db.password)" psql ...
   coffer-client get --format json > /dev/shm/app.json
   coffer-client get --out /run/app --group app --mode 0640 --wait 60s
+  coffer-client get --out /run/app --watch --on-change 'systemctl reload app'
 `
 
 // outputPlan is where and how get writes the shard, checked before any
@@ -51,6 +53,8 @@ type outputPlan struct {
 type getFlags struct {
 	commonFlags
 	format, prefix, out, mode, owner, group string
+
+	watchFlags // --watch (watch.go)
 }
 
 func (e *env) getFlagSet() (*flag.FlagSet, *getFlags) {
@@ -63,6 +67,7 @@ func (e *env) getFlagSet() (*flag.FlagSet, *getFlags) {
 	fs.StringVar(&g.mode, "mode", "", "")
 	fs.StringVar(&g.owner, "owner", "", "")
 	fs.StringVar(&g.group, "group", "", "")
+	g.registerWatch(fs)
 	return fs, &g
 }
 
@@ -80,9 +85,20 @@ func (e *env) get(args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := g.checkSet(fs); err != nil {
+		return err
+	}
+	if g.watch && plan.path == "" {
+		return usageErr("--watch needs --out: a file or directory to keep up to date")
+	}
 	s, err := e.open(fs, &g.commonFlags)
 	if err != nil {
 		return err
+	}
+	if g.watch {
+		if g.interval, err = g.resolveInterval(fs, s, e.getenv); err != nil {
+			return err
+		}
 	}
 	sh, err := e.fetchShard(s, names)
 	if err != nil {
@@ -91,7 +107,10 @@ func (e *env) get(args []string) error {
 	if err := plan.write(sh, e); err != nil {
 		return err
 	}
-	return e.commit(s, sh)
+	if err := e.commit(s, sh); err != nil || !g.watch {
+		return err
+	}
+	return e.watchGet(g, s, names, plan, sh)
 }
 
 // plan checks the output options against each other and the file system.

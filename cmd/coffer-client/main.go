@@ -89,6 +89,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		err = e.exec(args[1:])
 	case "check":
 		err = e.check(args[1:])
+	case "agent":
+		err = e.agent(args[1:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stderr, mainUsage)
 		return exitOK
@@ -174,6 +176,8 @@ type shard struct {
 	res     *fetchResult // nil when it came from the cache
 	whole   bool         // all of this client's values, not selected NAMEs
 	fetched time.Time
+
+	cacheSerial uint64 // the cache's serial when res is nil (watch mode)
 }
 
 // fetchShard fetches the shard, falling back to the cache only when no
@@ -213,7 +217,7 @@ func (e *env) fetchShard(s *session, names []string) (*shard, error) {
 	fmt.Fprintf(e.stderr, "coffer-client: warning: %v\n", err)
 	fmt.Fprintf(e.stderr, "coffer-client: warning: using the cache %s: serial %d, fetched %s ago\n",
 		s.cache, ce.Version.Serial, time.Since(ce.Fetched).Round(time.Second))
-	return &shard{values: ce.Shard}, nil
+	return &shard{values: ce.Shard, cacheSerial: ce.Version.Serial}, nil
 }
 
 // commit records a shard fetched from a server: the state's serial, then

@@ -40,6 +40,8 @@ type settings struct {
 	stateDefault bool
 	cache        string
 	maxAge       time.Duration
+
+	file *config.Client // the config file's settings, for watch and agent
 }
 
 // serverList is a repeatable, comma-separated --server flag.
@@ -142,7 +144,7 @@ func resolve(fs *flag.FlagSet, c *commonFlags, getenv func(string) string) (*set
 	if err != nil {
 		return nil, err
 	}
-	st := &settings{config: used}
+	st := &settings{config: used, file: file}
 	servers := []string(c.servers)
 	if !set["server"] {
 		if env := getenv("COFFER_SERVER"); env != "" {
