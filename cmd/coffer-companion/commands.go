@@ -135,6 +135,7 @@ func (c *cli) pubkey(args []string) error {
 
 const sealUsage = `usage: coffer-companion seal --key AUTHOR.key --server SEALING [--previous OLD.sealed] [--armor] [-o OUT] FILE.toml
        coffer-companion seal --key AUTHOR.key --server SEALING --force --serial N [--armor] [-o OUT] FILE.toml
+       coffer-companion seal --key AUTHOR.key --server SEALING --new-chain [--armor] [-o OUT] FILE.toml
 
 Check a definition, sign it with the author key and encrypt it to the
 server (X25519 + ML-KEM-768), so that only the server can read it and the
@@ -146,6 +147,12 @@ replaces with --previous: the serial becomes the previous serial plus one
 and the previous file's hash goes inside, so the server refuses it if a
 different change landed first (compare-and-swap). If the previous file was
 sealed by another author key, give its serial plus one with --serial.
+
+When -o names an existing file and neither --previous, --force nor
+--new-chain is given, that file is the previous one: sealing again over
+prod.sealed goes on from its serial. If it cannot be opened (another
+author's file without --serial, another server, not a sealed file) nothing
+is written. --new-chain starts again at serial 1 over it, on purpose.
 
 --force --serial N skips the compare-and-swap: the server accepts the file
 if N is above its current serial, whatever it is based on. Use it only to
@@ -161,12 +168,13 @@ options:
   --previous FILE   the sealed file this one replaces
   --serial N        the serial, with --force or for a --previous sealed by another key
   --force           seal without a previous hash (see above)
+  --new-chain       serial 1 even if -o exists (a new server, a new chain)
   --armor           write the text form (safe to commit) instead of binary
   -o FILE           write here (mode 0600, atomically) instead of stdout
 
 examples:
   coffer-companion seal --key author.key --server server.sealing -o prod.sealed secrets.toml
-  coffer-companion seal --previous prod.sealed -o prod.sealed secrets.toml
+  coffer-companion seal -o prod.sealed secrets.toml    # again: serial 2, chained
 `
 
 func (c *cli) seal(args []string) error {
@@ -176,6 +184,7 @@ func (c *cli) seal(args []string) error {
 	previous := fs.String("previous", "", "")
 	serial := fs.Uint64("serial", 0, "")
 	force := fs.Bool("force", false, "")
+	newChain := fs.Bool("new-chain", false, "")
 	armor := fs.Bool("armor", false, "")
 	out := fs.String("o", "", "")
 	path, err := parseOne(fs, args, "definition file")
@@ -183,14 +192,21 @@ func (c *cli) seal(args []string) error {
 		return err
 	}
 	switch {
+	case *newChain && (*force || *previous != "" || *serial != 0):
+		return usagef("--new-chain excludes --previous, --force and --serial")
 	case *force && *previous != "":
 		return usagef("--force and --previous exclude each other")
 	case *force && *serial == 0:
 		return usagef("--force needs --serial N, above the server's current serial")
-	case !*force && *previous == "" && *serial != 0:
-		return usagef("--serial needs --previous or --force")
 	case *serial >= coffer.MaxSerial:
 		return usagef("--serial %d is not below %d", *serial, uint64(coffer.MaxSerial))
+	}
+	implicit := !*force && !*newChain && *previous == "" && exists(*out)
+	if implicit {
+		*previous = *out // chain from the file -o replaces (docs/files.md, "Serials")
+	}
+	if !*force && *previous == "" && *serial != 0 {
+		return usagef("--serial needs --previous or --force")
 	}
 	if err := checkStdout(*out, *armor); err != nil {
 		return err
@@ -209,12 +225,42 @@ func (c *cli) seal(args []string) error {
 		env.Serial = *serial
 		fmt.Fprintf(c.stderr, "%s: warning: --force: serial %d will replace whatever definition the server holds, without checking it is based on it; a change made meanwhile is lost\n", prog, *serial)
 	}
+	if *newChain && exists(*out) {
+		fmt.Fprintf(c.stderr, "%s: warning: --new-chain: %s is replaced by serial 1; a server that holds a higher serial refuses it\n", prog, *out)
+	}
 	if *previous != "" {
 		if env.Serial, env.Previous, err = c.previous(k, server, *previous, *serial); err != nil {
+			if implicit {
+				return implicitChainError(*out, err)
+			}
 			return err
 		}
 	}
+	if implicit {
+		fmt.Fprintf(c.stderr, "%s: -o %s exists: chaining from it (serial %d, its hash as the previous one)\n", prog, *out, env.Serial)
+	}
 	return c.sealOut(k, server, &env, *out, *armor)
+}
+
+// exists reports whether path names something (a missing -o is "").
+func exists(path string) bool {
+	if path == "" {
+		return false
+	}
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// implicitChainError explains why seal -o over an existing file refused:
+// the chain could not be followed, so the file is left as it was.
+func implicitChainError(out string, err error) error {
+	hint := "to start a new chain at serial 1 over it deliberately, add --new-chain"
+	if errors.Is(err, coffer.ErrNotOwnFile) {
+		return withHints(fmt.Errorf("-o %s exists and cannot be chained from: %w; it was left as it was", out, err),
+			"it was sealed by another author key: add --serial N with its serial plus one", hint)
+	}
+	return withHints(fmt.Errorf("-o %s exists and cannot be chained from: %w; it was left as it was", out, err),
+		"give another -o, or --previous with the file this one replaces", hint)
 }
 
 // previous reads the file a new seal replaces: its hash, and the serial
