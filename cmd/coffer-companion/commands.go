@@ -170,7 +170,10 @@ options:
   --force           seal without a previous hash (see above)
   --new-chain       serial 1 even if -o exists (a new server, a new chain)
   --armor           write the text form (safe to commit) instead of binary
-  -o FILE           write here (mode 0600, atomically) instead of stdout
+  -o FILE           write here (atomically) instead of stdout
+  --mode MODE       the mode of the -o file, octal; default: the existing
+                    file's mode, or 0644 for a new one (a sealed file is
+                    safe to publish, and the server must read it)
 
 examples:
   coffer-companion seal --key author.key --server server.sealing -o prod.sealed secrets.toml
@@ -186,6 +189,8 @@ func (c *cli) seal(args []string) error {
 	force := fs.Bool("force", false, "")
 	newChain := fs.Bool("new-chain", false, "")
 	armor := fs.Bool("armor", false, "")
+	var mode modeFlag
+	mode.register(fs)
 	out := fs.String("o", "", "")
 	path, err := parseOne(fs, args, "definition file")
 	if err != nil {
@@ -239,7 +244,7 @@ func (c *cli) seal(args []string) error {
 	if implicit {
 		fmt.Fprintf(c.stderr, "%s: -o %s exists: chaining from it (serial %d, its hash as the previous one)\n", prog, *out, env.Serial)
 	}
-	return c.sealOut(k, server, &env, *out, *armor)
+	return c.sealOut(k, server, &env, *out, *armor, mode.forTarget(*out))
 }
 
 // exists reports whether path names something (a missing -o is "").
@@ -297,7 +302,8 @@ func (c *cli) previous(k *coffer.AuthorKey, server *coffer.SealingKey, path stri
 }
 
 // sealOut seals env and writes it to out, or stdout when out is empty.
-func (c *cli) sealOut(k *coffer.AuthorKey, server *coffer.SealingKey, env *coffer.Envelope, out string, armor bool) error {
+// mode is the new file's mode.
+func (c *cli) sealOut(k *coffer.AuthorKey, server *coffer.SealingKey, env *coffer.Envelope, out string, armor bool, mode os.FileMode) error {
 	bin, err := coffer.SealDefinition(k, server, env, rand.Reader)
 	if err != nil {
 		return err
@@ -310,7 +316,7 @@ func (c *cli) sealOut(k *coffer.AuthorKey, server *coffer.SealingKey, env *coffe
 		_, err := c.stdout.Write(data)
 		return err
 	}
-	if err := writeFileAtomic(out, data, 0o600); err != nil {
+	if err := writeFileAtomic(out, data, mode); err != nil {
 		return fmt.Errorf("writing %s: %w", out, err)
 	}
 	fmt.Fprintf(c.stderr, "%s: sealed serial %d to %s (hash %s)\n", prog, env.Serial, out, shortHash(coffer.SealedHash(bin)))

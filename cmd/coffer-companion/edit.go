@@ -16,7 +16,7 @@ import (
 	"github.com/coffer-project/coffer/config"
 )
 
-const editUsage = `usage: coffer-companion edit --key AUTHOR.key --server SEALING [--armor] FILE.sealed
+const editUsage = `usage: coffer-companion edit --key AUTHOR.key --server SEALING [--armor] [--mode MODE] FILE.sealed
 
 Open a sealed definition (one this author key sealed) into a private temporary file (mode 0600 in a
 new 0700 directory), run $EDITOR on it (vi if unset), check the result and
@@ -41,6 +41,7 @@ options:
   --key FILE        the author's secret key file (default $COFFER_KEY)
   --server SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
   --armor           write the text form
+  --mode MODE       the file's new mode, octal (default: FILE's mode)
 
 example:
   EDITOR=nano coffer-companion edit prod.sealed
@@ -51,6 +52,8 @@ func (c *cli) edit(args []string) error {
 	var kf keyFlags
 	kf.register(fs)
 	armor := fs.Bool("armor", false, "")
+	var mode modeFlag
+	mode.register(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -102,7 +105,7 @@ func (c *cli) edit(args []string) error {
 		return withHints(fmt.Errorf("%s changed while you were editing; nothing was written", path),
 			"edit again on top of the new file")
 	}
-	if err := writeFileAtomic(path, out, 0o600); err != nil {
+	if err := writeFileAtomic(path, out, mode.forTarget(path)); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	fmt.Fprintf(c.stderr, "%s: sealed serial %d to %s\n", prog, next.Serial, path)

@@ -253,8 +253,8 @@ func TestSealOpenInspect(t *testing.T) {
 	s := newSetup(t)
 	companion(t, s.dir, s.env, "seal", "-o", "v1.sealed", "secrets.toml").want(t, 0, "serial 1")
 	fi, _ := os.Stat(filepath.Join(s.dir, "v1.sealed"))
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("sealed file mode %04o, want 0600", fi.Mode().Perm())
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("sealed file mode %04o, want 0644", fi.Mode().Perm())
 	}
 	if bytes.Contains(s.read(t, "v1.sealed"), []byte(canary)) {
 		t.Fatal("sealed file contains the plaintext")
@@ -476,7 +476,7 @@ echo 'added = "new"' >> "$1"`)
 		if !strings.Contains(r.stdout, "serial:   2") || !strings.Contains(r.stdout, fmt.Sprintf("previous: %x", h)) {
 			t.Errorf("inspect after edit:\n%s", r.stdout)
 		}
-		if fi, _ := os.Stat(filepath.Join(s.dir, "v.sealed")); fi.Mode().Perm() != 0o600 {
+		if fi, _ := os.Stat(filepath.Join(s.dir, "v.sealed")); fi.Mode().Perm() != 0o644 {
 			t.Errorf("mode %04o after edit", fi.Mode().Perm())
 		}
 	})
