@@ -426,6 +426,11 @@ func TestCheck(t *testing.T) {
 	companion(t, s.dir, nil, "check", "examples-do-not-exist.toml").want(t, 1)
 }
 
+// giveUp starts an editor script that, shown an error block, exits
+// without saving.
+const giveUp = `grep -q '^# coffer-companion:' "$1" && exit 0
+`
+
 // writeEditor writes a shell script to use as $EDITOR.
 func writeEditor(t *testing.T, s *setup, body string) string {
 	t.Helper()
@@ -486,8 +491,9 @@ echo 'added = "new"' >> "$1"`)
 		code         int
 		want         string
 	}{
-		{"invalid toml", `echo 'broken = [' >> "$1"`, 1, "discarded"},
-		{"array value", `echo 'x = ["` + canary + `"]' >> "$1"`, 1, "arrays"},
+		// A mistake reopens the editor, which gives up by saving unchanged.
+		{"invalid toml", giveUp + `echo 'broken = [' >> "$1"`, 1, "discarded"},
+		{"array value", giveUp + `echo 'x = ["` + canary + `"]' >> "$1"`, 1, "arrays"},
 		{"editor fails", `exit 7`, 1, "editor"},
 		{"editor killed", `kill -KILL $$`, 1, "editor"},
 		{"no change", `true`, 0, "no changes"},
