@@ -413,13 +413,38 @@ func (c *cli) check(args []string) error {
 		return err
 	}
 	defer def.Clear()
-	keys, values := 0, 0
+	keys, values, shared := 0, 0, 0
 	for _, cl := range def.Clients {
 		keys += len(cl.Keys)
 		values += len(cl.Values)
+		shared += sharedCount(def, cl)
 	}
-	fmt.Fprintf(c.stdout, "%s: ok: %d clients, %d public keys, %d values\n", path, len(def.Clients), keys, values)
+	if len(def.Shared) == 0 {
+		fmt.Fprintf(c.stdout, "%s: ok: %d clients, %d public keys, %d values\n", path, len(def.Clients), keys, values)
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "%s: ok: %d clients, %d public keys, %d values given to clients (%d of them from %s)\n",
+		path, len(def.Clients), keys, values, shared, plural(len(def.Shared), "[shared] group"))
 	return nil
+}
+
+// sharedCount is the number of cl's values that come from [shared] groups.
+func sharedCount(def *coffer.Definition, cl coffer.DefinitionClient) int {
+	n := 0
+	for _, g := range def.Shared {
+		if slices.Contains(cl.Include, g.Name) {
+			n += len(g.Names)
+		}
+	}
+	return n
+}
+
+// plural is "1 word" or "n words".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 const inspectUsage = `usage: coffer-companion inspect [--key AUTHOR.key [--server SEALING]] FILE.sealed
@@ -489,15 +514,41 @@ func (c *cli) printEnvelope(env *coffer.Envelope) {
 	fmt.Fprintf(c.stdout, "created:  %s (informational)\n", env.Created.UTC().Format(time.RFC3339))
 }
 
+// printClients prints each client's value names, counting the values it
+// gets (shared ones included, as its shard holds them), then the [shared]
+// groups and who includes them.
 func (c *cli) printClients(def *coffer.Definition) {
 	fmt.Fprintf(c.stdout, "clients:  %d\n", len(def.Clients))
+	users := make(map[string][]string)
 	for _, cl := range def.Clients {
 		names := make([]string, 0, len(cl.Values))
 		for n := range cl.Values {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		fmt.Fprintf(c.stdout, "  %s (%d keys): %s\n", cl.Name, len(cl.Keys), strings.Join(names, ", "))
+		count := plural(len(cl.Values), "value")
+		if n := sharedCount(def, cl); n > 0 {
+			count += fmt.Sprintf(", %d of them shared", n)
+		}
+		line := fmt.Sprintf("  %s (%s, %s): %s", cl.Name, plural(len(cl.Keys), "public key"), count, strings.Join(names, ", "))
+		if len(cl.Include) > 0 {
+			line += "; include: " + strings.Join(cl.Include, ", ")
+		}
+		fmt.Fprintln(c.stdout, line)
+		for _, g := range cl.Include {
+			users[g] = append(users[g], cl.Name)
+		}
+	}
+	if len(def.Shared) == 0 {
+		return
+	}
+	fmt.Fprintf(c.stdout, "shared:   %s\n", plural(len(def.Shared), "group"))
+	for _, g := range def.Shared {
+		by := "included by no client"
+		if len(users[g.Name]) > 0 {
+			by = "included by " + strings.Join(users[g.Name], ", ")
+		}
+		fmt.Fprintf(c.stdout, "  %s (%s): %s; %s\n", g.Name, plural(len(g.Names), "value"), strings.Join(g.Names, ", "), by)
 	}
 }
 

@@ -280,7 +280,7 @@ func TestSealOpenInspect(t *testing.T) {
 	}
 	r = companion(t, s.dir, s.env, "inspect", "v1.sealed")
 	r.want(t, 0)
-	for _, w := range []string{"(signature verified)", "serial:   1", "previous: none (first definition)", "web (1 keys): at, password, port", "worker (1 keys)", s.serverPub} {
+	for _, w := range []string{"(signature verified)", "serial:   1", "previous: none (first definition)", "web (1 public key, 3 values): at, password, port", "worker (1 public key, 0 values)", s.serverPub} {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("inspect output lacks %q:\n%s", w, r.stdout)
 		}
