@@ -68,45 +68,24 @@ func (c *cli) edit(args []string) error {
 	if len(pos) != 1 {
 		return usagef("edit takes one sealed file")
 	}
-	path := pos[0]
 	k, server, err := kf.load()
 	if err != nil {
 		return err
 	}
-	raw, err := readSmallFile(path, 2*coffer.MaxSealedBytes)
+	f, err := openInPlace(k, server, pos[0])
 	if err != nil {
 		return err
 	}
-	bin, err := coffer.SealedBinary(raw)
-	if err != nil {
-		return err
-	}
-	env, err := coffer.OpenEnvelope(k, bin)
-	if err != nil {
-		return err
-	}
-	defer clear(env.TOML)
-	if env.Server != server.X25519 {
-		return fmt.Errorf("%w: %s was sealed for server %s, not for --server %s", coffer.ErrWrongServer, path, env.Server, server.X25519)
-	}
-	next := coffer.Envelope{Serial: env.Serial + 1, Previous: coffer.SealedHash(bin), Created: time.Now()}
-	out, err := c.editUntilValid(k, server, path, env.TOML, &next)
+	defer clear(f.env.TOML)
+	next := f.next()
+	out, err := c.editUntilValid(k, server, f.path, f.env.TOML, &next)
 	if err != nil || out == nil {
 		return err
 	}
-	if *armor || !bytes.Equal(raw, bin) {
-		out = coffer.Armor(out)
+	if err := c.writeInPlace(f, out, *armor, &mode); err != nil {
+		return err
 	}
-	// Compare-and-swap on the file: refuse if it changed under us.
-	now, err := os.ReadFile(path)
-	if err != nil || !bytes.Equal(now, raw) {
-		return withHints(fmt.Errorf("%s changed while you were editing; nothing was written", path),
-			"edit again on top of the new file")
-	}
-	if err := writeFileAtomic(path, out, mode.forTarget(path)); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	fmt.Fprintf(c.stderr, "%s: sealed serial %d to %s\n", prog, next.Serial, path)
+	fmt.Fprintf(c.stderr, "%s: sealed serial %d to %s\n", prog, next.Serial, f.path)
 	return nil
 }
 

@@ -36,6 +36,10 @@ commands:
   seal [options] FILE.toml    seal a definition to the server
   open [options] FILE.sealed  print the definition inside a sealed file
   edit [options] FILE.sealed  edit a sealed definition in $EDITOR and re-seal it
+  set [options] FILE.sealed NAME
+                              set one value, read from stdin, and re-seal
+  unset [options] FILE.sealed NAME
+                              remove one value and re-seal
   check FILE.toml             validate a definition without sealing it
   inspect [options] FILE.sealed
                               print a sealed file's metadata (no secrets)
@@ -72,6 +76,8 @@ var commands = map[string]command{
 	"edit":    {editUsage, (*cli).edit},
 	"check":   {checkUsage, (*cli).check},
 	"inspect": {inspectUsage, (*cli).inspect},
+	"set":     {setUsage, (*cli).set},
+	"unset":   {unsetUsage, (*cli).unset},
 }
 
 // cli carries the output streams of one run.
