@@ -213,7 +213,7 @@ func TestKeygenAndPubkey(t *testing.T) {
 
 func TestUsage(t *testing.T) {
 	dir := t.TempDir()
-	for _, cmd := range []string{"keygen", "pubkey", "seal", "open", "edit", "check", "inspect", "set", "unset"} {
+	for _, cmd := range []string{"keygen", "pubkey", "seal", "open", "edit", "check", "inspect", "set", "unset", "diff"} {
 		t.Run(cmd+" -h", func(t *testing.T) {
 			r := companion(t, dir, nil, cmd, "-h")
 			r.want(t, 0, "usage: coffer-companion "+cmd)
