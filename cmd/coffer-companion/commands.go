@@ -234,7 +234,11 @@ func (c *cli) seal(args []string) error {
 		fmt.Fprintf(c.stderr, "%s: warning: --new-chain: %s is replaced by serial 1; a server that holds a higher serial refuses it\n", prog, *out)
 	}
 	if *previous != "" {
-		if env.Serial, env.Previous, err = c.previous(k, server, *previous, *serial); err != nil {
+		what := "--previous"
+		if implicit {
+			what = "-o"
+		}
+		if env.Serial, env.Previous, err = c.previous(k, server, what, *previous, *serial); err != nil {
 			if implicit {
 				return implicitChainError(*out, err)
 			}
@@ -261,16 +265,17 @@ func exists(path string) bool {
 func implicitChainError(out string, err error) error {
 	hint := "to start a new chain at serial 1 over it deliberately, add --new-chain"
 	if errors.Is(err, coffer.ErrNotOwnFile) {
-		return withHints(fmt.Errorf("-o %s exists and cannot be chained from: %w; it was left as it was", out, err),
+		return withHints(fmt.Errorf("cannot chain from the existing file: %w; %s was left as it was", err, out),
 			"it was sealed by another author key: add --serial N with its serial plus one", hint)
 	}
-	return withHints(fmt.Errorf("-o %s exists and cannot be chained from: %w; it was left as it was", out, err),
+	return withHints(fmt.Errorf("cannot chain from the existing file: %w; %s was left as it was", err, out),
 		"give another -o, or --previous with the file this one replaces", hint)
 }
 
 // previous reads the file a new seal replaces: its hash, and the serial
 // after it (from inside, or given when another author sealed it).
-func (c *cli) previous(k *coffer.AuthorKey, server *coffer.SealingKey, path string, serial uint64) (uint64, [32]byte, error) {
+// what names the flag that gave path, for errors.
+func (c *cli) previous(k *coffer.AuthorKey, server *coffer.SealingKey, what, path string, serial uint64) (uint64, [32]byte, error) {
 	bin, err := coffer.ReadSealedFile(path)
 	if err != nil {
 		return 0, [32]byte{}, err
@@ -282,14 +287,14 @@ func (c *cli) previous(k *coffer.AuthorKey, server *coffer.SealingKey, path stri
 			return serial, h, nil // sealed by another author: trust the given serial
 		}
 		if errors.Is(err, coffer.ErrNotOwnFile) {
-			return 0, h, withHints(fmt.Errorf("--previous %s: %w", path, err),
+			return 0, h, withHints(fmt.Errorf("%s %s: %w", what, path, err),
 				"it was sealed by another author key, so its serial cannot be read here; add --serial N with its serial plus one")
 		}
-		return 0, h, fmt.Errorf("--previous %s: %w", path, err)
+		return 0, h, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	clear(env.TOML)
 	if env.Server != server.X25519 {
-		return 0, h, withHints(fmt.Errorf("--previous %s was sealed for server %s, not for --server %s", path, env.Server, server.X25519),
+		return 0, h, withHints(fmt.Errorf("%s %s was sealed for server %s, not for --server %s", what, path, env.Server, server.X25519),
 			"give the sealing key of the server the previous file was sealed to")
 	}
 	if serial != 0 && serial <= env.Serial {

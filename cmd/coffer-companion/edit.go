@@ -148,6 +148,9 @@ func (c *cli) editUntilValid(k *coffer.AuthorKey, server *coffer.SealingKey, pat
 func checkAndSeal(k *coffer.AuthorKey, server *coffer.SealingKey, edited []byte, next *coffer.Envelope) ([]byte, error) {
 	view := withErrorHeader(errors.New("placeholder"), edited)
 	defer clear(view)
+	if len(view) > config.MaxDefinitionBytes {
+		view = edited // near the size limit: lines may be off, but the limit is the file's own
+	}
 	def, err := coffer.ParseDefinition(view)
 	if err != nil {
 		return nil, err
