@@ -26,6 +26,13 @@ func TestSealChainsFromOutput(t *testing.T) {
 		t.Errorf("reseal over serial 2 gave:\n%s", r.stdout)
 	}
 
+	t.Run("armored stays armored", func(t *testing.T) {
+		companion(t, s.dir, s.env, "seal", "--armor", "-o", "a.sealed", "secrets.toml").want(t, 0, "serial 1")
+		companion(t, s.dir, s.env, "seal", "-o", "a.sealed", "secrets.toml").want(t, 0, "serial 2")
+		if !bytes.HasPrefix(s.read(t, "a.sealed"), []byte("-----BEGIN")) {
+			t.Error("resealing over an armored file wrote binary")
+		}
+	})
 	t.Run("new chain on request", func(t *testing.T) {
 		companion(t, s.dir, s.env, "seal", "--new-chain", "-o", "fresh.sealed", "secrets.toml").want(t, 0, "serial 1")
 		companion(t, s.dir, s.env, "seal", "--new-chain", "-o", "fresh.sealed", "secrets.toml").want(t, 0, "serial 1", "warning: --new-chain")

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -150,9 +151,10 @@ sealed by another author key, give its serial plus one with --serial.
 
 When -o names an existing file and neither --previous, --force nor
 --new-chain is given, that file is the previous one: sealing again over
-prod.sealed goes on from its serial. If it cannot be opened (another
-author's file without --serial, another server, not a sealed file) nothing
-is written. --new-chain starts again at serial 1 over it, on purpose.
+prod.sealed goes on from its serial, in its form (armored stays armored).
+If it cannot be opened (another author's file without --serial, another
+server, not a sealed file) nothing is written. --new-chain starts again
+at serial 1 over it, on purpose.
 
 --force --serial N skips the compare-and-swap: the server accepts the file
 if N is above its current serial, whatever it is based on. Use it only to
@@ -209,6 +211,7 @@ func (c *cli) seal(args []string) error {
 	implicit := !*force && !*newChain && *previous == "" && exists(*out)
 	if implicit {
 		*previous = *out // chain from the file -o replaces (docs/files.md, "Serials")
+		*armor = *armor || isArmored(*out)
 	}
 	if !*force && *previous == "" && *serial != 0 {
 		return usagef("--serial needs --previous or --force")
@@ -258,6 +261,22 @@ func exists(path string) bool {
 	}
 	_, err := os.Lstat(path)
 	return err == nil
+}
+
+// isArmored reports whether the file at path starts like the armored
+// form, so that resealing over it keeps its form.
+func isArmored(path string) bool {
+	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+		return false // never open a FIFO or device: it could block
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var head [10]byte
+	n, _ := io.ReadFull(f, head[:])
+	return string(head[:n]) == "-----BEGIN"
 }
 
 // implicitChainError explains why seal -o over an existing file refused:
