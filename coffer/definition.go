@@ -12,16 +12,22 @@ import (
 // DefinitionClient is one client name of a definition: the machines that share it
 // (one public key each) and the values they may fetch.
 type DefinitionClient struct {
-	Name   string
-	Keys   []PublicKey
-	Values frame.Shard
+	Name    string
+	Keys    []PublicKey
+	Values  frame.Shard // its own values and those of the groups it includes
+	Include []string    // the [shared] groups it includes (docs/definition.md, "Shared values")
 }
+
+// SharedGroup names one [shared.NAME] table and its value names; the
+// values themselves are in each including client's Values.
+type SharedGroup = config.SharedGroup
 
 // Definition is a parsed and checked secrets definition. ParseDefinition
 // fills Clients; OpenDefinition also fills the fields from the sealed
 // envelope.
 type Definition struct {
 	Clients []DefinitionClient // sorted by Name
+	Shared  []SharedGroup      // sorted by Name
 
 	Author  AuthorPublicKey // the author key that signed it
 	Created time.Time       // informational; never used for ordering
@@ -50,7 +56,7 @@ func ParseDefinition(src []byte) (*Definition, error) {
 		return nil, err
 	}
 	defer cd.Clear()
-	def := &Definition{Clients: make([]DefinitionClient, 0, len(cd.Clients))}
+	def := &Definition{Clients: make([]DefinitionClient, 0, len(cd.Clients)), Shared: cd.Shared}
 	owner := make(map[PublicKey]string)
 	for i := range cd.Clients {
 		c, err := convertClient(src, &cd.Clients[i], owner)
@@ -66,7 +72,7 @@ func ParseDefinition(src []byte) (*Definition, error) {
 // convertClient parses the keys and converts the values of one client.
 // owner maps each key seen so far to its client name.
 func convertClient(src []byte, cc *config.DefinitionClient, owner map[PublicKey]string) (DefinitionClient, error) {
-	c := DefinitionClient{Name: cc.Name, Keys: make([]PublicKey, 0, len(cc.Keys)), Values: make(frame.Shard, len(cc.Values))}
+	c := DefinitionClient{Name: cc.Name, Keys: make([]PublicKey, 0, len(cc.Keys)), Values: make(frame.Shard, len(cc.Values)), Include: cc.Include}
 	keyErr := func(i int, err error) error {
 		line := config.Line(src, "clients", cc.Name)
 		return fmt.Errorf("coffer: definition: line %d: client %q, key %d: %w", line, cc.Name, i+1, err)

@@ -34,10 +34,21 @@ const (
 	// MaxSecretNameBytes bounds a secret's joined name; it equals the
 	// protocol's frame.MaxNameBytes (a coffer test checks they agree).
 	MaxSecretNameBytes = 128
+	// MaxSharedCopies bounds the shared values given to clients, counted
+	// once per client that includes them: a small source could otherwise
+	// expand into every client's shard (100,000 clients times 65,536
+	// values) and exhaust the server's memory at load.
+	MaxSharedCopies = 1 << 20
 )
 
-// clientsTable is the reserved top-level table that maps names to keys.
-const clientsTable = "clients"
+// Reserved names: the top-level table that maps client names to keys, the
+// top-level table of shared value groups, and the key in a client's table
+// that lists the groups it includes.
+const (
+	clientsTable = "clients"
+	sharedTable  = "shared"
+	includeKey   = "include"
+)
 
 // Kind is the TOML type of a secret value, kept end to end.
 type Kind uint8
@@ -69,14 +80,23 @@ type Value struct {
 
 // DefinitionClient is one name of the [clients] table and its secrets.
 type DefinitionClient struct {
-	Name   string
-	Keys   []string         // public keys as written, in order; coffer parses them
-	Values map[string]Value // secret name (nested keys joined with '.') to value
+	Name    string
+	Keys    []string         // public keys as written, in order; coffer parses them
+	Values  map[string]Value // secret name (nested keys joined with '.') to value, shared ones included
+	Include []string         // the [shared] groups it includes, as written
+}
+
+// SharedGroup is one [shared.NAME] table. Its values are copied into each
+// client that includes it; the group keeps only their names.
+type SharedGroup struct {
+	Name  string
+	Names []string // sorted
 }
 
 // Definition is a parsed secrets definition.
 type Definition struct {
 	Clients []DefinitionClient // sorted by Name
+	Shared  []SharedGroup      // sorted by Name
 }
 
 // Clear zeroes the text of every value. Go cannot promise erasure, but the
@@ -161,13 +181,19 @@ func (p *parser) definition(doc map[string]any) (*Definition, error) {
 	if err != nil {
 		return nil, err
 	}
-	def := &Definition{Clients: clients}
+	groups, err := p.shared(doc)
+	defer clearGroups(groups)
+	if err != nil {
+		return nil, err
+	}
+	def := &Definition{Clients: clients, Shared: sharedGroups(groups)}
 	byName := make(map[string]int, len(clients))
 	for i, c := range clients {
 		byName[c.Name] = i
 	}
+	copies := 0
 	for _, name := range sortedKeys(doc) {
-		if name == clientsTable {
+		if name == clientsTable || name == sharedTable {
 			continue
 		}
 		i, ok := byName[name]
@@ -178,8 +204,18 @@ func (p *parser) definition(doc map[string]any) (*Definition, error) {
 		if !ok {
 			return def, p.fail([]string{name}, "want a table of secrets for client %q", name)
 		}
-		def.Clients[i].Values = make(map[string]Value, len(table))
-		if err := p.values(def.Clients[i].Values, []string{name}, "", table); err != nil {
+		c := &def.Clients[i]
+		include, err := p.includeList(name, table[includeKey], groups)
+		if err != nil {
+			return def, err
+		}
+		delete(table, includeKey)
+		c.Include = include
+		c.Values = make(map[string]Value, len(table))
+		if err := p.values(c.Values, []string{name}, "", table); err != nil {
+			return def, err
+		}
+		if err := p.include(c, groups, &copies); err != nil {
 			return def, err
 		}
 		delete(doc, name) // converted: the collector may have it while the rest converts
@@ -204,7 +240,7 @@ func (p *parser) clients(doc map[string]any) ([]DefinitionClient, error) {
 	nkeys := 0
 	for _, name := range sortedKeys(table) {
 		path := []string{clientsTable, name}
-		if name == clientsTable {
+		if name == clientsTable || name == sharedTable {
 			return nil, p.fail(path, "the client name %q is reserved", name)
 		}
 		if err := checkSegment(name, MaxClientNameBytes); err != "" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -353,6 +354,23 @@ func FuzzParseDefinition(f *testing.F) {
 				if len(n) == 0 || len(n) > config.MaxSecretNameBytes || v.Kind == config.KindInvalid || v.Kind > config.KindLocalTime {
 					t.Fatalf("client %q: bad value %q kind %d", c.Name, n, v.Kind)
 				}
+			}
+			// Every included group exists, and its names are all given.
+			for _, g := range c.Include {
+				i := slices.IndexFunc(def.Shared, func(s config.SharedGroup) bool { return s.Name == g })
+				if i < 0 {
+					t.Fatalf("client %q includes %q, which is not in Shared", c.Name, g)
+				}
+				for _, n := range def.Shared[i].Names {
+					if _, ok := c.Values[n]; !ok {
+						t.Fatalf("client %q includes %q but lacks %q", c.Name, g, n)
+					}
+				}
+			}
+		}
+		for i, g := range def.Shared {
+			if i > 0 && def.Shared[i-1].Name >= g.Name {
+				t.Fatalf("shared not sorted: %q before %q", def.Shared[i-1].Name, g.Name)
 			}
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -135,6 +136,7 @@ func (c *cli) pubkey(args []string) error {
 
 const sealUsage = `usage: coffer-companion seal --key AUTHOR.key --server SEALING [--previous OLD.sealed] [--armor] [-o OUT] FILE.toml
        coffer-companion seal --key AUTHOR.key --server SEALING --force --serial N [--armor] [-o OUT] FILE.toml
+       coffer-companion seal --key AUTHOR.key --server SEALING --new-chain [--armor] [-o OUT] FILE.toml
 
 Check a definition, sign it with the author key and encrypt it to the
 server (X25519 + ML-KEM-768), so that only the server can read it and the
@@ -146,6 +148,13 @@ replaces with --previous: the serial becomes the previous serial plus one
 and the previous file's hash goes inside, so the server refuses it if a
 different change landed first (compare-and-swap). If the previous file was
 sealed by another author key, give its serial plus one with --serial.
+
+When -o names an existing file and neither --previous, --force nor
+--new-chain is given, that file is the previous one: sealing again over
+prod.sealed goes on from its serial, in its form (armored stays armored).
+If it cannot be opened (another author's file without --serial, another
+server, not a sealed file) nothing is written. --new-chain starts again
+at serial 1 over it, on purpose.
 
 --force --serial N skips the compare-and-swap: the server accepts the file
 if N is above its current serial, whatever it is based on. Use it only to
@@ -161,12 +170,16 @@ options:
   --previous FILE   the sealed file this one replaces
   --serial N        the serial, with --force or for a --previous sealed by another key
   --force           seal without a previous hash (see above)
+  --new-chain       serial 1 even if -o exists (a new server, a new chain)
   --armor           write the text form (safe to commit) instead of binary
-  -o FILE           write here (mode 0600, atomically) instead of stdout
+  -o FILE           write here (atomically) instead of stdout
+  --mode MODE       the mode of the -o file, octal; default: the existing
+                    file's mode, or 0644 for a new one (a sealed file is
+                    safe to publish, and the server must read it)
 
 examples:
   coffer-companion seal --key author.key --server server.sealing -o prod.sealed secrets.toml
-  coffer-companion seal --previous prod.sealed -o prod.sealed secrets.toml
+  coffer-companion seal -o prod.sealed secrets.toml    # again: serial 2, chained
 `
 
 func (c *cli) seal(args []string) error {
@@ -176,21 +189,32 @@ func (c *cli) seal(args []string) error {
 	previous := fs.String("previous", "", "")
 	serial := fs.Uint64("serial", 0, "")
 	force := fs.Bool("force", false, "")
+	newChain := fs.Bool("new-chain", false, "")
 	armor := fs.Bool("armor", false, "")
+	var mode modeFlag
+	mode.register(fs)
 	out := fs.String("o", "", "")
 	path, err := parseOne(fs, args, "definition file")
 	if err != nil {
 		return err
 	}
 	switch {
+	case *newChain && (*force || *previous != "" || *serial != 0):
+		return usagef("--new-chain excludes --previous, --force and --serial")
 	case *force && *previous != "":
 		return usagef("--force and --previous exclude each other")
 	case *force && *serial == 0:
 		return usagef("--force needs --serial N, above the server's current serial")
-	case !*force && *previous == "" && *serial != 0:
-		return usagef("--serial needs --previous or --force")
 	case *serial >= coffer.MaxSerial:
 		return usagef("--serial %d is not below %d", *serial, uint64(coffer.MaxSerial))
+	}
+	implicit := !*force && !*newChain && *previous == "" && exists(*out)
+	if implicit {
+		*previous = *out // chain from the file -o replaces (docs/files.md, "Serials")
+		*armor = *armor || isArmored(*out)
+	}
+	if !*force && *previous == "" && *serial != 0 {
+		return usagef("--serial needs --previous or --force")
 	}
 	if err := checkStdout(*out, *armor); err != nil {
 		return err
@@ -209,17 +233,68 @@ func (c *cli) seal(args []string) error {
 		env.Serial = *serial
 		fmt.Fprintf(c.stderr, "%s: warning: --force: serial %d will replace whatever definition the server holds, without checking it is based on it; a change made meanwhile is lost\n", prog, *serial)
 	}
+	if *newChain && exists(*out) {
+		fmt.Fprintf(c.stderr, "%s: warning: --new-chain: %s is replaced by serial 1; a server that holds a higher serial refuses it\n", prog, *out)
+	}
 	if *previous != "" {
-		if env.Serial, env.Previous, err = c.previous(k, server, *previous, *serial); err != nil {
+		what := "--previous"
+		if implicit {
+			what = "-o"
+		}
+		if env.Serial, env.Previous, err = c.previous(k, server, what, *previous, *serial); err != nil {
+			if implicit {
+				return implicitChainError(*out, err)
+			}
 			return err
 		}
 	}
-	return c.sealOut(k, server, &env, *out, *armor)
+	if implicit {
+		fmt.Fprintf(c.stderr, "%s: -o %s exists: chaining from it (serial %d, its hash as the previous one)\n", prog, *out, env.Serial)
+	}
+	return c.sealOut(k, server, &env, *out, *armor, mode.forTarget(*out))
+}
+
+// exists reports whether path names something (a missing -o is "").
+func exists(path string) bool {
+	if path == "" {
+		return false
+	}
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// isArmored reports whether the file at path starts like the armored
+// form, so that resealing over it keeps its form.
+func isArmored(path string) bool {
+	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+		return false // never open a FIFO or device: it could block
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var head [10]byte
+	n, _ := io.ReadFull(f, head[:])
+	return string(head[:n]) == "-----BEGIN"
+}
+
+// implicitChainError explains why seal -o over an existing file refused:
+// the chain could not be followed, so the file is left as it was.
+func implicitChainError(out string, err error) error {
+	hint := "to start a new chain at serial 1 over it deliberately, add --new-chain"
+	if errors.Is(err, coffer.ErrNotOwnFile) {
+		return withHints(fmt.Errorf("cannot chain from the existing file: %w; %s was left as it was", err, out),
+			"it was sealed by another author key: add --serial N with its serial plus one", hint)
+	}
+	return withHints(fmt.Errorf("cannot chain from the existing file: %w; %s was left as it was", err, out),
+		"give another -o, or --previous with the file this one replaces", hint)
 }
 
 // previous reads the file a new seal replaces: its hash, and the serial
 // after it (from inside, or given when another author sealed it).
-func (c *cli) previous(k *coffer.AuthorKey, server *coffer.SealingKey, path string, serial uint64) (uint64, [32]byte, error) {
+// what names the flag that gave path, for errors.
+func (c *cli) previous(k *coffer.AuthorKey, server *coffer.SealingKey, what, path string, serial uint64) (uint64, [32]byte, error) {
 	bin, err := coffer.ReadSealedFile(path)
 	if err != nil {
 		return 0, [32]byte{}, err
@@ -231,14 +306,14 @@ func (c *cli) previous(k *coffer.AuthorKey, server *coffer.SealingKey, path stri
 			return serial, h, nil // sealed by another author: trust the given serial
 		}
 		if errors.Is(err, coffer.ErrNotOwnFile) {
-			return 0, h, withHints(fmt.Errorf("--previous %s: %w", path, err),
+			return 0, h, withHints(fmt.Errorf("%s %s: %w", what, path, err),
 				"it was sealed by another author key, so its serial cannot be read here; add --serial N with its serial plus one")
 		}
-		return 0, h, fmt.Errorf("--previous %s: %w", path, err)
+		return 0, h, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	clear(env.TOML)
 	if env.Server != server.X25519 {
-		return 0, h, withHints(fmt.Errorf("--previous %s was sealed for server %s, not for --server %s", path, env.Server, server.X25519),
+		return 0, h, withHints(fmt.Errorf("%s %s was sealed for server %s, not for --server %s", what, path, env.Server, server.X25519),
 			"give the sealing key of the server the previous file was sealed to")
 	}
 	if serial != 0 && serial <= env.Serial {
@@ -251,7 +326,8 @@ func (c *cli) previous(k *coffer.AuthorKey, server *coffer.SealingKey, path stri
 }
 
 // sealOut seals env and writes it to out, or stdout when out is empty.
-func (c *cli) sealOut(k *coffer.AuthorKey, server *coffer.SealingKey, env *coffer.Envelope, out string, armor bool) error {
+// mode is the new file's mode.
+func (c *cli) sealOut(k *coffer.AuthorKey, server *coffer.SealingKey, env *coffer.Envelope, out string, armor bool, mode os.FileMode) error {
 	bin, err := coffer.SealDefinition(k, server, env, rand.Reader)
 	if err != nil {
 		return err
@@ -264,7 +340,7 @@ func (c *cli) sealOut(k *coffer.AuthorKey, server *coffer.SealingKey, env *coffe
 		_, err := c.stdout.Write(data)
 		return err
 	}
-	if err := writeFileAtomic(out, data, 0o600); err != nil {
+	if err := writeFileAtomic(out, data, mode); err != nil {
 		return fmt.Errorf("writing %s: %w", out, err)
 	}
 	fmt.Fprintf(c.stderr, "%s: sealed serial %d to %s (hash %s)\n", prog, env.Serial, out, shortHash(coffer.SealedHash(bin)))
@@ -361,13 +437,38 @@ func (c *cli) check(args []string) error {
 		return err
 	}
 	defer def.Clear()
-	keys, values := 0, 0
+	keys, values, shared := 0, 0, 0
 	for _, cl := range def.Clients {
 		keys += len(cl.Keys)
 		values += len(cl.Values)
+		shared += sharedCount(def, cl)
 	}
-	fmt.Fprintf(c.stdout, "%s: ok: %d clients, %d public keys, %d values\n", path, len(def.Clients), keys, values)
+	if len(def.Shared) == 0 {
+		fmt.Fprintf(c.stdout, "%s: ok: %d clients, %d public keys, %d values\n", path, len(def.Clients), keys, values)
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "%s: ok: %d clients, %d public keys, %d values given to clients (%d of them from %s)\n",
+		path, len(def.Clients), keys, values, shared, plural(len(def.Shared), "[shared] group"))
 	return nil
+}
+
+// sharedCount is the number of cl's values that come from [shared] groups.
+func sharedCount(def *coffer.Definition, cl coffer.DefinitionClient) int {
+	n := 0
+	for _, g := range def.Shared {
+		if slices.Contains(cl.Include, g.Name) {
+			n += len(g.Names)
+		}
+	}
+	return n
+}
+
+// plural is "1 word" or "n words".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 const inspectUsage = `usage: coffer-companion inspect [--key AUTHOR.key [--server SEALING]] FILE.sealed
@@ -437,15 +538,41 @@ func (c *cli) printEnvelope(env *coffer.Envelope) {
 	fmt.Fprintf(c.stdout, "created:  %s (informational)\n", env.Created.UTC().Format(time.RFC3339))
 }
 
+// printClients prints each client's value names, counting the values it
+// gets (shared ones included, as its shard holds them), then the [shared]
+// groups and who includes them.
 func (c *cli) printClients(def *coffer.Definition) {
 	fmt.Fprintf(c.stdout, "clients:  %d\n", len(def.Clients))
+	users := make(map[string][]string)
 	for _, cl := range def.Clients {
 		names := make([]string, 0, len(cl.Values))
 		for n := range cl.Values {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		fmt.Fprintf(c.stdout, "  %s (%d keys): %s\n", cl.Name, len(cl.Keys), strings.Join(names, ", "))
+		count := plural(len(cl.Values), "value")
+		if n := sharedCount(def, cl); n > 0 {
+			count += fmt.Sprintf(", %d of them shared", n)
+		}
+		line := fmt.Sprintf("  %s (%s, %s): %s", cl.Name, plural(len(cl.Keys), "public key"), count, strings.Join(names, ", "))
+		if len(cl.Include) > 0 {
+			line += "; include: " + strings.Join(cl.Include, ", ")
+		}
+		fmt.Fprintln(c.stdout, line)
+		for _, g := range cl.Include {
+			users[g] = append(users[g], cl.Name)
+		}
+	}
+	if len(def.Shared) == 0 {
+		return
+	}
+	fmt.Fprintf(c.stdout, "shared:   %s\n", plural(len(def.Shared), "group"))
+	for _, g := range def.Shared {
+		by := "included by no client"
+		if len(users[g.Name]) > 0 {
+			by = "included by " + strings.Join(users[g.Name], ", ")
+		}
+		fmt.Fprintf(c.stdout, "  %s (%s): %s; %s\n", g.Name, plural(len(g.Names), "value"), strings.Join(g.Names, ", "), by)
 	}
 }
 

@@ -16,15 +16,22 @@ import (
 	"github.com/coffer-project/coffer/config"
 )
 
-const editUsage = `usage: coffer-companion edit --key AUTHOR.key --server SEALING [--armor] FILE.sealed
+const editUsage = `usage: coffer-companion edit --key AUTHOR.key --server SEALING [--armor] [--mode MODE] FILE.sealed
 
 Open a sealed definition (one this author key sealed) into a private temporary file (mode 0600 in a
 new 0700 directory), run $EDITOR on it (vi if unset), check the result and
 seal it again over FILE with the next serial and FILE's hash as the
 previous one. FILE is replaced atomically, and only if it did not change
-while you edited. The plaintext file is removed in every case: success, no
-change, invalid TOML (your edit is discarded), editor failure, or SIGTERM
-or SIGHUP. SIGINT (Ctrl-C) is left to the editor while it runs and
+while you edited.
+
+If the result does not check (TOML syntax, names, keys, limits), the
+editor opens again on your text with the error in a comment block at the
+top (line, column and key, never a value); fix it and save to seal. Quit
+without saving (the file exactly as shown) to give up: the edit is then
+discarded and FILE left as it was (exit 1).
+
+The plaintext file is removed in every case: success, no change, giving
+up, editor failure, or SIGTERM or SIGHUP. SIGINT (Ctrl-C) is left to the editor while it runs and
 aborts the edit otherwise.
 
 The temporary directory is made in $TMPDIR if set; else in
@@ -41,6 +48,7 @@ options:
   --key FILE        the author's secret key file (default $COFFER_KEY)
   --server SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
   --armor           write the text form
+  --mode MODE       the file's new mode, octal (default: FILE's mode)
 
 example:
   EDITOR=nano coffer-companion edit prod.sealed
@@ -51,6 +59,8 @@ func (c *cli) edit(args []string) error {
 	var kf keyFlags
 	kf.register(fs)
 	armor := fs.Bool("armor", false, "")
+	var mode modeFlag
+	mode.register(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -58,55 +68,123 @@ func (c *cli) edit(args []string) error {
 	if len(pos) != 1 {
 		return usagef("edit takes one sealed file")
 	}
-	path := pos[0]
 	k, server, err := kf.load()
 	if err != nil {
 		return err
 	}
-	raw, err := readSmallFile(path, 2*coffer.MaxSealedBytes)
+	f, err := openInPlace(k, server, pos[0])
 	if err != nil {
 		return err
 	}
-	bin, err := coffer.SealedBinary(raw)
-	if err != nil {
+	defer clear(f.env.TOML)
+	next := f.next()
+	out, err := c.editUntilValid(k, server, f.path, f.env.TOML, &next)
+	if err != nil || out == nil {
 		return err
 	}
-	env, err := coffer.OpenEnvelope(k, bin)
-	if err != nil {
+	if err := c.writeInPlace(f, out, *armor, &mode); err != nil {
 		return err
 	}
-	defer clear(env.TOML)
-	if env.Server != server.X25519 {
-		return fmt.Errorf("%w: %s was sealed for server %s, not for --server %s", coffer.ErrWrongServer, path, env.Server, server.X25519)
-	}
-	edited, err := runEditor(env.TOML)
-	if err != nil {
-		return err
-	}
-	defer clear(edited)
-	if bytes.Equal(edited, env.TOML) {
-		fmt.Fprintf(c.stderr, "%s: no changes; %s left as it was\n", prog, path)
-		return nil
-	}
-	next := coffer.Envelope{Serial: env.Serial + 1, Previous: coffer.SealedHash(bin), TOML: edited, Created: time.Now()}
-	out, err := coffer.SealDefinition(k, server, &next, rand.Reader)
-	if err != nil {
-		return withHints(err, "your edit was discarded and nothing was written; fix the definition and edit again")
-	}
-	if *armor || !bytes.Equal(raw, bin) {
-		out = coffer.Armor(out)
-	}
-	// Compare-and-swap on the file: refuse if it changed under us.
-	now, err := os.ReadFile(path)
-	if err != nil || !bytes.Equal(now, raw) {
-		return withHints(fmt.Errorf("%s changed while you were editing; nothing was written", path),
-			"edit again on top of the new file")
-	}
-	if err := writeFileAtomic(path, out, 0o600); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	fmt.Fprintf(c.stderr, "%s: sealed serial %d to %s\n", prog, next.Serial, path)
+	fmt.Fprintf(c.stderr, "%s: sealed serial %d to %s\n", prog, next.Serial, f.path)
 	return nil
+}
+
+// maxEditRounds bounds how often an edit that does not check reopens the
+// editor: a scripted $EDITOR that always writes the same mistake with a
+// change would otherwise loop forever.
+const maxEditRounds = 100
+
+// editHeaderPrefix starts each line of the error block shown above a
+// definition that did not check; such lines at the top are removed before
+// the definition is checked again and sealed.
+const editHeaderPrefix = "# coffer-companion:"
+
+// editUntilValid runs the editor on text until the result checks and
+// seals (returned), the first save is unchanged (nil, nil: nothing to do),
+// or the user gives up: a save left exactly as shown after an error. Each
+// round that does not check reopens the editor on the same text with the
+// error in a comment block at the top (docs/definition.md, "Editing a
+// sealed file"). next gets the edited TOML, which the caller clears.
+func (c *cli) editUntilValid(k *coffer.AuthorKey, server *coffer.SealingKey, path string, text []byte, next *coffer.Envelope) ([]byte, error) {
+	shown, owned := text, false // owned: shown is ours to clear
+	defer func() {
+		if owned {
+			clear(shown)
+		}
+	}()
+	for round := 1; ; round++ {
+		edited, err := runEditor(shown)
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Equal(edited, shown) {
+			clear(edited)
+			if round == 1 {
+				fmt.Fprintf(c.stderr, "%s: no changes; %s left as it was\n", prog, path)
+				return nil, nil
+			}
+			return nil, fmt.Errorf("the definition did not check and was saved unchanged: your edit was discarded and %s left as it was", path)
+		}
+		out, err := checkAndSeal(k, server, edited, next)
+		if err == nil || round == maxEditRounds {
+			clear(edited)
+			if err != nil {
+				err = withHints(err, fmt.Sprintf("the definition did not check %d times: your edit was discarded and nothing was written", round))
+			}
+			return out, err
+		}
+		fmt.Fprintf(c.stderr, "%s: %s; reopening the editor\n", prog, oneLine(err.Error()))
+		if owned {
+			clear(shown)
+		}
+		shown, owned = withErrorHeader(err, edited), true
+		clear(edited)
+	}
+}
+
+// checkAndSeal checks edited as the next round would show it, under an
+// error block of the same number of lines, so that an error's line is the
+// line the user sees; then it seals it without the block.
+func checkAndSeal(k *coffer.AuthorKey, server *coffer.SealingKey, edited []byte, next *coffer.Envelope) ([]byte, error) {
+	view := withErrorHeader(errors.New("placeholder"), edited)
+	defer clear(view)
+	if len(view) > config.MaxDefinitionBytes {
+		view = edited // near the size limit: lines may be off, but the limit is the file's own
+	}
+	def, err := coffer.ParseDefinition(view)
+	if err != nil {
+		return nil, err
+	}
+	def.Clear()
+	next.TOML = withoutErrorHeader(edited)
+	return coffer.SealDefinition(k, server, next, rand.Reader)
+}
+
+// withErrorHeader returns body (without any old error block) under a new
+// one naming err, which by the definition errors' rule names a line, a
+// column and a key, never a value.
+func withErrorHeader(err error, body []byte) []byte {
+	body = withoutErrorHeader(body)
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s this definition does not check, and nothing was sealed:\n", editHeaderPrefix)
+	fmt.Fprintf(&b, "%s   %s\n", editHeaderPrefix, oneLine(err.Error()))
+	fmt.Fprintf(&b, "%s fix it and save to seal; quit without saving to discard the edit.\n", editHeaderPrefix)
+	fmt.Fprintf(&b, "%s (lines starting with %q are removed before sealing)\n", editHeaderPrefix, editHeaderPrefix)
+	out := make([]byte, 0, b.Len()+len(body))
+	return append(append(out, b.Bytes()...), body...)
+}
+
+// withoutErrorHeader returns text after its leading error block lines; it
+// shares text's bytes.
+func withoutErrorHeader(text []byte) []byte {
+	for bytes.HasPrefix(text, []byte(editHeaderPrefix)) {
+		i := bytes.IndexByte(text, '\n')
+		if i < 0 {
+			return text[len(text):]
+		}
+		text = text[i+1:]
+	}
+	return text
 }
 
 // editorStopTimeout bounds how long an aborted edit waits for the editor

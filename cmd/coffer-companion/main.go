@@ -36,9 +36,15 @@ commands:
   seal [options] FILE.toml    seal a definition to the server
   open [options] FILE.sealed  print the definition inside a sealed file
   edit [options] FILE.sealed  edit a sealed definition in $EDITOR and re-seal it
+  set [options] FILE.sealed NAME
+                              set one value, read from stdin, and re-seal
+  unset [options] FILE.sealed NAME
+                              remove one value and re-seal
   check FILE.toml             validate a definition without sealing it
   inspect [options] FILE.sealed
                               print a sealed file's metadata (no secrets)
+  diff [options] OLD.sealed NEW.sealed
+                              list clients, keys and names changed (no secrets)
 
 Run 'coffer-companion COMMAND -h' for a command's options.
 
@@ -46,7 +52,8 @@ environment:
   COFFER_KEY         default for --key (the author's secret key file)
   COFFER_SERVER_KEY  default for --server (the server's sealing key, or its file)
 
-exit status: 0 success, 1 failure, 2 usage error.
+exit status: 0 success, 1 failure, 2 usage error; diff: 0 same, 1 different,
+2 trouble.
 `
 
 func main() {
@@ -72,6 +79,9 @@ var commands = map[string]command{
 	"edit":    {editUsage, (*cli).edit},
 	"check":   {checkUsage, (*cli).check},
 	"inspect": {inspectUsage, (*cli).inspect},
+	"set":     {setUsage, (*cli).set},
+	"unset":   {unsetUsage, (*cli).unset},
+	"diff":    {diffUsage, (*cli).diff},
 }
 
 // cli carries the output streams of one run.
@@ -107,10 +117,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: error: %s\n", prog, ue.msg)
 		fmt.Fprint(stderr, cmd.usage)
 		return 2
+	case errors.Is(err, errDiffer):
+		return 1
 	}
 	fmt.Fprintf(stderr, "%s: error: %s\n", prog, oneLine(err.Error()))
 	for _, h := range hints(err) {
 		fmt.Fprintf(stderr, "hint: %s\n", h)
+	}
+	if es := (*exitStatus)(nil); errors.As(err, &es) {
+		return es.code
 	}
 	return 1
 }

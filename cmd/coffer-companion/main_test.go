@@ -213,7 +213,7 @@ func TestKeygenAndPubkey(t *testing.T) {
 
 func TestUsage(t *testing.T) {
 	dir := t.TempDir()
-	for _, cmd := range []string{"keygen", "pubkey", "seal", "open", "edit", "check", "inspect"} {
+	for _, cmd := range []string{"keygen", "pubkey", "seal", "open", "edit", "check", "inspect", "set", "unset", "diff"} {
 		t.Run(cmd+" -h", func(t *testing.T) {
 			r := companion(t, dir, nil, cmd, "-h")
 			r.want(t, 0, "usage: coffer-companion "+cmd)
@@ -253,8 +253,8 @@ func TestSealOpenInspect(t *testing.T) {
 	s := newSetup(t)
 	companion(t, s.dir, s.env, "seal", "-o", "v1.sealed", "secrets.toml").want(t, 0, "serial 1")
 	fi, _ := os.Stat(filepath.Join(s.dir, "v1.sealed"))
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("sealed file mode %04o, want 0600", fi.Mode().Perm())
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("sealed file mode %04o, want 0644", fi.Mode().Perm())
 	}
 	if bytes.Contains(s.read(t, "v1.sealed"), []byte(canary)) {
 		t.Fatal("sealed file contains the plaintext")
@@ -280,7 +280,7 @@ func TestSealOpenInspect(t *testing.T) {
 	}
 	r = companion(t, s.dir, s.env, "inspect", "v1.sealed")
 	r.want(t, 0)
-	for _, w := range []string{"(signature verified)", "serial:   1", "previous: none (first definition)", "web (1 keys): at, password, port", "worker (1 keys)", s.serverPub} {
+	for _, w := range []string{"(signature verified)", "serial:   1", "previous: none (first definition)", "web (1 public key, 3 values): at, password, port", "worker (1 public key, 0 values)", s.serverPub} {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("inspect output lacks %q:\n%s", w, r.stdout)
 		}
@@ -426,6 +426,11 @@ func TestCheck(t *testing.T) {
 	companion(t, s.dir, nil, "check", "examples-do-not-exist.toml").want(t, 1)
 }
 
+// giveUp starts an editor script that, shown an error block, exits
+// without saving.
+const giveUp = `grep -q '^# coffer-companion:' "$1" && exit 0
+`
+
 // writeEditor writes a shell script to use as $EDITOR.
 func writeEditor(t *testing.T, s *setup, body string) string {
 	t.Helper()
@@ -476,7 +481,7 @@ echo 'added = "new"' >> "$1"`)
 		if !strings.Contains(r.stdout, "serial:   2") || !strings.Contains(r.stdout, fmt.Sprintf("previous: %x", h)) {
 			t.Errorf("inspect after edit:\n%s", r.stdout)
 		}
-		if fi, _ := os.Stat(filepath.Join(s.dir, "v.sealed")); fi.Mode().Perm() != 0o600 {
+		if fi, _ := os.Stat(filepath.Join(s.dir, "v.sealed")); fi.Mode().Perm() != 0o644 {
 			t.Errorf("mode %04o after edit", fi.Mode().Perm())
 		}
 	})
@@ -486,8 +491,9 @@ echo 'added = "new"' >> "$1"`)
 		code         int
 		want         string
 	}{
-		{"invalid toml", `echo 'broken = [' >> "$1"`, 1, "discarded"},
-		{"array value", `echo 'x = ["` + canary + `"]' >> "$1"`, 1, "arrays"},
+		// A mistake reopens the editor, which gives up by saving unchanged.
+		{"invalid toml", giveUp + `echo 'broken = [' >> "$1"`, 1, "discarded"},
+		{"array value", giveUp + `echo 'x = ["` + canary + `"]' >> "$1"`, 1, "arrays"},
 		{"editor fails", `exit 7`, 1, "editor"},
 		{"editor killed", `kill -KILL $$`, 1, "editor"},
 		{"no change", `true`, 0, "no changes"},
