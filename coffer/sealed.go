@@ -179,6 +179,10 @@ func malformed(format string, args ...any) error {
 // supplies the ephemeral X25519 key and the file key; the ML-KEM
 // encapsulation reads crypto/rand.
 func SealDefinition(author *AuthorKey, server *SealingKey, env *Envelope, rand io.Reader) ([]byte, error) {
+	if env.TOML == nil {
+		// The server would refuse the file ("no definition"): say so now.
+		return nil, malformed("no definition text to seal")
+	}
 	if err := env.fill(author.Public(), server.X25519); err != nil {
 		return nil, err
 	}

@@ -530,6 +530,12 @@ func TestOpenDefinitionRules(t *testing.T) {
 			}
 		})
 	}
+	t.Run("no definition text", func(t *testing.T) {
+		_, err := SealDefinition(fx.author, fx.sealing, &Envelope{Serial: 1}, bytes.NewReader(make([]byte, 64)))
+		if !errors.Is(err, ErrMalformedDefinition) || !strings.Contains(err.Error(), "no definition") {
+			t.Fatalf("got %v, want ErrMalformedDefinition naming the missing text", err)
+		}
+	})
 }
 
 // TestOpenEnvelopeMalformed signs and seals envelopes SealDefinition
