@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/coffer-project/coffer/cmd/internal/flagerr"
 	"github.com/coffer-project/coffer/cmd/internal/harden"
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/config"
@@ -91,7 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "%s: error: unknown command %q\n", prog, args[0])
-		fmt.Fprint(stderr, mainUsage)
+		fmt.Fprintln(stderr, flagerr.Pointer(prog, ""))
 		return 2
 	}
 	c := &cli{stdout: stdout, stderr: stderr}
@@ -105,7 +106,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "%s: error: %s\n", prog, ue.msg)
-		fmt.Fprint(stderr, cmd.usage)
+		for _, h := range ue.hints {
+			fmt.Fprintf(stderr, "hint: %s\n", h)
+		}
+		fmt.Fprintln(stderr, flagerr.Pointer(prog, args[0]))
 		return 2
 	}
 	fmt.Fprintf(stderr, "%s: error: %s\n", prog, oneLine(err.Error()))
@@ -115,8 +119,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// usageError is a command line mistake: exit 2, after the usage text.
-type usageError struct{ msg string }
+// usageError is a command line mistake: exit 2, with its hints and a
+// pointer to the command's -h.
+type usageError struct {
+	msg   string
+	hints []string
+}
 
 func (e *usageError) Error() string { return e.msg }
 
@@ -176,7 +184,8 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usagef("%v", err)
+			msg, hints := flagerr.Explain(fs, err)
+			return nil, &usageError{msg: msg, hints: hints}
 		}
 		args = fs.Args()
 		if len(args) == 0 {

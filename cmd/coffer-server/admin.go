@@ -37,9 +37,7 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *out == "" {
-		fmt.Fprintln(stderr, "coffer-server: error: -o FILE is required")
-		fmt.Fprint(stderr, keygenUsage)
-		return errUsage
+		return &usageError{cmd: "keygen", err: errors.New("-o FILE is required")}
 	}
 	k, err := coffer.GenerateKey(rand.Reader)
 	if err != nil {
@@ -363,9 +361,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		if err == nil {
 			err = errors.New("--limit must not be negative")
 		}
-		fmt.Fprintf(stderr, "coffer-server: error: %v\n", err)
-		fmt.Fprint(stderr, auditUsage)
-		return errUsage
+		return &usageError{cmd: "audit", err: err}
 	}
 	cfg, err := build(os.Getenv)
 	if err != nil {

@@ -74,7 +74,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		defer stop()
 	}
 	if err := serve(cfg, log, os.Getenv, sigs); err != nil {
-		log.Error("coffer-server stopped on an error", "err", err)
+		var ue *usageError
+		if !errors.As(err, &ue) { // a usage error is printed once, below
+			log.Error("coffer-server stopped on an error", "err", err)
+		}
 		return err
 	}
 	return nil
@@ -266,7 +269,7 @@ func (s *signals) stopping(log *slog.Logger) bool {
 func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sigs *signals) error {
 	trusted, err := parseTrusted(cfg.Trusted)
 	if err != nil {
-		return err
+		return asUsage("serve", err)
 	}
 	key, err := loadKey(cfg.KeyFile)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-project/coffer/cmd/internal/flagerr"
 	"github.com/coffer-project/coffer/config"
 )
 
@@ -101,7 +102,7 @@ func durationSetting(name, env, usage string, field func(*config.Server) *time.D
 	return setting{name, env, usage, func(c *config.Server, v string) error {
 		d, err := config.ParseServerDuration(name, strings.TrimSpace(v))
 		if err != nil {
-			return err
+			return withHint(err, flagerr.DurationHints("--"+name, v)...)
 		}
 		*field(c) = d
 		return nil
@@ -118,11 +119,7 @@ func splitList(v string) []string {
 // returns a function that builds the configuration once fs has parsed.
 func configFlags(fs *flag.FlagSet) func(getenv func(string) string) (*config.Server, error) {
 	configPath := fs.String("config", "", "config file (default "+config.DefaultServerConfigPath+")")
-	type given struct {
-		s *setting
-		v string
-	}
-	var flags []given
+	var flags []flagValue
 	trustedByFlag := false
 	for i := range settings {
 		s := &settings[i]
@@ -131,37 +128,50 @@ func configFlags(fs *flag.FlagSet) func(getenv func(string) string) (*config.Ser
 				// --trusted repeats: the first one replaces the file's
 				// list, the rest add to it.
 				if trustedByFlag {
-					flags = append(flags, given{&setting{set: appendTrusted}, v})
+					flags = append(flags, flagValue{&setting{flag: "trusted", set: appendTrusted}, v})
 					return nil
 				}
 				trustedByFlag = true
 			}
-			flags = append(flags, given{s, v})
+			flags = append(flags, flagValue{s, v})
 			return nil
 		})
 	}
 	return func(getenv func(string) string) (*config.Server, error) {
-		c, err := loadConfigFile(*configPath, getenv)
-		if err != nil {
-			return nil, err
-		}
-		for i := range settings {
-			if v := getenv(settings[i].env); v != "" {
-				if err := settings[i].set(c, v); err != nil {
-					return nil, fmt.Errorf("%s: %w", settings[i].env, err)
-				}
-			}
-		}
-		for _, g := range flags {
-			if err := g.s.set(c, g.v); err != nil {
-				return nil, fmt.Errorf("--%s: %w", g.s.flag, err)
-			}
-		}
-		if err := c.Validate(); err != nil {
-			return nil, withHint(err, "see examples/server.toml and docs/server.md for every setting")
-		}
-		return c, nil
+		c, err := buildConfig(*configPath, flags, getenv)
+		return c, asUsage(fs.Name(), err)
 	}
+}
+
+// flagValue is one setting given by flag, in the order given.
+type flagValue struct {
+	s *setting
+	v string
+}
+
+// buildConfig layers the environment and the flags over the config file
+// and validates the result. Every error is a configuration error.
+func buildConfig(configPath string, flags []flagValue, getenv func(string) string) (*config.Server, error) {
+	c, err := loadConfigFile(configPath, getenv)
+	if err != nil {
+		return nil, err
+	}
+	for i := range settings {
+		if v := getenv(settings[i].env); v != "" {
+			if err := settings[i].set(c, v); err != nil {
+				return nil, fmt.Errorf("%s: %w", settings[i].env, err)
+			}
+		}
+	}
+	for _, g := range flags {
+		if err := g.s.set(c, g.v); err != nil {
+			return nil, fmt.Errorf("--%s: %w", g.s.flag, err)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, withHint(err, "see examples/server.toml and docs/server.md for every setting")
+	}
+	return c, nil
 }
 
 func appendTrusted(c *config.Server, v string) error {
