@@ -42,3 +42,16 @@ func TestFlagErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestVersion: the client prints its version, as the server and the
+// companion do.
+func TestVersion(t *testing.T) {
+	fx := newFixture(t)
+	for _, arg := range []string{"version", "-version", "--version"} {
+		r := fx.run(nil, arg)
+		r.want(t, exitOK)
+		if !strings.HasPrefix(string(r.stdout), "coffer-client ") || len(r.stderr) != 0 {
+			t.Errorf("%s: got stdout %q stderr %q", arg, r.stdout, r.stderr)
+		}
+	}
+}

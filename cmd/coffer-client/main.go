@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/coffer-project/coffer/cmd/internal/buildinfo"
 	"github.com/coffer-project/coffer/cmd/internal/flagerr"
 	"github.com/coffer-project/coffer/cmd/internal/harden"
 	"github.com/coffer-project/coffer/coffer"
@@ -60,6 +61,7 @@ Commands:
                          or write them to files with --out
   exec [flags] -- CMD    run CMD with the secrets in its environment
   check                  diagnose config, key file, servers; prints no secrets
+  version                print the version (also -version)
 
 Run coffer-client <command> -h for the options of each command.
 
@@ -101,6 +103,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		err = e.check(args[1:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stderr, mainUsage)
+		return exitOK
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, buildinfo.Version("coffer-client"))
 		return exitOK
 	default:
 		err = usageErr("unknown command %q", args[0])

@@ -40,7 +40,7 @@ func realFixture(t *testing.T, conf string) (*fixture, *e2e.Proc, string) {
 	if err := os.WriteFile(serverConf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := e2e.Launch(t, []string{bin, "serve", "--config", serverConf, "--key", serverKey, "--data", filepath.Join(dir, "data"),
+	p := e2e.Launch(t, []string{bin, "serve", "--config", serverConf, "--key", serverKey, "--data-dir", filepath.Join(dir, "data"),
 		"--definition", defPath, "--trusted", author.Public().String(), "--listen", "127.0.0.1:0"}, e2e.Options{Env: environ()})
 	t.Cleanup(func() {
 		p.Cmd.Process.Signal(syscall.SIGTERM)

@@ -39,3 +39,23 @@ func TestFlagErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestNames: --server-key is the server's public key, as in
+// coffer-client (where --server is an address); --server still works
+// with a one-line warning; version and -version print the version.
+func TestNames(t *testing.T) {
+	s := newSetup(t)
+	companion(t, s.dir, nil, "seal", "--key", "companion.key", "--server-key", s.server, "-o", "a.sealed", "secrets.toml").want(t, 0)
+	r := companion(t, s.dir, nil, "seal", "--key", "companion.key", "--server", s.server, "-o", "b.sealed", "secrets.toml")
+	r.want(t, 0)
+	if !strings.HasPrefix(r.stderr, "coffer-companion: warning: --server is deprecated; use --server-key\n") || strings.Count(r.stderr, "warning") != 1 {
+		t.Errorf("got stderr %q, want the one-line warning", r.stderr)
+	}
+	for _, arg := range []string{"version", "-version", "--version"} {
+		r := companion(t, s.dir, nil, arg)
+		r.want(t, 0)
+		if !strings.HasPrefix(r.stdout, "coffer-companion ") || r.stderr != "" {
+			t.Errorf("%s: got stdout %q stderr %q", arg, r.stdout, r.stderr)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/coffer-project/coffer/cmd/internal/buildinfo"
 	"github.com/coffer-project/coffer/cmd/internal/flagerr"
 	"github.com/coffer-project/coffer/cmd/internal/harden"
 	"github.com/coffer-project/coffer/coffer"
@@ -40,12 +41,14 @@ commands:
   check FILE.toml             validate a definition without sealing it
   inspect [options] FILE.sealed
                               print a sealed file's metadata (no secrets)
+  version                     print the version (also -version)
 
 Run 'coffer-companion COMMAND -h' for a command's options.
 
 environment:
   COFFER_KEY         default for --key (the companion's secret key file)
-  COFFER_SERVER_KEY  default for --server (the server's public key)
+  COFFER_SERVER_KEY  default for --server-key (the server's public key;
+                     --server still works, with a warning)
 
 exit status: 0 success, 1 failure, 2 usage error.
 `
@@ -87,6 +90,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, mainUsage)
+		return 0
+	}
+	if args[0] == "version" || buildinfo.IsFlag(args[0]) {
+		fmt.Fprintln(stdout, buildinfo.Version(prog))
 		return 0
 	}
 	cmd, ok := commands[args[0]]
@@ -159,7 +166,7 @@ func hints(err error) []string {
 	case errors.Is(err, coffer.ErrKeyFormat), errors.Is(err, coffer.ErrWeakKey):
 		return []string{"public keys look like cofferpk1...; print one with 'coffer-companion pubkey KEYFILE'"}
 	case errors.Is(err, coffer.ErrWrongServer):
-		return []string{"check --server: it must be the public key of the server the file was sealed to"}
+		return []string{"check --server-key: it must be the public key of the server the file was sealed to"}
 	}
 	return nil
 }
@@ -212,14 +219,22 @@ func parseOne(fs *flag.FlagSet, args []string, what string) (string, error) {
 	return pos[0], nil
 }
 
-// keyFlags are --key and --server with their environment defaults.
+// keyFlags are --key and --server-key with their environment defaults.
+// --server-key is the server's public key, as in coffer-client, where
+// --server is an address; the companion's --server, which shipped, still
+// works with a one-line warning.
 type keyFlags struct {
 	key, server string
 }
 
 func (kf *keyFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&kf.key, "key", os.Getenv(envKey), "")
-	fs.StringVar(&kf.server, "server", os.Getenv(envServerKey), "")
+	fs.StringVar(&kf.server, "server-key", os.Getenv(envServerKey), "")
+	fs.Func("server", "deprecated spelling of --server-key", func(v string) error {
+		fmt.Fprintf(os.Stderr, "%s: warning: --server is deprecated; use --server-key\n", prog)
+		kf.server = v
+		return nil
+	})
 }
 
 // given reports whether either was set, by flag or environment.
@@ -231,7 +246,7 @@ func (kf *keyFlags) load() (*coffer.PrivateKey, coffer.PublicKey, error) {
 		return nil, coffer.PublicKey{}, usagef("--key is required (or set %s)", envKey)
 	}
 	if kf.server == "" {
-		return nil, coffer.PublicKey{}, usagef("--server is required (or set %s)", envServerKey)
+		return nil, coffer.PublicKey{}, usagef("--server-key is required (or set %s)", envServerKey)
 	}
 	server, err := parseServerKey(kf.server)
 	if err != nil {
@@ -242,7 +257,7 @@ func (kf *keyFlags) load() (*coffer.PrivateKey, coffer.PublicKey, error) {
 		return nil, coffer.PublicKey{}, err
 	}
 	if k.Public() == server {
-		return nil, coffer.PublicKey{}, withHints(errors.New("--server is the companion's own public key"),
+		return nil, coffer.PublicKey{}, withHints(errors.New("--server-key is the companion's own public key"),
 			"give the server's public key: run 'coffer-companion pubkey' on the server's key file")
 	}
 	return k, server, nil
@@ -254,13 +269,13 @@ func parseServerKey(s string) (coffer.PublicKey, error) {
 	if len(s) >= 9 && strings.EqualFold(s[:9], "cofferpk1") {
 		k, err := coffer.ParsePublicKey(s)
 		if err != nil {
-			return k, fmt.Errorf("--server: %w", err)
+			return k, fmt.Errorf("--server-key: %w", err)
 		}
 		return k, nil
 	}
 	data, err := readSmallFile(s, 4<<10)
 	if err != nil {
-		return coffer.PublicKey{}, withHints(fmt.Errorf("--server: %w", err), "give the server's public key (cofferpk1...) or a file holding it")
+		return coffer.PublicKey{}, withHints(fmt.Errorf("--server-key: %w", err), "give the server's public key (cofferpk1...) or a file holding it")
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
@@ -269,11 +284,11 @@ func parseServerKey(s string) (coffer.PublicKey, error) {
 		}
 		k, err := coffer.ParsePublicKey(line)
 		if err != nil {
-			return k, fmt.Errorf("--server: %s: %w", s, err)
+			return k, fmt.Errorf("--server-key: %s: %w", s, err)
 		}
 		return k, nil
 	}
-	return coffer.PublicKey{}, fmt.Errorf("--server: %s holds no public key", s)
+	return coffer.PublicKey{}, fmt.Errorf("--server-key: %s holds no public key", s)
 }
 
 // readSmallFile reads a regular file of at most max bytes, checking the

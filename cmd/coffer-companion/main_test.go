@@ -189,8 +189,8 @@ func TestUsage(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, "unknown command"},
 		{"unknown flag", []string{"seal", "--bogus", "x"}, "bogus"},
 		{"keygen without -o", []string{"keygen"}, "-o FILE"},
-		{"seal without key", []string{"seal", "--server", "x", "s.toml"}, "--key is required"},
-		{"seal without server", []string{"seal", "--key", "k", "s.toml"}, "--server is required"},
+		{"seal without key", []string{"seal", "--server-key", "x", "s.toml"}, "--key is required"},
+		{"seal without server", []string{"seal", "--key", "k", "s.toml"}, "--server-key is required"},
 		{"force without serial", []string{"seal", "--force", "s.toml"}, "--force needs --serial"},
 		{"force with previous", []string{"seal", "--force", "--serial", "3", "--previous", "p", "s.toml"}, "exclude"},
 		{"serial alone", []string{"seal", "--serial", "3", "s.toml"}, "--serial needs"},
@@ -223,7 +223,7 @@ func TestSealOpenInspect(t *testing.T) {
 		t.Errorf("open printed %q, want the definition", r.stdout)
 	}
 	// Flags instead of the environment, and flags after the file.
-	r = companion(t, s.dir, nil, "open", "v1.sealed", "--key", "companion.key", "--server", s.server)
+	r = companion(t, s.dir, nil, "open", "v1.sealed", "--key", "companion.key", "--server-key", s.server)
 	r.want(t, 0)
 
 	r = companion(t, s.dir, nil, "inspect", "v1.sealed")

@@ -86,7 +86,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 		return err
 	case routeStore:
 		return withHint(fmt.Errorf("no coffer-server is running on %s", cfg.DataDir),
-			"start it, or pass the --data, --admin-socket or --config it runs with")
+			"start it, or pass the --data-dir, --admin-socket or --config it runs with")
 	}
 	var r reloadResult
 	err = adminCall(c, adminRequest{Cmd: adminReload}, *timeout, func(resp *adminResponse) (bool, error) {
@@ -136,7 +136,7 @@ func reloadOutcome(r reloadResult, quiet bool, stdout io.Writer) error {
 // holds an exclusive flock and has no read-only mode next to a writer).
 func adminStore(cfg *config.Server, role string, stderr io.Writer) (*shard.Store, *lockFile, error) {
 	if _, err := os.Stat(cfg.DataDir); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, withHint(fmt.Errorf("no store at %s", cfg.DataDir), "pass the --data or --config the server runs with")
+		return nil, nil, withHint(fmt.Errorf("no store at %s", cfg.DataDir), "pass the --data-dir or --config the server runs with")
 	}
 	key, err := loadKey(cfg.KeyFile)
 	if err != nil {

@@ -232,7 +232,7 @@ func TestCompanionSealed(t *testing.T) {
 	if err := os.WriteFile(src, f.defTOML("one", 0), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(companionBin, "seal", "--key", authorKey, "--server", f.Server.Public().String(), "-o", f.DefPath, src)
+	cmd := exec.Command(companionBin, "seal", "--key", authorKey, "--server-key", f.Server.Public().String(), "-o", f.DefPath, src)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("coffer-companion seal: %v\n%s", err, out)
 	}

@@ -27,7 +27,7 @@ func TestStartHints(t *testing.T) {
 		want    string
 		notWant string
 	}{
-		{"data dir is a file", []string{"--data", file, "--listen", "127.0.0.1:0"},
+		{"data dir is a file", []string{"--data-dir", file, "--listen", "127.0.0.1:0"},
 			"hint: the data directory must be a directory", "stop the other process"},
 		{"invalid port", []string{"--listen", "127.0.0.1:99999"},
 			"hint: listen takes host:port with a port from 1 to 65535", "another coffer-server"},

@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strings"
 
+	"github.com/coffer-project/coffer/cmd/internal/buildinfo"
 	"github.com/coffer-project/coffer/cmd/internal/flagerr"
 	// Imported under another name: package main has its own harden, the
 	// serve-only steps (harden_linux.go).
@@ -175,27 +175,10 @@ func isHelpFlag(s string) bool {
 	return s == "-h" || s == "--h" || s == "-help" || s == "--help"
 }
 
-func isVersionFlag(s string) bool { return s == "-version" || s == "--version" }
+func isVersionFlag(s string) bool { return buildinfo.IsFlag(s) }
 
 // version returns the module version and VCS revision from the build info.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "coffer-server (unknown version)"
-	}
-	v := "coffer-server " + bi.Main.Version
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			v += " " + s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				v += " (modified)"
-			}
-		}
-	}
-	return v + " " + bi.GoVersion
-}
+func version() string { return buildinfo.Version("coffer-server") }
 
 // parseFlags parses args with fs, printing help as usage text. It
 // returns flag.ErrHelp for -h, and a *usageError for a flag error or a

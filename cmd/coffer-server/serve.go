@@ -38,7 +38,7 @@ Profiling:
 
 Examples:
   coffer-server --config /etc/coffer/server.toml
-  coffer-server serve --key server.key --data ./data --definition secrets.sealed \
+  coffer-server serve --key server.key --data-dir ./data --definition secrets.sealed \
       --trusted cofferpk1... --listen 127.0.0.1:9187
 `
 
@@ -428,7 +428,7 @@ func lockHint(err error) error {
 	if errors.As(err, &inUse) {
 		return withHint(err, "stop the other process first, or use another data directory")
 	}
-	return withHint(err, "the data directory must be a directory the server's user can create and write: check data_dir (--data), its owner and its mode")
+	return withHint(err, "the data directory must be a directory the server's user can create and write: check data_dir (--data-dir), its owner and its mode")
 }
 
 // start brings the store up to date at startup: it rebuilds a store that
