@@ -295,7 +295,14 @@ func printInspect(w io.Writer, r *inspectReport) {
 	} else {
 		fmt.Fprintf(w, "serial:     %d\nhash:       %s\ngeneration: %d\n", r.Serial, r.Hash, r.Generation)
 	}
-	fmt.Fprintf(w, "clients:    %d\nvalues:     %d (%d bytes sealed)\n", clientKeys(r.Clients), r.Values, r.ShardBytes)
+	defValues := 0
+	for _, c := range r.Clients {
+		defValues += len(c.Values)
+	}
+	// Say what is counted: the store keeps a copy of a client's values
+	// per key, the definition (and coffer-companion) counts them once.
+	fmt.Fprintf(w, "clients:    %d names, %d keys\nvalues:     %d in the definition, %d stored (a copy per client key; %d bytes sealed)\n",
+		len(r.Clients), clientKeys(r.Clients), defValues, r.Values, r.ShardBytes)
 	fmt.Fprintf(w, "disk:       %d bytes (tables %d, value log %d)\n", r.DiskBytes, r.LSMBytes, r.VLogBytes)
 	fmt.Fprintf(w, "audit:      %d records (%d dropped since start)\n", r.Audit, r.Dropped)
 	for _, c := range r.Clients {

@@ -51,3 +51,23 @@ func TestLogCounts(t *testing.T) {
 		t.Errorf("a log line says clients= without saying what it counts:\n%s", p.Logs.All())
 	}
 }
+
+// TestInspectCounts: inspect says what it counts: client names and keys,
+// values as the definition counts them and as the store keeps them (a
+// copy per key).
+func TestInspectCounts(t *testing.T) {
+	f := newFixture(t)
+	k1, k2 := genKey(t).Public().String(), genKey(t).Public().String()
+	f.Next(t, []byte("[clients]\napp = [\""+k1+"\", \""+k2+"\"]\n[app]\na = \"x\"\nb = 2\n"))
+	p := f.start(t)
+	p.stop()
+	out, errOut, code := f.run(t, nil, "inspect", "--config", f.Conf, "--data-dir", f.DataDir, "--key", f.KeyFile)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, errOut)
+	}
+	for _, want := range []string{"clients:    1 names, 2 keys\n", "values:     2 in the definition, 4 stored (a copy per client key; "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect does not say %q:\n%s", want, out)
+		}
+	}
+}
