@@ -289,7 +289,7 @@ func TestSealErrors(t *testing.T) {
 	}{
 		{"invalid toml", s.env, []string{"seal", "-o", "x", s.write(t, "bad.toml", "[clients]\nweb = [\""+canary+"\"]\n")}, []string{"line 2", "hint:"}},
 		{"array value", s.env, []string{"seal", "-o", "x", s.write(t, "arr.toml", s.toml+"list = [\""+canary+"\"]\n")}, []string{"arrays", "line 8"}},
-		{"server key typo", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + s.server[:20] + "x" + s.server[21:]}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"--server"}},
+		{"server key typo", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + typo(s.server, 20)}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"--server"}},
 		{"own key as server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + strings.TrimSpace(companion(t, s.dir, nil, "pubkey", "companion.key").stdout)}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"own public key"}},
 		{"missing key file", []string{"COFFER_KEY=nope.key", "COFFER_SERVER_KEY=" + s.server}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"nope.key"}},
 		{"previous sealed by another key", []string{"COFFER_KEY=other.key", "COFFER_SERVER_KEY=" + s.server}, []string{"seal", "--previous", "v1.sealed", "-o", "x", "secrets.toml"}, []string{"another companion key", "--serial"}},
@@ -565,4 +565,14 @@ func TestEditTempParent(t *testing.T) {
 			tmpEmpty(t, s)
 		})
 	}
+}
+
+// typo changes the character at i of a key to another one, always: a
+// fixed replacement would leave the key alone when it already held it.
+func typo(key string, i int) string {
+	c := byte('x')
+	if key[i] == c {
+		c = 'y'
+	}
+	return key[:i] + string(c) + key[i+1:]
 }

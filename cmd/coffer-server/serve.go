@@ -22,8 +22,9 @@ import (
 
 const serveUsage = `Usage: coffer-server [serve] [options]
 
-Run the daemon: open the store, load the sealed definition if it is newer
-than the stored one, listen, and serve coffer/1 until SIGTERM or SIGINT.
+Run the daemon: bind the listen address, open the store, load the sealed
+definition if it is newer than the stored one, and serve coffer/1 until
+SIGTERM or SIGINT.
 'coffer-server reload' (through the admin socket, waiting for the outcome)
 or SIGHUP loads the sealed definition again; a definition URL is also
 polled every --definition-poll. The admin socket answers status, reload,
