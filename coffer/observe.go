@@ -32,6 +32,15 @@ func limited(bucket, reason string) *failure {
 	return f
 }
 
+// bucket returns the rate-limit bucket that refused the session, or ""
+// (also for a nil f).
+func (f *failure) bucket() string {
+	if f == nil {
+		return ""
+	}
+	return f.limit
+}
+
 // HandshakesInFlight returns the sessions between accept and an opened
 // Get (or their end), over all source addresses.
 func (s *Server) HandshakesInFlight() int {

@@ -243,7 +243,7 @@ func (s *Server) Swap(next *Snapshot) (prev *Snapshot) {
 		for _, k := range next.precompute(s.Key) {
 			s.log.Warn("skipping client with a weak key", "client", k.Fingerprint(), "name", next.Clients[k])
 		}
-		s.log.Info("definition installed", "serial", next.Version.Serial, "clients", len(next.table))
+		s.log.Info("definition installed", "serial", next.Version.Serial, "client_keys", len(next.table))
 	}
 	prev = s.snap.Swap(next)
 	if prev != nil {

@@ -507,7 +507,7 @@ func (ss *session) finish(err error) {
 		s.logf(slog.LevelDebug, "connection closed", "remote", ss.remote, "reason", reason)
 		return
 	}
-	s.logSession(ss, outcome, reason)
+	s.logSession(ss, outcome, reason, fl.bucket())
 	if s.Audit != nil && s.auditAdmits(ss.getOpened, ss.known) {
 		s.Audit(AuditEvent{Time: time.Now(), Client: ss.client, Name: ss.name, Remote: ss.c.RemoteAddr().String(),
 			Serial: ss.serial, Values: ss.values, Bytes: ss.shardBytes, Outcome: outcome})
@@ -547,16 +547,24 @@ func (s *Server) logf(level slog.Level, msg string, args ...any) {
 }
 
 // logSession logs one line per session. The failure reason appears only
-// when debug logging is on.
-func (s *Server) logSession(ss *session, outcome, reason string) {
+// when debug logging is on; a rate-limit refusal always names its bucket
+// (limit), as outcome=rate-limited, so it does not read as an outage.
+func (s *Server) logSession(ss *session, outcome, reason, limit string) {
 	ctx := context.Background()
 	if !s.log.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
+	logged := outcome
+	if limit != "" {
+		logged = "rate-limited"
+	}
 	attrs := []slog.Attr{
 		slog.String("client", ss.client.Fingerprint()),
 		slog.String("remote", ss.remote.String()),
-		slog.String("outcome", outcome),
+		slog.String("outcome", logged),
+	}
+	if limit != "" {
+		attrs = append(attrs, slog.String("limit", limit))
 	}
 	if ss.name != "" {
 		attrs = append(attrs, slog.String("name", ss.name))

@@ -38,12 +38,12 @@ sed -e "s/cofferpk1cyirwsqhinxphrc4gz4keh56bugjn44jn27fvqvy23j64ejsk4eoscpmtm/$w
 "$bin/coffer-companion" check "$work/secrets.toml"
 
 step "sign and seal it for the server, then inspect the envelope (no values shown)"
-"$bin/coffer-companion" seal --key "$work/author.key" --server "$work/server.sealing" \
+"$bin/coffer-companion" seal --key "$work/author.key" --server-key "$work/server.sealing" \
 	-o "$work/secrets.sealed" "$work/secrets.toml"
-"$bin/coffer-companion" inspect --key "$work/author.key" --server "$work/server.sealing" "$work/secrets.sealed"
+"$bin/coffer-companion" inspect --key "$work/author.key" --server-key "$work/server.sealing" "$work/secrets.sealed"
 
 step "start coffer-server on 127.0.0.1 (a free port) with a fresh data directory"
-"$bin/coffer-server" serve --key "$work/server.key" --data "$work/data" \
+"$bin/coffer-server" serve --key "$work/server.key" --data-dir "$work/data" \
 	--definition "$work/secrets.sealed" --trusted "$author_pub" \
 	--listen 127.0.0.1:0 2>"$work/server.log" &
 server_pid=$!

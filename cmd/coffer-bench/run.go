@@ -223,7 +223,7 @@ func (b *bench) serverArgs(addr string, f *figures) []string {
 	args := []string{"serve",
 		"--listen", addr,
 		"--key", b.fx.serverKey,
-		"--data", b.fx.data,
+		"--data-dir", b.fx.data,
 		"--definition", b.fx.sealed,
 		"--trusted", b.fx.companionPub.String(),
 	}

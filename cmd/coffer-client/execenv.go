@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/coffer-project/coffer/frame"
 )
 
 // startupVar reports what the environment variable name makes a program
@@ -43,20 +45,11 @@ func startupVar(name string) string {
 // name to variable) are start-up variables not named in allowed. The
 // error names the secrets and variables, never a value.
 func checkStartupEnv(envs map[string]string, allowed []string) error {
-	var bad []string
-	for _, n := range sortedKeys(envs) {
-		e := envs[n]
-		if what := startupVar(e); what != "" && !slices.Contains(allowed, e) {
-			bad = append(bad, fmt.Sprintf("secret %q would set %s (%s)", n, e, what))
-		}
+	plan := make(map[string]string, len(envs))
+	for n, v := range envs {
+		plan[v] = n
 	}
-	if len(bad) == 0 {
-		return nil
-	}
-	return &exitError{code: exitFailure,
-		err: fmt.Errorf("refusing to start CMD: %s", strings.Join(bad, "; ")),
-		hints: []string{"a secret must not choose the code CMD loads; if this one is meant to, allow it by name with --allow-env NAME",
-			"or set --prefix, so the secrets' variables get names of their own"}}
+	return checkStartupPlan(plan, allowed)
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -82,4 +75,79 @@ func (l *allowList) Set(s string) error {
 	}
 	*l = append(*l, s)
 	return nil
+}
+
+// envMap is the repeatable --env VAR=name flag: variable to secret name.
+// A variable is mapped once; a secret may feed several variables.
+type envMap map[string]string
+
+func (m envMap) String() string {
+	var parts []string
+	for _, v := range sortedKeys(m) {
+		parts = append(parts, v+"="+m[v])
+	}
+	return strings.Join(parts, ",")
+}
+
+func (m envMap) Set(s string) error {
+	v, name, ok := strings.Cut(s, "=")
+	switch {
+	case !ok:
+		return fmt.Errorf("want VAR=name, such as PGPASSWORD=db.password")
+	case !envNameRE.MatchString(v):
+		return fmt.Errorf("not an environment variable name: %q", v)
+	case frame.ValidName(name) != nil:
+		return fmt.Errorf("not a secret name: %q", name)
+	case m[v] != "":
+		return fmt.Errorf("%s is mapped twice", v)
+	}
+	m[v] = name
+	return nil
+}
+
+// execPlan returns the variables exec sets, each to the secret it holds:
+// each --env variable, and the environment name (with prefix) of each
+// NAME that no --env maps; every secret of s under its environment name
+// when neither is given. Two secrets for one variable are an error. It
+// is a pure function of its inputs.
+func execPlan(prefix string, names []string, mapped envMap, s frame.Shard) (map[string]string, error) {
+	if len(names) == 0 && len(mapped) == 0 {
+		names = sortedNames(s)
+	}
+	plan := make(map[string]string, len(names)+len(mapped))
+	for v, n := range mapped {
+		plan[v] = n
+	}
+	mappedName := map[string]bool{}
+	for _, n := range mapped {
+		mappedName[n] = true
+	}
+	for _, n := range names {
+		if mappedName[n] {
+			continue
+		}
+		v := envName(prefix, n)
+		if prev, ok := plan[v]; ok && prev != n {
+			return nil, fmt.Errorf("secrets %q and %q both map to the environment variable %s", prev, n, v)
+		}
+		plan[v] = n
+	}
+	return plan, nil
+}
+
+// checkStartupPlan is checkStartupEnv for a plan (variable to secret).
+func checkStartupPlan(plan map[string]string, allowed []string) error {
+	var bad []string
+	for _, v := range sortedKeys(plan) {
+		if what := startupVar(v); what != "" && !slices.Contains(allowed, v) {
+			bad = append(bad, fmt.Sprintf("secret %q would set %s (%s)", plan[v], v, what))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return &exitError{code: exitFailure,
+		err: fmt.Errorf("refusing to start CMD: %s", strings.Join(bad, "; ")),
+		hints: []string{"a secret must not choose the code CMD loads; if this one is meant to, allow it by name with --allow-env NAME",
+			"or set --prefix, or map the secret to another variable with --env VAR=name"}}
 }

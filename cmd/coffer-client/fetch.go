@@ -88,7 +88,7 @@ func (f *fetcher) fetch(ctx context.Context) (*fetchResult, error) {
 			case nextStale:
 				stale = fmt.Errorf("%s: %w", addr, err)
 			}
-			now = append(now, addr+": "+err.Error())
+			now = append(now, attemptText(addr, err))
 		}
 		if len(now) > 0 {
 			fails = now
@@ -237,6 +237,10 @@ func (f *fetcher) giveUp(stale error, code int, fails []string) error {
 		within = "(one attempt each; --wait retries)"
 	}
 	list := strings.Join(fails, "; ")
+	var hints []string
+	if strings.Contains(list, rateLimitedText) {
+		hints = []string{"the server limits how often one client or address may fetch (docs/server.md, \"Limits\"): retry in a few seconds, or give --wait 30s to retry with backoff"}
+	}
 	switch code {
 	case exitAuth:
 		return &exitError{code: exitAuth,
@@ -249,7 +253,25 @@ func (f *fetcher) giveUp(stale error, code int, fails []string) error {
 			hints: []string{"the servers may not speak coffer/1 as this client does, or something on the path alters the replies",
 				"the replies were not authenticated, so anyone on the path could also have forged them"}}
 	}
-	return &exitError{code: exitUnreachable, err: &noAnswer{fmt.Sprintf("no server answered %s: %s", within, list)}}
+	return &exitError{code: exitUnreachable, err: &noAnswer{fmt.Sprintf("no server answered %s: %s", within, list)}, hints: hints}
+}
+
+// rateLimitedText is how a refusal by a server's rate limit reads; the
+// wire code is Error{busy}, sent by nothing else (docs/protocol.md §6).
+const rateLimitedText = "rate limited"
+
+// attemptText describes one failed attempt for the retry line and the
+// final error. It quotes nothing the server sent: a RemoteError's text
+// is fixed per code.
+func attemptText(addr string, err error) string {
+	var re *coffer.RemoteError
+	if errors.As(err, &re) && re.Code == frame.CodeBusy {
+		if re.Sealed {
+			return addr + ": " + rateLimitedText + " (Error busy)"
+		}
+		return addr + ": " + rateLimitedText + " (Error busy, unauthenticated)"
+	}
+	return addr + ": " + err.Error()
 }
 
 // authError reports an authentication failure, which is never retried.

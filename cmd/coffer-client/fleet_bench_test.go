@@ -60,7 +60,7 @@ func BenchmarkWatchFleet(b *testing.B) {
 	f.Next(b, []byte(def.String()))
 	// As deployed (and as coffer-bench runs it): log level info, one line
 	// and one audit record per session.
-	srv := e2e.Launch(b, []string{bin, "serve", "--key", f.KeyFile, "--data", f.DataDir, "--definition", f.DefPath,
+	srv := e2e.Launch(b, []string{bin, "serve", "--key", f.KeyFile, "--data-dir", f.DataDir, "--definition", f.DefPath,
 		"--trusted", f.Author.Public().String(), "--config", f.Conf, "--listen", "127.0.0.1:0"}, e2e.Options{Env: environ()})
 	srv.WaitListening()
 	var ok, failed atomic.Int64

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/coffer-project/coffer/cmd/internal/buildinfo"
+	"github.com/coffer-project/coffer/cmd/internal/flagerr"
 	"github.com/coffer-project/coffer/cmd/internal/harden"
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/frame"
@@ -33,14 +35,20 @@ type exitError struct {
 	code  int
 	err   error
 	hints []string
+	usage bool // a usage error: a pointer to -h follows the hints
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func usageErr(format string, args ...any) error {
-	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...), hints: []string{"see coffer-client -h"}}
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...), usage: true}
 }
+
+// flagError is an error of FlagSet.Parse, explained when reported.
+type flagError struct{ err error }
+
+func (e *flagError) Error() string { return e.err.Error() }
 
 func configErr(err error) error { return &exitError{code: exitUsage, err: err} }
 
@@ -53,6 +61,7 @@ Commands:
                          or write them to files with --out
   exec [flags] -- CMD    run CMD with the secrets in its environment
   check                  diagnose config, key file, servers; prints no secrets
+  version                print the version (also -version)
 
 Run coffer-client <command> -h for the options of each command.
 
@@ -73,6 +82,9 @@ type env struct {
 	getenv func(string) string
 	stdout io.Writer
 	stderr io.Writer
+	flags  *flag.FlagSet // the command's, once made: names it in usage errors
+	// usageText is the command's usage, printed for -h.
+	usageText string
 }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -94,6 +106,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stderr, mainUsage)
 		return exitOK
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, buildinfo.Version("coffer-client"))
+		return exitOK
 	default:
 		err = usageErr("unknown command %q", args[0])
 	}
@@ -106,37 +121,54 @@ func (e *env) report(err error) int {
 		return exitOK
 	}
 	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(e.stderr, e.usageText)
 		return exitOK
 	}
 	var xe *exitError
 	if !errors.As(err, &xe) {
 		xe = &exitError{code: exitFailure, err: err}
 	}
-	if xe.err != nil {
-		fmt.Fprintf(e.stderr, "coffer-client: error: %v\n", xe.err)
+	if xe.err == nil {
+		return xe.code // exec --watch passing on its program's status: nothing to say
 	}
-	for _, h := range xe.hints {
+	msg, hints := xe.err.Error(), xe.hints
+	var fe *flagError
+	if errors.As(xe.err, &fe) && e.flags != nil {
+		msg, hints = flagerr.Explain(e.flags, fe.err)
+	}
+	fmt.Fprintf(e.stderr, "coffer-client: error: %s\n", msg)
+	for _, h := range hints {
 		fmt.Fprintf(e.stderr, "hint: %s\n", h)
+	}
+	if xe.usage {
+		cmd := ""
+		if e.flags != nil {
+			cmd = e.flags.Name()
+		}
+		fmt.Fprintln(e.stderr, flagerr.Pointer("coffer-client", cmd))
 	}
 	return xe.code
 }
 
-// newFlagSet makes a subcommand's flag set; a parse error prints usage
-// and ends with status 2.
+// newFlagSet makes a subcommand's flag set: -h prints usage (status 0);
+// a parse error is reported by report, once, with a pointer to -h
+// (status 2).
 func (e *env) newFlagSet(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() { fmt.Fprint(e.stderr, usage) }
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	e.flags = fs
+	e.usageText = usage
 	return fs
 }
 
-// parseErr turns a flag package error into a usage exit (the flag
-// package has printed the error and the usage already).
+// parseErr turns a flag package error into a usage exit; -h prints the
+// usage.
 func parseErr(err error) error {
 	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}
-	return &exitError{code: exitUsage}
+	return &exitError{code: exitUsage, err: &flagError{err}, usage: true}
 }
 
 // session is what every command needs after configuration: settings,

@@ -161,6 +161,9 @@ func resolve(fs *flag.FlagSet, c *commonFlags, getenv func(string) string) (*set
 		return nil, errors.New("no server address: give --server, COFFER_SERVER or servers in the config file")
 	}
 	for _, s := range servers {
+		if err := checkServerAddr(s); err != nil {
+			return nil, err
+		}
 		st.servers = append(st.servers, withPort(s))
 	}
 	keyText := pick(set["server-key"], c.serverKey, getenv("COFFER_SERVER_KEY"), file.ServerKey)
@@ -320,4 +323,31 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// checkServerAddr checks that a --server address is host[:port] with a
+// port from 1 to 65535, so a URL or a typo is a usage error, not a
+// lookup that fails at every retry. The error quotes addr: an address is
+// not a secret.
+func checkServerAddr(addr string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("server address %q: %s; want host:port, such as 127.0.0.1:9187 (the port defaults to %s)", addr, why, defaultPort)
+	}
+	if strings.Contains(addr, "://") {
+		return bad("a URL")
+	}
+	if i := strings.IndexAny(addr, "/?#@ \t"); i >= 0 {
+		return bad(fmt.Sprintf("%q is not part of an address", addr[i]))
+	}
+	host, port, err := net.SplitHostPort(withPort(addr))
+	if err != nil {
+		return bad("not host:port")
+	}
+	if host == "" {
+		return bad("no host")
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return bad("port " + strconv.Quote(port) + " is not from 1 to 65535")
+	}
+	return nil
 }

@@ -292,3 +292,42 @@ func TestDefaultStatePath(t *testing.T) {
 		})
 	}
 }
+
+// TestServerAddressUsage: an address that is not host[:port] is a usage
+// error (status 2) that names the expected form, not a lookup failure
+// (status 3) that a boot script would retry.
+func TestServerAddressUsage(t *testing.T) {
+	fx := newFixture(t)
+	for _, addr := range []string{"http://127.0.0.1:9187", "127.0.0.1:9187/", "127.0.0.1:99999", "127.0.0.1:x", "a b"} {
+		t.Run(addr, func(t *testing.T) {
+			r := fx.run(nil, append([]string{"get"}, fx.base("--server", addr)...)...)
+			r.want(t, exitUsage)
+			if !bytes.Contains(r.stderr, []byte("host:port")) {
+				t.Errorf("stderr does not name the form host:port:\n%s", r.stderr)
+			}
+			t.Logf("%s", r.stderr)
+		})
+	}
+	t.Run("env", func(t *testing.T) {
+		r := fx.run([]string{"COFFER_SERVER=https://a.example"}, append([]string{"get"}, fx.base()...)...)
+		r.want(t, exitUsage)
+	})
+}
+
+func TestCheckServerAddr(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"127.0.0.1:9187", true}, {"host", true}, {"[::1]:1", true}, {"::1", true}, {"a.example:65535", true},
+		{"http://a:1", false}, {"a:1/x", false}, {"a:0", false}, {"a:65536", false}, {"a:", false},
+		{":9187", false}, {"a b:1", false}, {"user@a:1", false}, {"a:1?x", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			if err := checkServerAddr(tt.in); (err == nil) != tt.ok {
+				t.Errorf("got %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}

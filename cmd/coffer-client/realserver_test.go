@@ -93,7 +93,7 @@ func TestRealServer(t *testing.T) {
 	if err := os.WriteFile(defPath, sealed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := startRealServer(t, bin, "serve", "--key", serverKey, "--data", filepath.Join(dir, "data"),
+	addr := startRealServer(t, bin, "serve", "--key", serverKey, "--data-dir", filepath.Join(dir, "data"),
 		"--definition", defPath, "--trusted", author.Public().String(), "--listen", "127.0.0.1:0")
 
 	var want map[string]any // the definition's [app] table, flattened

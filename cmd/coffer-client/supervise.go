@@ -115,7 +115,7 @@ func (e *env) execWatch(fs *flag.FlagSet, x *execFlags, s *session, sig syscall.
 	if err != nil {
 		return err
 	}
-	sh, err := e.fetchShard(s, nil)
+	sh, err := e.fetchShard(s, x.names)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func (e *env) execWatch(fs *flag.FlagSet, x *execFlags, s *session, sig syscall.
 		return err
 	}
 	sv := &supervisor{path: path, argv: argv, log: e.stderr, sig: sig, restart: x.restart, changes: make(chan change)}
-	w := newWatcher(e, s, nil, interval, sh)
+	w := newWatcher(e, s, x.names, interval, sh)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w.apply = func(sh *shard) error {
@@ -178,14 +178,14 @@ func (x *execFlags) childEnv(sh *shard) ([]string, error) {
 	if !x.pristine {
 		base = os.Environ()
 	}
-	envs, err := envNames(x.prefix, sh.values)
+	plan, err := execPlan(x.prefix, positional(x.names, x.env), x.env, sh.values)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkStartupEnv(envs, x.allowEnv); err != nil {
+	if err := checkStartupPlan(plan, x.allowEnv); err != nil {
 		return nil, err
 	}
-	return buildEnv(base, x.prefix, sh.values)
+	return buildEnv(base, plan, sh.values)
 }
 
 // change asks the supervisor to signal or restart the program.

@@ -90,7 +90,7 @@ With --sealing, FILE is a server's key file, and the output is the
 server's sealing key in its file form: two comment lines and one
 cofferseal1... line (the server's X25519 key and the ML-KEM-768 key
 derived from the same key file, with a checksum). Save it and give the
-file, or paste the cofferseal1 line, to 'seal --server'. Clients keep
+file, or paste the cofferseal1 line, to 'seal --server-key'. Clients keep
 pinning the short cofferpk1 key.
 
 examples:
@@ -128,15 +128,15 @@ func (c *cli) pubkey(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "# coffer server sealing key (X25519 + ML-KEM-768), public: give it to 'coffer-companion seal --server'\n")
+	fmt.Fprintf(c.stdout, "# coffer server sealing key (X25519 + ML-KEM-768), public: give it to 'coffer-companion seal --server-key'\n")
 	fmt.Fprintf(c.stdout, "# server key (what clients pin): %s\n", k.Public())
 	fmt.Fprintln(c.stdout, sk)
 	return nil
 }
 
-const sealUsage = `usage: coffer-companion seal --key AUTHOR.key --server SEALING [--previous OLD.sealed] [--armor] [-o OUT] FILE.toml
-       coffer-companion seal --key AUTHOR.key --server SEALING --force --serial N [--armor] [-o OUT] FILE.toml
-       coffer-companion seal --key AUTHOR.key --server SEALING --new-chain [--armor] [-o OUT] FILE.toml
+const sealUsage = `usage: coffer-companion seal --key AUTHOR.key --server-key SEALING [--previous OLD.sealed] [--armor] [-o OUT] FILE.toml
+       coffer-companion seal --key AUTHOR.key --server-key SEALING --force --serial N [--armor] [-o OUT] FILE.toml
+       coffer-companion seal --key AUTHOR.key --server-key SEALING --new-chain [--armor] [-o OUT] FILE.toml
 
 Check a definition, sign it with the author key and encrypt it to the
 server (X25519 + ML-KEM-768), so that only the server can read it and the
@@ -164,7 +164,7 @@ above its current one.
 
 options:
   --key FILE        the author's secret key file (default $COFFER_KEY)
-  --server SEALING  the server's sealing key (cofferseal1...), or the file
+  --server-key SEALING  the server's sealing key (cofferseal1...), or the file
                     'coffer-companion pubkey --sealing SERVER.key' writes
                     (default $COFFER_SERVER_KEY)
   --previous FILE   the sealed file this one replaces
@@ -178,7 +178,7 @@ options:
                     safe to publish, and the server must read it)
 
 examples:
-  coffer-companion seal --key author.key --server server.sealing -o prod.sealed secrets.toml
+  coffer-companion seal --key author.key --server-key server.sealing -o prod.sealed secrets.toml
   coffer-companion seal -o prod.sealed secrets.toml    # again: serial 2, chained
 `
 
@@ -313,7 +313,7 @@ func (c *cli) previous(k *coffer.AuthorKey, server *coffer.SealingKey, what, pat
 	}
 	clear(env.TOML)
 	if env.Server != server.X25519 {
-		return 0, h, withHints(fmt.Errorf("%s %s was sealed for server %s, not for --server %s", what, path, env.Server, server.X25519),
+		return 0, h, withHints(fmt.Errorf("%s %s was sealed for server %s, not for --server-key %s", what, path, env.Server, server.X25519),
 			"give the sealing key of the server the previous file was sealed to")
 	}
 	if serial != 0 && serial <= env.Serial {
@@ -358,17 +358,17 @@ func checkStdout(out string, armor bool) error {
 	return nil
 }
 
-const openUsage = `usage: coffer-companion open --key AUTHOR.key [--server SEALING] FILE.sealed
+const openUsage = `usage: coffer-companion open --key AUTHOR.key [--server-key SEALING] FILE.sealed
 
 Print the definition inside a sealed file on stdout. A sealed file keeps a
 copy of its key for the author that sealed it, so that author opens it
 with its own key; files sealed by another author key do not open. The
-author's signature is checked. With --server, the file must also be
+author's signature is checked. With --server-key, the file must also be
 sealed for that server.
 
 options:
   --key FILE        the author's secret key file (default $COFFER_KEY)
-  --server SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
+  --server-key SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
 
 example:
   coffer-companion open --key author.key prod.sealed > secrets.toml
@@ -408,7 +408,7 @@ func openOwn(kf *keyFlags, path string) (*coffer.Envelope, error) {
 	}
 	if server != nil && env.Server != server.X25519 {
 		clear(env.TOML)
-		return nil, fmt.Errorf("%w: %s was sealed for server %s, not for --server %s", coffer.ErrWrongServer, path, env.Server, server.X25519)
+		return nil, fmt.Errorf("%w: %s was sealed for server %s, not for --server-key %s", coffer.ErrWrongServer, path, env.Server, server.X25519)
 	}
 	return env, nil
 }
@@ -471,7 +471,7 @@ func plural(n int, word string) string {
 	return fmt.Sprintf("%d %ss", n, word)
 }
 
-const inspectUsage = `usage: coffer-companion inspect [--key AUTHOR.key [--server SEALING]] FILE.sealed
+const inspectUsage = `usage: coffer-companion inspect [--key AUTHOR.key [--server-key SEALING]] FILE.sealed
 
 Print a sealed file's metadata, never a value. Without --key only what is
 outside the encryption: the size, the hash and the author key the file
@@ -482,7 +482,7 @@ creation time, and the client and secret names.
 
 options:
   --key FILE        the author's secret key file (default $COFFER_KEY)
-  --server SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
+  --server-key SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
 `
 
 func (c *cli) inspect(args []string) error {

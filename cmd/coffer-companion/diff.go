@@ -13,7 +13,7 @@ import (
 	"github.com/coffer-project/coffer/frame"
 )
 
-const diffUsage = `usage: coffer-companion diff [--key AUTHOR.key] [--server SEALING] OLD.sealed NEW.sealed
+const diffUsage = `usage: coffer-companion diff [--key AUTHOR.key] [--server-key SEALING] OLD.sealed NEW.sealed
 
 Compare the definitions inside two sealed files (both sealed by this
 author key) so that a change can be reviewed before it is published. It
@@ -28,7 +28,7 @@ exit status (as diff(1)): 0 the definitions are the same, 1 they differ,
 
 options:
   --key FILE        the author's secret key file (default $COFFER_KEY)
-  --server SEALING  the server's sealing key, or its file; both files must
+  --server-key SEALING  the server's sealing key, or its file; both files must
                     be sealed for it (default $COFFER_SERVER_KEY)
 
 example:

@@ -16,7 +16,7 @@ import (
 	"github.com/coffer-project/coffer/config"
 )
 
-const editUsage = `usage: coffer-companion edit --key AUTHOR.key --server SEALING [--armor] [--mode MODE] FILE.sealed
+const editUsage = `usage: coffer-companion edit --key AUTHOR.key --server-key SEALING [--armor] [--mode MODE] FILE.sealed
 
 Open a sealed definition (one this author key sealed) into a private temporary file (mode 0600 in a
 new 0700 directory), run $EDITOR on it (vi if unset), check the result and
@@ -46,7 +46,7 @@ The output keeps FILE's form (binary or armored); --armor writes armor.
 
 options:
   --key FILE        the author's secret key file (default $COFFER_KEY)
-  --server SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
+  --server-key SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
   --armor           write the text form
   --mode MODE       the file's new mode, octal (default: FILE's mode)
 

@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/coffer-project/coffer/cmd/internal/buildinfo"
+	"github.com/coffer-project/coffer/cmd/internal/flagerr"
 	"github.com/coffer-project/coffer/cmd/internal/harden"
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/config"
@@ -45,12 +47,14 @@ commands:
                               print a sealed file's metadata (no secrets)
   diff [options] OLD.sealed NEW.sealed
                               list clients, keys and names changed (no secrets)
+  version                     print the version (also -version)
 
 Run 'coffer-companion COMMAND -h' for a command's options.
 
 environment:
   COFFER_KEY         default for --key (the author's secret key file)
-  COFFER_SERVER_KEY  default for --server (the server's sealing key, or its file)
+  COFFER_SERVER_KEY  default for --server-key (the server's sealing key, or its file;
+                     --server still works, with a warning)
 
 exit status: 0 success, 1 failure, 2 usage error; diff: 0 same, 1 different,
 2 trouble.
@@ -98,10 +102,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, mainUsage)
 		return 0
 	}
+	if args[0] == "version" || buildinfo.IsFlag(args[0]) {
+		fmt.Fprintln(stdout, buildinfo.Version(prog))
+		return 0
+	}
 	cmd, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "%s: error: unknown command %q\n", prog, args[0])
-		fmt.Fprint(stderr, mainUsage)
+		fmt.Fprintln(stderr, flagerr.Pointer(prog, ""))
 		return 2
 	}
 	c := &cli{stdout: stdout, stderr: stderr}
@@ -115,7 +123,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "%s: error: %s\n", prog, ue.msg)
-		fmt.Fprint(stderr, cmd.usage)
+		for _, h := range ue.hints {
+			fmt.Fprintf(stderr, "hint: %s\n", h)
+		}
+		fmt.Fprintln(stderr, flagerr.Pointer(prog, args[0]))
 		return 2
 	case errors.Is(err, errDiffer):
 		return 1
@@ -130,8 +141,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// usageError is a command line mistake: exit 2, after the usage text.
-type usageError struct{ msg string }
+// usageError is a command line mistake: exit 2, with its hints and a
+// pointer to the command's -h.
+type usageError struct {
+	msg   string
+	hints []string
+}
 
 func (e *usageError) Error() string { return e.msg }
 
@@ -166,7 +181,7 @@ func hints(err error) []string {
 	case errors.Is(err, coffer.ErrKeyFormat), errors.Is(err, coffer.ErrWeakKey):
 		return []string{"public keys look like cofferpk1...; print one with 'coffer-companion pubkey KEYFILE'"}
 	case errors.Is(err, coffer.ErrWrongServer):
-		return []string{"check --server: it must be the sealing key of the server the file was sealed to"}
+		return []string{"check --server-key: it must be the sealing key of the server the file was sealed to"}
 	case errors.Is(err, coffer.ErrOldFormat):
 		return []string{"the server's current serial is in its log and in 'coffer-server check'"}
 	}
@@ -193,7 +208,8 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usagef("%v", err)
+			msg, hints := flagerr.Explain(fs, err)
+			return nil, &usageError{msg: msg, hints: hints}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -220,7 +236,7 @@ func parseOne(fs *flag.FlagSet, args []string, what string) (string, error) {
 	return pos[0], nil
 }
 
-// keyFlags are --key (the author's key file) and --server (the server's
+// keyFlags are --key (the author's key file) and --server-key (the server's
 // sealing key) with their environment defaults.
 type keyFlags struct {
 	key, server string
@@ -228,7 +244,12 @@ type keyFlags struct {
 
 func (kf *keyFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&kf.key, "key", os.Getenv(envKey), "")
-	fs.StringVar(&kf.server, "server", os.Getenv(envServerKey), "")
+	fs.StringVar(&kf.server, "server-key", os.Getenv(envServerKey), "")
+	fs.Func("server", "deprecated spelling of --server-key", func(v string) error {
+		fmt.Fprintf(os.Stderr, "%s: warning: --server is deprecated; use --server-key\n", prog)
+		kf.server = v
+		return nil
+	})
 }
 
 // given reports whether either was set, by flag or environment.
@@ -238,7 +259,7 @@ func (kf *keyFlags) given() bool { return kf.key != "" || kf.server != "" }
 // required.
 func (kf *keyFlags) load() (*coffer.AuthorKey, *coffer.SealingKey, error) {
 	if kf.server == "" {
-		return nil, nil, usagef("--server is required (or set %s)", envServerKey)
+		return nil, nil, usagef("--server-key is required (or set %s)", envServerKey)
 	}
 	return kf.loadAuthor()
 }
@@ -282,7 +303,7 @@ func parseServerKey(s string) (*coffer.SealingKey, error) {
 	}
 	data, err := readSmallFile(s, 16<<10)
 	if err != nil {
-		return nil, withHints(fmt.Errorf("--server: %w", err), sealingHint)
+		return nil, withHints(fmt.Errorf("--server-key: %w", err), sealingHint)
 	}
 	defer clear(data)
 	for _, line := range strings.Split(string(data), "\n") {
@@ -296,7 +317,7 @@ func parseServerKey(s string) (*coffer.SealingKey, error) {
 		}
 		return k, nil
 	}
-	return nil, withHints(fmt.Errorf("--server: %s holds no sealing key", s), sealingHint)
+	return nil, withHints(fmt.Errorf("--server-key: %s holds no sealing key", s), sealingHint)
 }
 
 const sealingHint = "give the server's sealing key (cofferseal1...) or the file 'coffer-companion pubkey --sealing SERVER.key' writes"
@@ -304,7 +325,7 @@ const sealingHint = "give the server's sealing key (cofferseal1...) or the file 
 func parseSealingText(s string) (*coffer.SealingKey, error) {
 	k, err := coffer.ParseSealingKey(s)
 	if err != nil {
-		return nil, withHints(fmt.Errorf("--server: %w", err), sealingHint)
+		return nil, withHints(fmt.Errorf("--server-key: %w", err), sealingHint)
 	}
 	return k, nil
 }

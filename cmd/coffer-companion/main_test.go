@@ -231,8 +231,8 @@ func TestUsage(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, "unknown command"},
 		{"unknown flag", []string{"seal", "--bogus", "x"}, "bogus"},
 		{"keygen without -o", []string{"keygen"}, "-o FILE"},
-		{"seal without key", []string{"seal", "--server", "x", "s.toml"}, "--key is required"},
-		{"seal without server", []string{"seal", "--key", "k", "s.toml"}, "--server is required"},
+		{"seal without key", []string{"seal", "--server-key", "x", "s.toml"}, "--key is required"},
+		{"seal without server", []string{"seal", "--key", "k", "s.toml"}, "--server-key is required"},
 		{"force without serial", []string{"seal", "--force", "s.toml"}, "--force needs --serial"},
 		{"force with previous", []string{"seal", "--force", "--serial", "3", "--previous", "p", "s.toml"}, "exclude"},
 		{"serial alone", []string{"seal", "--serial", "3", "s.toml"}, "--serial needs"},
@@ -265,7 +265,7 @@ func TestSealOpenInspect(t *testing.T) {
 		t.Errorf("open printed %q, want the definition", r.stdout)
 	}
 	// Flags instead of the environment, and flags after the file.
-	r = companion(t, s.dir, nil, "open", "v1.sealed", "--key", "companion.key", "--server", s.server)
+	r = companion(t, s.dir, nil, "open", "v1.sealed", "--key", "companion.key", "--server-key", s.server)
 	r.want(t, 0)
 	// The file form of the sealing key, and open without --server.
 	r = companion(t, s.dir, nil, "open", "v1.sealed", "--key", "companion.key", "--server", "server.sealing")
@@ -349,7 +349,7 @@ func TestSealErrors(t *testing.T) {
 		{"server key typo", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + string(typo)}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"--server"}},
 		{"author key as server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + authorPub}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"this is an author's signing public key", "want a server's sealing key"}},
 		{"short server key as server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + s.serverPub}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"this is an X25519 public key", "pubkey --sealing"}},
-		{"server secret key as server", []string{"COFFER_KEY=companion.key"}, []string{"seal", "--server", serverSecret, "-o", "x", "secrets.toml"}, []string{"secret key was given", "not printed"}},
+		{"server secret key as server", []string{"COFFER_KEY=companion.key"}, []string{"seal", "--server-key", serverSecret, "-o", "x", "secrets.toml"}, []string{"secret key was given", "not printed"}},
 		{"author secret key as server", []string{"COFFER_KEY=companion.key", "COFFER_SERVER_KEY=" + authorSecret}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"secret key was given", "not printed"}},
 		{"X25519 key file as author key", []string{"COFFER_KEY=server.key", "COFFER_SERVER_KEY=" + s.server}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"this is an X25519 key file", "keygen --author"}},
 		{"missing key file", []string{"COFFER_KEY=nope.key", "COFFER_SERVER_KEY=" + s.server}, []string{"seal", "-o", "x", "secrets.toml"}, []string{"nope.key"}},
@@ -663,4 +663,14 @@ func TestEditTempParent(t *testing.T) {
 			tmpEmpty(t, s)
 		})
 	}
+}
+
+// typo changes the character at i of a key to another one, always: a
+// fixed replacement would leave the key alone when it already held it.
+func typo(key string, i int) string {
+	c := byte('x')
+	if key[i] == c {
+		c = 'y'
+	}
+	return key[:i] + string(c) + key[i+1:]
 }

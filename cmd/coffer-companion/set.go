@@ -31,7 +31,7 @@ options:
   --client CLIENT   the client whose value it is
   --shared GROUP    the [shared] group whose value it is
   --key FILE        the author's secret key file (default $COFFER_KEY)
-  --server SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
+  --server-key SEALING  the server's sealing key, or its file (default $COFFER_SERVER_KEY)
   --armor           write the text form
   --mode MODE       the file's new mode, octal (default: FILE's mode)
 

@@ -37,9 +37,7 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *out == "" {
-		fmt.Fprintln(stderr, "coffer-server: error: -o FILE is required")
-		fmt.Fprint(stderr, keygenUsage)
-		return errUsage
+		return &usageError{cmd: "keygen", err: errors.New("-o FILE is required")}
 	}
 	k, err := coffer.GenerateKey(rand.Reader)
 	if err != nil {
@@ -88,7 +86,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 		return err
 	case routeStore:
 		return withHint(fmt.Errorf("no coffer-server is running on %s", cfg.DataDir),
-			"start it, or pass the --data, --admin-socket or --config it runs with")
+			"start it, or pass the --data-dir, --admin-socket or --config it runs with")
 	}
 	var r reloadResult
 	err = adminCall(c, adminRequest{Cmd: adminReload}, *timeout, func(resp *adminResponse) (bool, error) {
@@ -138,7 +136,7 @@ func reloadOutcome(r reloadResult, quiet bool, stdout io.Writer) error {
 // holds an exclusive flock and has no read-only mode next to a writer).
 func adminStore(cfg *config.Server, role string, stderr io.Writer) (*shard.Store, *lockFile, error) {
 	if _, err := os.Stat(cfg.DataDir); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, withHint(fmt.Errorf("no store at %s", cfg.DataDir), "pass the --data or --config the server runs with")
+		return nil, nil, withHint(fmt.Errorf("no store at %s", cfg.DataDir), "pass the --data-dir or --config the server runs with")
 	}
 	key, err := loadKey(cfg.KeyFile)
 	if err != nil {
@@ -297,7 +295,14 @@ func printInspect(w io.Writer, r *inspectReport) {
 	} else {
 		fmt.Fprintf(w, "serial:     %d\nhash:       %s\ngeneration: %d\n", r.Serial, r.Hash, r.Generation)
 	}
-	fmt.Fprintf(w, "clients:    %d\nvalues:     %d (%d bytes sealed)\n", clientKeys(r.Clients), r.Values, r.ShardBytes)
+	defValues := 0
+	for _, c := range r.Clients {
+		defValues += len(c.Values)
+	}
+	// Say what is counted: the store keeps a copy of a client's values
+	// per key, the definition (and coffer-companion) counts them once.
+	fmt.Fprintf(w, "clients:    %d names, %d keys\nvalues:     %d in the definition, %d stored (a copy per client key; %d bytes sealed)\n",
+		len(r.Clients), clientKeys(r.Clients), defValues, r.Values, r.ShardBytes)
 	fmt.Fprintf(w, "disk:       %d bytes (tables %d, value log %d)\n", r.DiskBytes, r.LSMBytes, r.VLogBytes)
 	fmt.Fprintf(w, "audit:      %d records (%d dropped since start)\n", r.Audit, r.Dropped)
 	for _, c := range r.Clients {
@@ -363,9 +368,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		if err == nil {
 			err = errors.New("--limit must not be negative")
 		}
-		fmt.Fprintf(stderr, "coffer-server: error: %v\n", err)
-		fmt.Fprint(stderr, auditUsage)
-		return errUsage
+		return &usageError{cmd: "audit", err: err}
 	}
 	cfg, err := build(os.Getenv)
 	if err != nil {

@@ -250,7 +250,7 @@ func TestAdminPeerRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "status", "--config", conf, "--admin-socket", sock, "--data", f.DataDir)
+	cmd := exec.Command(bin, "status", "--config", conf, "--admin-socket", sock, "--data-dir", f.DataDir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "server: admin: permission denied") {
@@ -270,7 +270,7 @@ func TestAdminPeerRefused(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o660 || fi.Sys().(*syscall.Stat_t).Gid != 65534 {
 		t.Fatalf("admin socket with admin_group: %v, mode %v; want 0660 and group 65534", err, fi.Mode())
 	}
-	cmd = exec.Command(bin, "status", "--config", conf, "--admin-socket", sock, "--data", f.DataDir)
+	cmd = exec.Command(bin, "status", "--config", conf, "--admin-socket", sock, "--data-dir", f.DataDir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "server:      running") {
 		t.Errorf("status as a member of admin_group: %v\n%s", err, out)
@@ -297,7 +297,7 @@ func TestUnitReloadWaits(t *testing.T) {
 	if !strings.Contains(reload, "coffer-server reload ") || strings.Contains(reload, "kill") {
 		t.Errorf("ExecReload=%s, want coffer-server reload", reload)
 	}
-	for _, flag := range []string{"--data %S/coffer", "--config /etc/coffer/server.toml"} {
+	for _, flag := range []string{"--data-dir %S/coffer", "--config /etc/coffer/server.toml"} {
 		if !strings.Contains(start, flag) || !strings.Contains(reload, flag) {
 			t.Errorf("ExecStart=%s and ExecReload=%s must both pass %s", start, reload, flag)
 		}

@@ -116,7 +116,7 @@ func connectAdmin(cfg *config.Server) (*net.UnixConn, adminRoute, error) {
 	}
 	if errors.Is(err, errNoAdmin) {
 		err = withHint(fmt.Errorf("the server runs (pid %d) but %w", h.pid, err),
-			"pass the --admin-socket, --data or --config the server runs with",
+			"pass the --admin-socket, --data-dir or --config the server runs with",
 			"a server older than the admin socket reloads on SIGHUP: kill -HUP "+fmt.Sprint(h.pid))
 	}
 	return nil, routeRefused, err

@@ -28,19 +28,32 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"version flag", []string{"-version"}, 0, "", "coffer-server "},
 		{"version command", []string{"version"}, 0, "", "coffer-server "},
 		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`, ""},
-		{"unknown flag", []string{"serve", "--nope"}, 2, "flag provided but not defined: -nope", ""},
+		{"unknown flag", []string{"serve", "--nope"}, 2, "coffer-server: error: unknown option --nope\nrun 'coffer-server serve -h' for usage\n", ""},
 		{"stray argument", []string{"inspect", "extra"}, 2, `unexpected argument "extra"`, ""},
 		{"keygen without -o", []string{"keygen"}, 2, "-o FILE is required", ""},
 		{"bad since", []string{"audit", "--since", "yesterday"}, 2, "neither a duration", ""},
 		{"missing config", []string{"check", "--config", "/nonexistent/server.toml"}, 1, "", "FAIL  config"},
-		{"bad duration flag", []string{"serve", "--config", "/dev/null", "--hello-timeout", "soon"}, 1,
+		{"bad duration flag", []string{"serve", "--config", "/dev/null", "--hello-timeout", "soon"}, 2,
 			"coffer-server: error: --hello-timeout", ""},
+		{"duration without unit", []string{"serve", "--config", "/dev/null", "--hello-timeout", "10"}, 2,
+			"hint: a duration needs a unit: --hello-timeout 10s (or ms, m, h)\nrun 'coffer-server serve -h' for usage\n", ""},
+		{"duration flag of reload", []string{"reload", "--timeout", "10"}, 2,
+			"coffer-server: error: --timeout \"10\": not a duration\nhint: a duration needs a unit: --timeout 10s (or ms, m, h)\nrun 'coffer-server reload -h' for usage\n", ""},
+		{"bad trusted key", []string{"serve", "--config", "/dev/null", "--trusted", "cofferpk1nope", "--key", "/nonexistent"}, 2,
+			"coffer-server: error: config: server config: trusted key 1 is an X25519 key", ""},
+		{"stray argument of status", []string{"status", "x"}, 2, "coffer-server: error: unexpected argument \"x\"\nrun 'coffer-server status -h' for usage\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out, errOut, code := (*fixture)(nil).run(t, nil, tt.args...)
 			if code != tt.code {
 				t.Errorf("got exit %d, want %d; stderr:\n%s", code, tt.code, errOut)
+			}
+			if tt.code == 2 && strings.Contains(errOut, "Configuration (flag >") {
+				t.Errorf("a usage error printed the whole usage:\n%s", errOut)
+			}
+			if tt.code == 2 && strings.Count(errOut, "coffer-server: error:") > 1 {
+				t.Errorf("the error printed more than once:\n%s", errOut)
 			}
 			if !strings.Contains(errOut, tt.inStderr) {
 				t.Errorf("stderr %q does not contain %q", errOut, tt.inStderr)
@@ -223,7 +236,7 @@ func TestCompanionSealed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(companionBin, "seal", "--key", authorKey, "--server", sealing.String(), "-o", f.DefPath, src)
+	cmd := exec.Command(companionBin, "seal", "--key", authorKey, "--server-key", sealing.String(), "-o", f.DefPath, src)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("coffer-companion seal: %v\n%s", err, out)
 	}

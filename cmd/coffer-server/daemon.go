@@ -125,26 +125,16 @@ func (d *daemon) notify(state string) {
 	}
 }
 
-// startAdmin opens the admin socket and serves it until d.done.
-func (d *daemon) startAdmin(cfg *config.Server) (*adminServer, error) {
-	policy, err := newPeerPolicy(cfg.AdminGroup)
-	if err != nil {
-		return nil, err
+// startAdmin serves the admin socket bound by bindAdmin until d.done.
+func (d *daemon) startAdmin(b *bindings, group string) *adminServer {
+	if b.admin == nil {
+		return nil
 	}
-	path := cfg.AdminSocketPath()
-	if len(path) > config.MaxUnixPathBytes {
-		d.log.Warn("no admin socket: its path is too long for a Unix socket; set admin_socket (status, reload, audit and inspect cannot reach this server)",
-			"path", path)
-		return nil, nil
-	}
-	l, err := listenAdmin(path, policy)
-	if err != nil {
-		return nil, err
-	}
-	a := newAdminServer(l, path, policy, d.log, d.handleAdmin)
+	a := newAdminServer(b.admin, b.adminPath, b.policy, d.log, d.handleAdmin)
+	b.admin = nil // a owns it now
 	go a.serve(d.done)
-	d.log.Info("admin socket", "path", path, "group", cfg.AdminGroup)
-	return a, nil
+	d.log.Info("admin socket", "path", a.path, "group", group)
+	return a
 }
 
 // loadResult describes a load's outcome: err is loadFile's.

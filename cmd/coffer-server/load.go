@@ -120,7 +120,7 @@ func (l *loader) importLocked(file []byte, cur *coffer.Version, why string) erro
 		return errors.New("internal error: the sealed file's hash does not match its version")
 	}
 	l.log.Info("importing definition", "reason", why, "serial", ver.Serial,
-		"hash", hashPrefix(ver.Hash), "clients", len(def.Clients))
+		"hash", hashPrefix(ver.Hash), "client_names", len(def.Clients), "client_keys", countKeys(def))
 	enc, err := encodeValues(def)
 	if err != nil {
 		return err
@@ -224,7 +224,7 @@ func (l *loader) installLocked(prevGen uint64, pre *coffer.Snapshot) error {
 	sn.Shards = storeShards{st: l.st, gen: gen}
 	prev := l.srv.Swap(sn)
 	l.served = &sn.Version
-	l.log.Info("serving definition", "serial", v.Serial, "hash", hashPrefix(v.Hash), "clients", len(clients), "generation", gen)
+	l.log.Info("serving definition", "serial", v.Serial, "hash", hashPrefix(v.Hash), "client_keys", len(clients), "generation", gen)
 	if prevGen == 0 {
 		return nil
 	}
@@ -302,3 +302,14 @@ func loadMemory() (done func()) {
 
 // hashPrefix is the short form of a definition hash for logs.
 func hashPrefix(h [32]byte) string { return fmt.Sprintf("%x", h[:8]) }
+
+// countKeys counts the client keys of def; a client name may have several
+// (docs/definition.md). Logs say client_names or client_keys, never a
+// bare "clients".
+func countKeys(def *coffer.Definition) int {
+	n := 0
+	for _, c := range def.Clients {
+		n += len(c.Keys)
+	}
+	return n
+}

@@ -9,9 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strings"
 
+	"github.com/coffer-project/coffer/cmd/internal/buildinfo"
+	"github.com/coffer-project/coffer/cmd/internal/flagerr"
 	// Imported under another name: package main has its own harden, the
 	// serve-only steps (harden_linux.go).
 	hardenproc "github.com/coffer-project/coffer/cmd/internal/harden"
@@ -36,12 +37,9 @@ socket; status, inspect and audit read the store of a stopped one. Run
 from --config (default /etc/coffer/server.toml), COFFER_* variables and
 flags, in increasing order of precedence (docs/server.md).
 
-Exit status: 0 success, 1 failure, 2 usage error.
+Exit status: 0 success, 1 failure, 2 usage or configuration error (a flag,
+a COFFER_* variable, the config file, a trusted key).
 `
-
-// exitUsage is returned by a command whose arguments are wrong; the
-// usage has already been printed.
-var errUsage = errors.New("usage")
 
 // cliError is a failure with hint lines for the operator.
 type cliError struct {
@@ -58,6 +56,31 @@ func withHint(err error, hints ...string) error {
 		return nil
 	}
 	return &cliError{err: err, hints: hints}
+}
+
+// usageError is a usage or configuration error (a flag, a COFFER_*
+// variable, the config file, a trusted key): exit 2, printed as the
+// error, its hints and a pointer to cmd's -h.
+type usageError struct {
+	cmd   string
+	err   error
+	hints []string
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// asUsage makes err a usage error of cmd, keeping its hints.
+func asUsage(cmd string, err error) error {
+	if err == nil {
+		return nil
+	}
+	ue := &usageError{cmd: cmd, err: err}
+	var ce *cliError
+	if errors.As(err, &ce) {
+		ue.hints = ce.hints
+	}
+	return ue
 }
 
 // exitStatus is returned by a command that wants a particular exit code
@@ -114,7 +137,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	default:
 		fmt.Fprintf(stderr, "coffer-server: error: unknown command %q\n", cmd)
-		fmt.Fprint(stderr, usage)
+		fmt.Fprintln(stderr, flagerr.Pointer("coffer-server", ""))
 		return 2
 	}
 	return exitCode(err, stderr)
@@ -124,10 +147,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 func exitCode(err error, stderr io.Writer) int {
 	var st exitStatus
 	var ce *cliError
+	var ue *usageError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "coffer-server: error: %v\n", ue.err)
+		for _, h := range ue.hints {
+			fmt.Fprintf(stderr, "hint: %s\n", h)
+		}
+		fmt.Fprintln(stderr, flagerr.Pointer("coffer-server", ue.cmd))
 		return 2
 	case errors.As(err, &st):
 		return int(st)
@@ -146,31 +175,14 @@ func isHelpFlag(s string) bool {
 	return s == "-h" || s == "--h" || s == "-help" || s == "--help"
 }
 
-func isVersionFlag(s string) bool { return s == "-version" || s == "--version" }
+func isVersionFlag(s string) bool { return buildinfo.IsFlag(s) }
 
 // version returns the module version and VCS revision from the build info.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "coffer-server (unknown version)"
-	}
-	v := "coffer-server " + bi.Main.Version
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			v += " " + s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				v += " (modified)"
-			}
-		}
-	}
-	return v + " " + bi.GoVersion
-}
+func version() string { return buildinfo.Version("coffer-server") }
 
 // parseFlags parses args with fs, printing help as usage text. It
-// returns flag.ErrHelp for -h, errUsage for a usage error (after the
-// usage), and errUsage too for stray positional arguments.
+// returns flag.ErrHelp for -h, and a *usageError for a flag error or a
+// stray positional argument (printed once, with a pointer to -h).
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, text string) error {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -179,14 +191,11 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, text string) 
 			fmt.Fprint(stderr, text)
 			return flag.ErrHelp
 		}
-		fmt.Fprintf(stderr, "coffer-server: error: %v\n", err)
-		fmt.Fprint(stderr, text)
-		return errUsage
+		msg, hints := flagerr.Explain(fs, err)
+		return &usageError{cmd: fs.Name(), err: errors.New(msg), hints: hints}
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "coffer-server: error: unexpected argument %q\n", fs.Arg(0))
-		fmt.Fprint(stderr, text)
-		return errUsage
+		return &usageError{cmd: fs.Name(), err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	return nil
 }

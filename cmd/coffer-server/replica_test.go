@@ -98,7 +98,7 @@ func TestReplicas(t *testing.T) {
 	names := []string{"a", "b", "c"}
 	procs := map[string]*proc{}
 	for _, n := range names {
-		args := []string{"--key", f.KeyFile, "--data", filepath.Join(f.Dir, "data-"+n),
+		args := []string{"--key", f.KeyFile, "--data-dir", filepath.Join(f.Dir, "data-"+n),
 			"--definition", ts.URL + "/" + n + "/prod.sealed", "--definition-poll", poll.String(),
 			"--trusted", f.Author.Public().String(), "--log-level", "debug", "--config", f.Conf,
 			"--listen", "127.0.0.1:0"}
@@ -186,7 +186,7 @@ func TestReplicas(t *testing.T) {
 	if out, code := client(procs["c"].Addr); code != 0 || !strings.Contains(out, "three-a") || stateSerial() != 3 {
 		t.Fatalf("fetch from c: exit %d, state %d\n%s", code, stateSerial(), out)
 	}
-	out, errOut, code := f.run(t, nil, "status", "--config", f.Conf, "--data", filepath.Join(f.Dir, "data-b"))
+	out, errOut, code := f.run(t, nil, "status", "--config", f.Conf, "--data-dir", filepath.Join(f.Dir, "data-b"))
 	if code != 0 || !strings.Contains(out, "serving:     serial 2") || !strings.Contains(out, "failed: fetching http://127.0.0.1") {
 		t.Errorf("status of the replica behind: exit %d\n%s%s\nwant serial 2 and the failed poll", code, out, errOut)
 	}
@@ -229,7 +229,7 @@ func TestReplicas(t *testing.T) {
 	// reload on c fetches now and waits: the origin still serves the
 	// other server's file, so the refusal is reported; once the origin
 	// serves serial 3 again, reload says it is already current.
-	dataC := []string{"--config", f.Conf, "--data", filepath.Join(f.Dir, "data-c")}
+	dataC := []string{"--config", f.Conf, "--data-dir", filepath.Join(f.Dir, "data-c")}
 	if out, errOut, code := f.run(t, nil, append([]string{"reload"}, dataC...)...); code != 1 || !strings.Contains(errOut, "definition refused") {
 		t.Errorf("reload with the origin serving another server's file: exit %d\n%s%s", code, out, errOut)
 	}

@@ -22,8 +22,9 @@ import (
 
 const serveUsage = `Usage: coffer-server [serve] [options]
 
-Run the daemon: open the store, load the sealed definition if it is newer
-than the stored one, listen, and serve coffer/1 until SIGTERM or SIGINT.
+Run the daemon: bind the listen address, open the store, load the sealed
+definition if it is newer than the stored one, and serve coffer/1 until
+SIGTERM or SIGINT.
 'coffer-server reload' (through the admin socket, waiting for the outcome)
 or SIGHUP loads the sealed definition again; a definition URL is also
 polled every --definition-poll. The admin socket answers status, reload,
@@ -38,7 +39,7 @@ Profiling:
 
 Examples:
   coffer-server --config /etc/coffer/server.toml
-  coffer-server serve --key server.key --data ./data --definition secrets.sealed \
+  coffer-server serve --key server.key --data-dir ./data --definition secrets.sealed \
       --trusted cofferpk1... --listen 127.0.0.1:9187
 `
 
@@ -74,7 +75,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		defer stop()
 	}
 	if err := serve(cfg, log, os.Getenv, sigs); err != nil {
-		log.Error("coffer-server stopped on an error", "err", err)
+		var ue *usageError
+		if !errors.As(err, &ue) { // a usage error is printed once, below
+			log.Error("coffer-server stopped on an error", "err", err)
+		}
 		return err
 	}
 	return nil
@@ -268,7 +272,7 @@ func (s *signals) stopping(log *slog.Logger) bool {
 func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sigs *signals) error {
 	trusted, err := parseTrusted(cfg.Trusted)
 	if err != nil {
-		return err
+		return asUsage("serve", err)
 	}
 	key, err := loadKey(cfg.KeyFile)
 	if err != nil {
@@ -278,11 +282,22 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 	if err != nil {
 		log.Warn("systemd notification disabled", "err", err)
 	}
+	// Bind first: a port in use, a bad address or an admin socket in the
+	// way stops the server before it creates a store or trusts a first
+	// definition (docs/server.md, "Starting").
+	b, err := bindPublic(cfg, getenv, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
 	lock, err := lockDataDir(cfg.DataDir, "serve")
 	if err != nil {
-		return withHint(err, "stop the other process first, or use another data directory")
+		return lockHint(err)
 	}
 	defer lock.release()
+	if err := b.bindAdmin(cfg, log); err != nil {
+		return err
+	}
 	st, err := openStore(cfg.DataDir, key, cfg, log, true)
 	if err != nil {
 		return err
@@ -325,49 +340,98 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 	}
 	d := &daemon{log: log, sd: sd, srv: srv, ld: ld, lock: lock, sigs: sigs, live: live, feed: feed, dataDir: cfg.DataDir,
 		reloads: make(chan reloadRequest), done: make(chan struct{})}
-	err = d.serveUntilStopped(cfg, getenv)
+	err = d.serveUntilStopped(cfg, b)
 	closeStore()
 	log.Info("stopped")
 	return err
 }
 
-// serveUntilStopped binds the listeners (coffer/1, metrics, the admin
-// socket) and serves until SIGTERM or SIGINT, then stops them in order:
+// serveUntilStopped serves on the bound listeners (coffer/1, metrics,
+// the admin socket) until SIGTERM or SIGINT, then stops them in order:
 // the loop, the poller, the admin socket, the metrics.
-func (d *daemon) serveUntilStopped(cfg *config.Server, getenv func(string) string) error {
-	listeners, err := listen(cfg.Listen, getenv, d.log)
-	if err != nil {
-		return err
-	}
-	closeListeners := func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}
-	ml, err := listenMetrics(cfg, d.log)
-	if err != nil {
-		closeListeners()
-		return err
-	}
-	admin, err := d.startAdmin(cfg)
-	if err != nil {
-		closeListeners()
-		if ml != nil {
-			ml.Close()
-		}
-		return err
-	}
+func (d *daemon) serveUntilStopped(cfg *config.Server, b *bindings) error {
+	admin := d.startAdmin(b, cfg.AdminGroup)
 	stopMetrics := func() {}
-	if ml != nil {
-		stopMetrics = d.serveMetrics(ml)
+	if b.metrics != nil {
+		stopMetrics = d.serveMetrics(b.metrics)
 	}
 	polling := d.startPoller(cfg)
-	err = d.run(listeners, cfg)
+	err := d.run(b.listeners, cfg)
 	close(d.done)
 	<-polling
 	admin.close()
 	stopMetrics()
 	return err
+}
+
+// bindings are the sockets the server binds before it touches its store.
+type bindings struct {
+	listeners []net.Listener
+	metrics   net.Listener      // nil without --metrics-listen
+	admin     *net.UnixListener // nil when the path is too long
+	adminPath string
+	policy    peerPolicy
+}
+
+// bindPublic binds the coffer/1 listeners and the metrics listener.
+func bindPublic(cfg *config.Server, getenv func(string) string, log *slog.Logger) (*bindings, error) {
+	ls, err := listen(cfg.Listen, getenv, log)
+	if err != nil {
+		return nil, err
+	}
+	b := &bindings{listeners: ls}
+	if b.metrics, err = listenMetrics(cfg, log); err != nil {
+		b.close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// bindAdmin binds the admin socket; the data directory must be locked,
+// as the socket's default place is in it.
+func (b *bindings) bindAdmin(cfg *config.Server, log *slog.Logger) error {
+	policy, err := newPeerPolicy(cfg.AdminGroup)
+	if err != nil {
+		return err
+	}
+	path := cfg.AdminSocketPath()
+	if len(path) > config.MaxUnixPathBytes {
+		log.Warn("no admin socket: its path is too long for a Unix socket; set admin_socket (status, reload, audit and inspect cannot reach this server)",
+			"path", path)
+		return nil
+	}
+	l, err := listenAdmin(path, policy)
+	if err != nil {
+		return err
+	}
+	b.admin, b.adminPath, b.policy = l, path, policy
+	return nil
+}
+
+// close closes what is bound; closing a listener twice is harmless, and
+// the admin socket's file goes with it.
+func (b *bindings) close() {
+	for _, l := range b.listeners {
+		l.Close()
+	}
+	if b.metrics != nil {
+		b.metrics.Close()
+	}
+	if b.admin != nil {
+		b.admin.Close()
+		os.Remove(b.adminPath)
+		b.admin = nil
+	}
+}
+
+// lockHint adds the cause's fix to a failure to lock the data directory:
+// another process only when one holds the lock.
+func lockHint(err error) error {
+	var inUse *errStoreInUse
+	if errors.As(err, &inUse) {
+		return withHint(err, "stop the other process first, or use another data directory")
+	}
+	return withHint(err, "the data directory must be a directory the server's user can create and write: check data_dir (--data-dir), its owner and its mode")
 }
 
 // start brings the store up to date at startup: it rebuilds a store that
@@ -393,8 +457,10 @@ func (l *loader) start() (loadErr, err error) {
 		l.log.Info("sealed definition is the stored one", "path", l.path)
 	case errors.Is(err, fs.ErrNotExist):
 		l.log.Warn("no sealed definition file", "path", l.path)
+	case storeVersion(l.st) == nil:
+		l.log.Error("sealed definition refused; nothing stored to serve", refusalAttrs(l, err)...)
 	default:
-		l.log.Error("sealed definition refused; serving the stored one", "path", l.path, "reason", err)
+		l.log.Error("sealed definition refused; serving the stored one", refusalAttrs(l, err)...)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -456,8 +522,32 @@ func listen(addr string, getenv func(string) string, log *slog.Logger) ([]net.Li
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, withHint(fmt.Errorf("listening: %w", err), "is another coffer-server running? change listen or --listen")
+		return nil, withHint(fmt.Errorf("listening: %w", err), listenHint(err))
 	}
 	log.Info("listening", "addr", l.Addr().String())
 	return []net.Listener{l}, nil
+}
+
+// listenHint names the fix for a failed listen by its cause.
+func listenHint(err error) string {
+	var ae *net.AddrError
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return "another process listens on this address (another coffer-server?): stop it, or change listen (--listen)"
+	case errors.Is(err, syscall.EACCES):
+		return "ports below 1024 need root or CAP_NET_BIND_SERVICE: change listen (--listen)"
+	case errors.As(err, &ae):
+		return "listen takes host:port with a port from 1 to 65535, such as 127.0.0.1:9187 (port 0: any free port)"
+	}
+	return "listen (--listen) must be host:port with an address of this machine"
+}
+
+// refusalAttrs are the log attributes of a refused definition: the path,
+// the reason and, for a file sealed to another server, the key to seal to.
+func refusalAttrs(l *loader, err error) []any {
+	attrs := []any{"path", l.path, "reason", err}
+	if errors.Is(err, coffer.ErrWrongServer) {
+		attrs = append(attrs, "hint", "if it was sealed for another server, seal it again to this server's public key "+l.key.Public().String())
+	}
+	return attrs
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-project/coffer/cmd/internal/flagerr"
 	"github.com/coffer-project/coffer/config"
 )
 
@@ -28,11 +29,11 @@ var settings = []setting{
 		c.Listen = v
 		return nil
 	}},
-	{"key", "COFFER_KEY_FILE", "the server's private key file", func(c *config.Server, v string) error {
+	{"key", "COFFER_KEY", "the server's private key file", func(c *config.Server, v string) error {
 		c.KeyFile = v
 		return nil
 	}},
-	{"data", "COFFER_DATA_DIR", "the store's data directory", func(c *config.Server, v string) error {
+	{"data-dir", "COFFER_DATA_DIR", "the store's data directory", func(c *config.Server, v string) error {
 		c.DataDir = v
 		return nil
 	}},
@@ -86,6 +87,37 @@ var settings = []setting{
 		func(c *config.Server) *time.Duration { return &c.Audit.MaxAge }),
 }
 
+// renamed maps the spellings that shipped to the names that replaced
+// them, so that the three programs, their config files and variables
+// share one word for each thing (docs/server.md, "Configuration"). The
+// old spelling still works, with a one-line warning.
+var renamed = map[string]string{
+	"--data":          "--data-dir", // config data_dir, COFFER_DATA_DIR
+	"COFFER_KEY_FILE": "COFFER_KEY", // as coffer-client and coffer-companion
+}
+
+// deprecated prints the one-line warning for an old spelling.
+func deprecated(old string) {
+	fmt.Fprintf(os.Stderr, "coffer-server: warning: %s is deprecated; use %s\n", old, renamed[old])
+}
+
+// withRenamedEnv returns getenv that also reads the old names of renamed
+// variables, warning once for each it uses.
+func withRenamedEnv(getenv func(string) string) func(string) string {
+	return func(name string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		for old, now := range renamed {
+			if now == name && getenv(old) != "" {
+				deprecated(old)
+				return getenv(old)
+			}
+		}
+		return ""
+	}
+}
+
 func intSetting(name, env, usage string, field func(*config.Server) *int) setting {
 	return setting{name, env, usage, func(c *config.Server, v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
@@ -101,7 +133,7 @@ func durationSetting(name, env, usage string, field func(*config.Server) *time.D
 	return setting{name, env, usage, func(c *config.Server, v string) error {
 		d, err := config.ParseServerDuration(name, strings.TrimSpace(v))
 		if err != nil {
-			return err
+			return withHint(err, flagerr.DurationHints("--"+name, v)...)
 		}
 		*field(c) = d
 		return nil
@@ -118,11 +150,7 @@ func splitList(v string) []string {
 // returns a function that builds the configuration once fs has parsed.
 func configFlags(fs *flag.FlagSet) func(getenv func(string) string) (*config.Server, error) {
 	configPath := fs.String("config", "", "config file (default "+config.DefaultServerConfigPath+")")
-	type given struct {
-		s *setting
-		v string
-	}
-	var flags []given
+	var flags []flagValue
 	trustedByFlag := false
 	for i := range settings {
 		s := &settings[i]
@@ -131,37 +159,58 @@ func configFlags(fs *flag.FlagSet) func(getenv func(string) string) (*config.Ser
 				// --trusted repeats: the first one replaces the file's
 				// list, the rest add to it.
 				if trustedByFlag {
-					flags = append(flags, given{&setting{set: appendTrusted}, v})
+					flags = append(flags, flagValue{&setting{flag: "trusted", set: appendTrusted}, v})
 					return nil
 				}
 				trustedByFlag = true
 			}
-			flags = append(flags, given{s, v})
+			flags = append(flags, flagValue{s, v})
 			return nil
 		})
+		if s.flag == "data-dir" {
+			fs.Func("data", "deprecated spelling of --data-dir", func(v string) error {
+				deprecated("--data")
+				flags = append(flags, flagValue{s, v})
+				return nil
+			})
+		}
 	}
 	return func(getenv func(string) string) (*config.Server, error) {
-		c, err := loadConfigFile(*configPath, getenv)
-		if err != nil {
-			return nil, err
-		}
-		for i := range settings {
-			if v := getenv(settings[i].env); v != "" {
-				if err := settings[i].set(c, v); err != nil {
-					return nil, fmt.Errorf("%s: %w", settings[i].env, err)
-				}
-			}
-		}
-		for _, g := range flags {
-			if err := g.s.set(c, g.v); err != nil {
-				return nil, fmt.Errorf("--%s: %w", g.s.flag, err)
-			}
-		}
-		if err := c.Validate(); err != nil {
-			return nil, withHint(err, "see examples/server.toml and docs/server.md for every setting")
-		}
-		return c, nil
+		c, err := buildConfig(*configPath, flags, getenv)
+		return c, asUsage(fs.Name(), err)
 	}
+}
+
+// flagValue is one setting given by flag, in the order given.
+type flagValue struct {
+	s *setting
+	v string
+}
+
+// buildConfig layers the environment and the flags over the config file
+// and validates the result. Every error is a configuration error.
+func buildConfig(configPath string, flags []flagValue, getenv func(string) string) (*config.Server, error) {
+	c, err := loadConfigFile(configPath, getenv)
+	if err != nil {
+		return nil, err
+	}
+	getenv = withRenamedEnv(getenv)
+	for i := range settings {
+		if v := getenv(settings[i].env); v != "" {
+			if err := settings[i].set(c, v); err != nil {
+				return nil, fmt.Errorf("%s: %w", settings[i].env, err)
+			}
+		}
+	}
+	for _, g := range flags {
+		if err := g.s.set(c, g.v); err != nil {
+			return nil, fmt.Errorf("--%s: %w", g.s.flag, err)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, withHint(err, "see examples/server.toml and docs/server.md for every setting")
+	}
+	return c, nil
 }
 
 func appendTrusted(c *config.Server, v string) error {
@@ -201,8 +250,9 @@ const configUsage = `Configuration (flag > COFFER_* variable > config file > def
   --config FILE              config file (COFFER_CONFIG; default /etc/coffer/server.toml,
                              used only if it exists)
   --listen ADDR              listen address (COFFER_LISTEN; default 127.0.0.1:9187)
-  --key FILE                 server key file (COFFER_KEY_FILE; default /etc/coffer/server.key)
-  --data DIR                 data directory (COFFER_DATA_DIR; default /var/lib/coffer)
+  --key FILE                 server key file (COFFER_KEY; default /etc/coffer/server.key)
+  --data-dir DIR             data directory (COFFER_DATA_DIR; default /var/lib/coffer);
+                             --data and COFFER_KEY_FILE still work, with a warning
   --definition FILE|URL      sealed definition (COFFER_DEFINITION; default /etc/coffer/secrets.sealed);
                              an https:// URL is polled (docs/server.md, "Several servers")
   --definition-poll D        poll interval of a definition URL (default 30s)

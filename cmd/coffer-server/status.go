@@ -132,7 +132,7 @@ func printStatus(w io.Writer, r *statusReport, now time.Time) {
 		}
 		fmt.Fprintf(w, "last load:   %s, %s\n", l.Time.UTC().Format(time.RFC3339), what)
 	}
-	fmt.Fprintf(w, "store:       %s, %d client keys, %d values, %d bytes on disk\n", r.Condition, r.ClientKeys, r.Values, r.StoreBytes)
+	fmt.Fprintf(w, "store:       %s, %d client keys, %d stored values (a copy per client key), %d bytes on disk\n", r.Condition, r.ClientKeys, r.Values, r.StoreBytes)
 	fmt.Fprintf(w, "audit:       %d records kept", r.AuditKept)
 	if r.Running {
 		fmt.Fprintf(w, ", %d dropped since start (queue full), %d unauthenticated over their budget", r.AuditDrop, r.AuditUnverified)

@@ -68,7 +68,7 @@ func TestSecretKeyAsTrustedNotPrinted(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			args := []string{"serve", "--key", f.KeyFile, "--data", f.DataDir, "--definition", f.DefPath, "--listen", "127.0.0.1:0"}
+			args := []string{"serve", "--key", f.KeyFile, "--data-dir", f.DataDir, "--definition", f.DefPath, "--listen", "127.0.0.1:0"}
 			if tc.inConfig {
 				if err := os.WriteFile(conf, []byte("trusted = [\""+tc.text+"\"]\n"), 0o600); err != nil {
 					t.Fatal(err)
@@ -78,8 +78,8 @@ func TestSecretKeyAsTrustedNotPrinted(t *testing.T) {
 				args = append(args, "--config", f.Conf, "--trusted", tc.text)
 			}
 			out, errOut, code := f.run(t, nil, args...)
-			if code != 1 || !strings.Contains(errOut, tc.want) {
-				t.Fatalf("got exit %d, stderr %q; want 1 and %q", code, errOut, tc.want)
+			if code != 2 || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("got exit %d, stderr %q; want 2 (a configuration error) and %q", code, errOut, tc.want)
 			}
 			body := tc.text[len(tc.text)-40:]
 			if strings.Contains(strings.ToLower(out+errOut), body) {

@@ -77,7 +77,7 @@ func TestKeyFiles(t *testing.T) {
 	}
 	programs := []program{
 		{"coffer-server", serverBin, func(key string) []string {
-			return []string{"serve", "--listen", "127.0.0.1:0", "--key", key, "--data", filepath.Join(dir, "data"),
+			return []string{"serve", "--listen", "127.0.0.1:0", "--key", key, "--data-dir", filepath.Join(dir, "data"),
 				"--definition", filepath.Join(dir, "none.sealed"), "--trusted", e2e.GenAuthorKey(t).Public().String(),
 				"--config", filepath.Join(dir, "none.toml")}
 		}, 1},

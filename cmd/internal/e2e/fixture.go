@@ -110,7 +110,7 @@ func (f *Fixture) Write(t testing.TB, sealed []byte) {
 // Args are the flags that point the server at the fixture's files, trust
 // its author and log at debug level.
 func (f *Fixture) Args() []string {
-	return []string{"--key", f.KeyFile, "--data", f.DataDir, "--definition", f.DefPath,
+	return []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--definition", f.DefPath,
 		"--trusted", f.Author.Public().String(), "--log-level", "debug", "--config", f.Conf}
 }
 
