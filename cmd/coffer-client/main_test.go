@@ -29,6 +29,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Every coffer-client these tests start keeps its remembered serial
+	// here, never in the real /var/lib/coffer-client or ~/.local/state.
+	os.Setenv("XDG_STATE_HOME", filepath.Join(dir, "xdg-state"))
+
 	if clientBin, err = e2e.Build(dir, "coffer-client", "."); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)

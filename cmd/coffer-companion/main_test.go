@@ -25,6 +25,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Every coffer-client these tests start keeps its remembered serial
+	// here, never in the real /var/lib/coffer-client or ~/.local/state.
+	os.Setenv("XDG_STATE_HOME", filepath.Join(dir, "xdg-state"))
+
 	binary = filepath.Join(dir, "coffer-companion")
 	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building coffer-companion: %v\n%s", err, out)

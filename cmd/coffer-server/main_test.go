@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,6 +33,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Every coffer-client these tests start keeps its remembered serial
+	// here, never in the real /var/lib/coffer-client or ~/.local/state.
+	os.Setenv("XDG_STATE_HOME", filepath.Join(dir, "xdg-state"))
+
 	if serverBin, err = e2e.Build(dir, "coffer-server", "."); err == nil {
 		companionBin, err = e2e.Build(dir, "coffer-companion", "../coffer-companion")
 	}

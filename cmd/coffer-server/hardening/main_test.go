@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,6 +44,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Every coffer-client these tests start keeps its remembered serial
+	// here, never in the real /var/lib/coffer-client or ~/.local/state.
+	os.Setenv("XDG_STATE_HOME", filepath.Join(dir, "xdg-state"))
+
 	var errs []error
 	if serverBin, err = e2e.Build(dir, "coffer-server", ".."); err != nil {
 		errs = append(errs, err)
