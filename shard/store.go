@@ -216,7 +216,9 @@ func Open(dir string, badgerKey, sealKey *[32]byte, opt Options) (*Store, error)
 		sl.clear()
 		return nil, err
 	}
-	if err := checkTables(filepath.Join(dir, dbDir)); err != nil {
+	if err := checkDB(filepath.Join(dir, dbDir), st.bkey); err != nil {
+		err = registryError(dir, sl, err)
+		clear(st.bkey)
 		sl.clear()
 		return nil, err
 	}
@@ -233,6 +235,22 @@ func Open(dir string, badgerKey, sealKey *[32]byte, opt Options) (*Store, error)
 	}
 	st.audit = newAuditor(st)
 	return st, nil
+}
+
+// registryError tells a damaged KEYREGISTRY from a wrong key when
+// checkDB found that its sanity text does not decrypt. The state file's
+// MAC is under a key derived from the same server key: when it verifies,
+// the key is right and the registry is damaged (ErrCorrupt, so the store
+// is rebuilt); otherwise, or without a state file, it is ErrWrongKey.
+func registryError(dir string, sl *sealer, err error) error {
+	if !errors.Is(err, errRegistryKey) {
+		return err
+	}
+	if _, ok, serr := readState(dir, sl); serr == nil && ok {
+		return fmt.Errorf("%w: %s is damaged (its sanity text does not decrypt, but the state file verifies with this key)",
+			ErrCorrupt, badger.KeyRegistryFileName)
+	}
+	return ErrWrongKey
 }
 
 // prepareDir creates dir and its sealed subdirectory 0700.
