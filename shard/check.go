@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-		"io/fs"
+	"io/fs"
 	"os"
 	"path/filepath"
 
