@@ -398,20 +398,11 @@ func (st *Store) recover() error {
 		st.log.Error("shard: current-definition record does not verify; dropping every generation", "err", curErr)
 	}
 	st.state, st.hasState = state, hasState
-	switch {
-	case cur == nil && !hasState:
-		st.cond = FirstRun
-	case cur == nil:
-		st.cond = NeedsRebuild
-	case !hasState:
-		st.cond = StateRecreated
-	case cur.Version == state:
-		st.cond = Consistent
-	case cur.Version.Serial > state.Serial:
-		st.cond = StateUpdated
-	default:
-		st.cond = NeedsRebuild
+	var curVersion *Version
+	if cur != nil {
+		curVersion = &cur.Version
 	}
+	st.cond = condition(curVersion, state, hasState)
 	if st.cond == StateUpdated || st.cond == StateRecreated {
 		if err := writeState(st.dir, st.seal, cur.Version); err != nil {
 			return err
@@ -438,6 +429,26 @@ func (st *Store) recover() error {
 		st.staleGen = cur.Gen
 	}
 	return fixModes(st.dir)
+}
+
+// condition decides what Open found from the store's current version
+// (nil when it has none, or its pointer does not open) and the state
+// file's (docs: definitions-and-store.md, "Restart"). The store is
+// served only when it is not behind what the state file says was served.
+func condition(cur *Version, state Version, hasState bool) Condition {
+	switch {
+	case cur == nil && !hasState:
+		return FirstRun
+	case cur == nil:
+		return NeedsRebuild
+	case !hasState:
+		return StateRecreated
+	case *cur == state:
+		return Consistent
+	case cur.Serial > state.Serial:
+		return StateUpdated
+	}
+	return NeedsRebuild // behind, or the same serial with another hash
 }
 
 // readCur returns the current-generation pointer, nil if there is none,

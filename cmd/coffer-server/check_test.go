@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/coffer-project/coffer/coffer"
+)
+
+// TestParseHolderVersion: the "serial hash" a running server writes into
+// its lock file reads back exactly, and anything else reads as nothing.
+func TestParseHolderVersion(t *testing.T) {
+	h := [32]byte{0xab, 1, 2, 0xff}
+	hexH := fmt.Sprintf("%x", h)
+	tests := []struct {
+		name string
+		in   string
+		want *coffer.Version
+	}{
+		{"serial and hash", "2 " + hexH, &coffer.Version{Serial: 2, Hash: h}},
+		{"upper-case hash", "2 " + strings.ToUpper(hexH), &coffer.Version{Serial: 2, Hash: h}},
+		{"nothing served", "", nil},
+		{"short hash", "2 " + hexH[:62], nil},
+		{"long hash", "2 " + hexH + "00", nil},
+		{"not hex", "2 " + strings.Repeat("zz", 32), nil},
+		{"bad serial", "x " + hexH, nil},
+		{"three fields", "2 " + hexH + " 3", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := parseHolderVersion(tc.in)
+			switch {
+			case got == nil && tc.want == nil:
+			case got == nil || tc.want == nil || *got != *tc.want:
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckWhileServing: with the server running at serial 2, check
+// reports that serial and refuses a serial-1 file at the definition
+// path, which the running server would refuse too.
+func TestCheckWhileServing(t *testing.T) {
+	f := newFixture(t, "web")
+	f.next(t, "one", 0)
+	first, err := os.ReadFile(f.DefPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.next(t, "two", 0)
+	p := f.start(t)
+	f.Write(t, first)
+	out, _, code := f.run(t, nil, append([]string{"check"}, f.Args()...)...)
+	if !strings.Contains(out, "serving serial 2") {
+		t.Errorf("check does not see the served serial:\n%s", out)
+	}
+	if code != 1 || !strings.Contains(out, "FAIL  sealed definition") {
+		t.Errorf("check: exit %d, want 1 and the serial-1 file refused:\n%s", code, out)
+	}
+	p.stop()
+}
