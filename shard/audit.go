@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -132,7 +134,9 @@ type auditor struct {
 	oldest  uint64 // auditTime of the oldest stored record; writer only
 	count   atomic.Int64
 	dropped atomic.Uint64
-	logged  uint64 // dropped count last logged; writer only
+	logged  uint64   // dropped count last logged; writer only
+	lost    uint64   // records found lost to damage at Open
+	mark    *os.File // audit.mark, nil if it could not be opened; writer only
 	once    sync.Once
 }
 
@@ -145,10 +149,43 @@ func newAuditor(st *Store) *auditor {
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	mark, ms := readAuditMark(st.dir)
 	a.scan()
+	switch {
+	case ms == markOK:
+		a.lost = lostAuditRecords(a.count.Load(), mark)
+		a.seq = max(a.seq, mark.next) // never reuse a lost record's number
+	case ms == markDamaged:
+		st.log.Warn("shard: the audit mark is damaged; audit records lost before this start cannot be counted",
+			"file", filepath.Join(st.dir, auditMarkFile))
+	case a.count.Load() > 0:
+		st.log.Warn("shard: the audit mark is missing; audit records lost before this start cannot be counted",
+			"file", filepath.Join(st.dir, auditMarkFile))
+	}
+	if a.lost > 0 {
+		st.log.Error("shard: audit records missing from the store: lost to damage, or set aside with a quarantined database", "lost", a.lost)
+	}
+	var err error
+	if a.mark, err = openAuditMark(st.dir); err != nil {
+		st.log.Warn("shard: opening the audit mark", "err", err)
+	}
 	a.prune()
+	a.writeMark()
 	go a.run()
 	return a
+}
+
+// writeMark records the next sequence number in the audit mark.
+func (a *auditor) writeMark() {
+	if a.mark == nil {
+		return
+	}
+	m := auditMark{next: a.seq, count: uint64(max(a.count.Load(), 0))}
+	if err := writeAuditMark(a.mark, m); err != nil {
+		a.st.log.Warn("shard: writing the audit mark", "err", err)
+		a.mark.Close()
+		a.mark = nil
+	}
 }
 
 // Audit queues rec for the audit log without blocking. When the queue is
@@ -249,6 +286,7 @@ func (a *auditor) run() {
 			close(ack)
 		case <-tick.C:
 			a.prune()
+			a.writeMark()
 		case <-a.quit:
 			a.drainAll(batch)
 			return
@@ -316,6 +354,7 @@ func (a *auditor) write(batch []AuditRecord) {
 		a.logged = d
 	}
 	a.prune()
+	a.writeMark()
 }
 
 // flush waits until the writer has stored everything queued before it.
@@ -331,6 +370,10 @@ func (a *auditor) flush() {
 func (a *auditor) stop() {
 	a.once.Do(func() { close(a.quit) })
 	<-a.done
+	if a.mark != nil {
+		a.mark.Close()
+		a.mark = nil
+	}
 }
 
 // scan counts the stored records and continues the sequence after the

@@ -95,6 +95,8 @@ type Options struct {
 	// AuditMaxAge prunes audit records older than this. Zero keeps them
 	// until AuditMaxRecords pushes them out.
 	AuditMaxAge time.Duration
+
+	noVerify bool // tests of the read path: Open skips verifyGen
 }
 
 // Version identifies an accepted definition: its serial and the SHA-256
@@ -403,6 +405,11 @@ func (st *Store) recover() error {
 		curVersion = &cur.Version
 	}
 	st.cond = condition(curVersion, state, hasState)
+	if cur != nil && st.cond != NeedsRebuild && !st.opt.noVerify {
+		if err := st.verifyGen(cur); err != nil {
+			return err
+		}
+	}
 	if st.cond == StateUpdated || st.cond == StateRecreated {
 		if err := writeState(st.dir, st.seal, cur.Version); err != nil {
 			return err

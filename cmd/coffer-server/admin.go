@@ -238,6 +238,12 @@ func printInspect(w io.Writer, s *shard.Stats, clients []inspectClient) {
 	fmt.Fprintf(w, "clients:    %d\nvalues:     %d (%d bytes sealed)\n", s.Clients, s.Values, s.ShardBytes)
 	fmt.Fprintf(w, "disk:       %d bytes (tables %d, value log %d)\n", s.DiskBytes, s.LSMBytes, s.VLogBytes)
 	fmt.Fprintf(w, "audit:      %d records (%d dropped since start)\n", s.AuditRecords, s.AuditDropped)
+	if s.AuditLost > 0 {
+		fmt.Fprintf(w, "audit lost: %d records lost to damage, found at this open\n", s.AuditLost)
+	}
+	if s.Kept != "" {
+		fmt.Fprintf(w, "kept file:  %s\n", keptStatus(s.Kept))
+	}
 	for _, c := range clients {
 		fmt.Fprintf(w, "\nclient %q\n", c.Name)
 		for _, k := range c.Keys {
@@ -260,7 +266,10 @@ func printInspectJSON(w io.Writer, s *shard.Stats, clients []inspectClient) erro
 		Values     int             `json:"values"`
 		DiskBytes  int64           `json:"disk_bytes"`
 		Audit      int             `json:"audit_records"`
-	}{Condition: s.Condition.String(), Clients: clients, Values: s.Values, DiskBytes: s.DiskBytes, Audit: s.AuditRecords}
+		AuditLost  uint64          `json:"audit_lost,omitempty"`
+		Kept       string          `json:"kept_file,omitempty"`
+	}{Condition: s.Condition.String(), Clients: clients, Values: s.Values, DiskBytes: s.DiskBytes, Audit: s.AuditRecords,
+		AuditLost: s.AuditLost, Kept: s.Kept}
 	if s.HasCurrent {
 		out.Serial, out.Hash, out.Generation = s.Version.Serial, hex.EncodeToString(s.Version.Hash[:]), s.Generation
 	}

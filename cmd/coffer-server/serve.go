@@ -342,6 +342,7 @@ func (l *loader) start() error {
 		l.log.Warn("nothing to serve: clients get Error{unavailable} until a definition is loaded (SIGHUP)")
 		return nil
 	}
+	l.checkKept()
 	if l.served == nil {
 		return l.installLocked(0, nil)
 	}
@@ -456,6 +457,7 @@ func (d *daemon) reload() {
 	case err == nil:
 	case errors.Is(err, errUnchanged):
 		d.log.Info("reload: the sealed definition is already current")
+		d.ld.checkKept() // the file may have been put back to repair the kept copy
 	default:
 		d.log.Error("reload: sealed definition refused; still serving the current one", "reason", err)
 	}

@@ -1,0 +1,20 @@
+//go:build stress
+
+package hardening_test
+
+import (
+	mrand "math/rand/v2"
+	"testing"
+	"time"
+)
+
+// TestStressCorruptionSweep is the whole sweep that make stress runs:
+// every file of the data directory, each damage at 8 offsets spread
+// across the file (the first and last byte included), plus deletion and
+// emptying.
+func TestStressCorruptionSweep(t *testing.T) {
+	s := buildSweepStore(t)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d; files: %v", seed, s.files)
+	sweep(t, s, s.cases(8, mrand.New(mrand.NewPCG(13, seed))))
+}
