@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -61,4 +62,35 @@ func TestCheckWhileServing(t *testing.T) {
 		t.Errorf("check: exit %d, want 1 and the serial-1 file refused:\n%s", code, out)
 	}
 	p.stop()
+}
+
+// TestRebuildWithoutSource: a damaged store whose kept sealed file is
+// gone too, with no definition file, is refused with the serial it needs;
+// nothing older is served. check and inspect report the damage without
+// a panic.
+func TestRebuildWithoutSource(t *testing.T) {
+	f := newFixture(t, "web")
+	f.next(t, "one", 0)
+	f.next(t, "two", 0)
+	p := f.start(t)
+	p.stop()
+	kept, _ := filepath.Glob(filepath.Join(f.DataDir, "sealed", "*.sealed"))
+	if len(kept) != 1 {
+		t.Fatalf("kept files %v, want one", kept)
+	}
+	for _, path := range []string{kept[0], filepath.Join(f.DataDir, "db", "KEYREGISTRY"), f.DefPath} {
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, cmd := range []string{"check", "inspect"} {
+		out, errOut, code := f.run(t, nil, append([]string{cmd}, f.Args()...)...)
+		if code != 1 || !strings.Contains(out+errOut, "KEYREGISTRY is missing") || strings.Contains(out+errOut, "panic") {
+			t.Errorf("%s: exit %d, want 1 naming KEYREGISTRY:\n%s%s", cmd, code, out, errOut)
+		}
+	}
+	_, errOut, code := f.run(t, nil, append([]string{"serve", "--listen", "127.0.0.1:0"}, f.Args()...)...)
+	if code != 1 || strings.Count(errOut, "coffer-server: error:") != 1 || !strings.Contains(errOut, "(serial 2)") {
+		t.Errorf("serve: exit %d, want 1 with one error naming serial 2:\n%s", code, errOut)
+	}
 }

@@ -179,7 +179,8 @@ func storeHint(err error, dir string) error {
 			"use that key, or move the directory aside and let the server rebuild from the sealed definition")
 	case errors.Is(err, shard.ErrBadState):
 		return withHint(fmt.Errorf("opening the store: %w", err),
-			"the state file was damaged or written with another server key; see docs/server.md, \"Recovery\"")
+			"the store itself opened with this key, so the state file is damaged (or was written with another key):",
+			"move it aside only if the store and kept sealed file are the ones you want; see docs/server.md, \"Recovery\"")
 	case errors.Is(err, shard.ErrCorrupt):
 		return withHint(fmt.Errorf("opening the store: %w", err),
 			"'coffer-server serve' quarantines a corrupt store and rebuilds it from the kept sealed file")

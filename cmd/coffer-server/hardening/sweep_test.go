@@ -319,6 +319,7 @@ func (s *sweepStore) runCase(t *testing.T, c sweepCase) string {
 		if n := strings.Count(logs, "coffer-server: error:"); n != 1 {
 			t.Fatalf("%s: refused with %d error lines, want 1:\n%s", c, n, logs)
 		}
+		t.Logf("%s: refused: %s", c, grepLines(logs, "coffer-server: error:"))
 		return outcomeRefused
 	}
 	p.WaitListening()
