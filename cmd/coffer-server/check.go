@@ -149,6 +149,9 @@ func checkStore(r *checkReport, dir string, open func() (*shard.Store, *lockFile
 		return nil, nil, false
 	}
 	r.ok("store: serial %d, hash %x, %d clients (%s)", v.Serial, v.Hash[:8], len(stored), cond)
+	if err := st.CheckKept(); err != nil {
+		r.note("KEPT SEALED FILE: %v; serve keeps the definition file again if it is serial %d, else a damaged store cannot be rebuilt", err, v.Serial)
+	}
 	return &coffer.Version{Serial: v.Serial, Hash: v.Hash}, stored, true
 }
 

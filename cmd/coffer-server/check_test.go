@@ -94,3 +94,35 @@ func TestRebuildWithoutSource(t *testing.T) {
 		t.Errorf("serve: exit %d, want 1 with one error naming serial 2:\n%s", code, errOut)
 	}
 }
+
+// TestKeptFileChecked: a damaged kept sealed file shows in inspect and
+// check, and the next start keeps the definition file again when it is
+// the served definition.
+func TestKeptFileChecked(t *testing.T) {
+	f := newFixture(t, "web")
+	f.next(t, "one", 0)
+	p := f.start(t)
+	p.stop()
+	kept, _ := filepath.Glob(filepath.Join(f.DataDir, "sealed", "*.sealed"))
+	if len(kept) != 1 {
+		t.Fatalf("kept files %v, want one", kept)
+	}
+	if err := os.WriteFile(kept[0], []byte("damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ := f.run(t, nil, append([]string{"inspect"}, f.Args()...)...)
+	if !strings.Contains(out, "kept file:  DAMAGED") {
+		t.Errorf("inspect does not show the damaged kept file:\n%s", out)
+	}
+	out, _, _ = f.run(t, nil, append([]string{"check"}, f.Args()...)...)
+	if !strings.Contains(out, "KEPT SEALED FILE") {
+		t.Errorf("check does not show the damaged kept file:\n%s", out)
+	}
+	p = f.start(t)
+	p.Logs.Wait(t, 0, `kept the definition file again`)
+	p.stop()
+	out, _, _ = f.run(t, nil, append([]string{"inspect"}, f.Args()...)...)
+	if !strings.Contains(out, "kept file:  ok") {
+		t.Errorf("after a start with the definition file, inspect says:\n%s", out)
+	}
+}
