@@ -50,20 +50,25 @@ func checkDB(path string, key []byte) error {
 	if err != nil {
 		return fmt.Errorf("shard: listing database directory: %w", err)
 	}
-	registry, data := false, false
+	registry, manifest, data := false, false, false
 	for _, e := range entries {
 		switch filepath.Ext(e.Name()) {
 		case ".sst", ".vlog", ".mem":
 			data = true
 		}
 		registry = registry || e.Name() == badger.KeyRegistryFileName
-		data = data || e.Name() == badger.ManifestFilename
+		manifest = manifest || e.Name() == badger.ManifestFilename
 	}
-	if !data {
+	switch {
+	case !data && !manifest:
 		return nil
-	}
-	if !registry {
+	case !registry:
 		return fmt.Errorf("%w: %s is missing", ErrCorrupt, badger.KeyRegistryFileName)
+	case !manifest:
+		// Badger would start a new manifest, delete every table, replay
+		// the memtable logs with timestamps above its new counter, and
+		// let older records shadow newer writes.
+		return fmt.Errorf("%w: %s is missing", ErrCorrupt, badger.ManifestFilename)
 	}
 	kr, err := badger.OpenKeyRegistry(badger.KeyRegistryOptions{Dir: path, ReadOnly: true, EncryptionKey: key})
 	if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
@@ -73,7 +78,10 @@ func checkDB(path string, key []byte) error {
 		return fmt.Errorf("%w: %s does not read: %v", ErrCorrupt, badger.KeyRegistryFileName, err)
 	}
 	tables, err := manifestTables(path)
-	if err != nil || tables == nil {
+	if errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	if err != nil {
 		return nil // no manifest, or one Badger itself refuses cleanly
 	}
 	for id, tm := range tables {
@@ -96,15 +104,29 @@ func checkDB(path string, key []byte) error {
 // manifestTables returns the tables the manifest lists, by file ID. A
 // table file it does not list is a leftover of a kill during a flush or
 // compaction, which Badger deletes.
-func manifestTables(path string) (map[uint64]badger.TableManifest, error) {
+func manifestTables(path string) (_ map[uint64]badger.TableManifest, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s does not parse: %v", ErrCorrupt, badger.ManifestFilename, r)
+		}
+	}()
 	f, err := os.Open(filepath.Join(path, badger.ManifestFilename))
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	m, _, err := badger.ReplayManifestFile(f, 0, badger.DefaultOptions(path).WithLogger(nil))
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
+	}
+	m, end, err := badger.ReplayManifestFile(f, 0, badger.DefaultOptions(path).WithLogger(nil))
+	if err != nil {
+		return nil, err
+	}
+	if end != fi.Size() {
+		// Badger would cut the manifest here and forget the changes after
+		// it: tables it then deletes as leftovers.
+		return nil, fmt.Errorf("%w: %s is damaged after byte %d of %d", ErrCorrupt, badger.ManifestFilename, end, fi.Size())
 	}
 	if m.Tables == nil {
 		return map[uint64]badger.TableManifest{}, nil

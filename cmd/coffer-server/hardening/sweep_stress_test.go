@@ -5,7 +5,6 @@ package hardening_test
 import (
 	mrand "math/rand/v2"
 	"testing"
-	"time"
 )
 
 // TestStressCorruptionSweep is the whole sweep that make stress runs:
@@ -14,7 +13,6 @@ import (
 // emptying.
 func TestStressCorruptionSweep(t *testing.T) {
 	s := buildSweepStore(t)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d; files: %v", seed, s.files)
-	sweep(t, s, s.cases(8, mrand.New(mrand.NewPCG(13, seed))))
+	t.Logf("files: %v", s.files)
+	sweep(t, s, s.cases(8, mrand.New(mrand.NewPCG(13, sweepSeed(t)))))
 }

@@ -172,14 +172,25 @@ func (s *sweepStore) checkServes(t testing.TB, p *proc) error {
 	return nil
 }
 
-// auditCount runs coffer-server audit with args and counts the records.
+// auditCount runs coffer-server audit with args and returns the records
+// it lists plus those its open of the store reports lost.
 func (s *sweepStore) auditCount(t *testing.T, args []string) int {
 	t.Helper()
 	out, errOut, code := run(t, serverBin, nil, append([]string{"audit", "--json", "--limit", "0"}, args...)...)
 	if code != 0 {
 		t.Fatalf("audit: exit %d: %s", code, errOut)
 	}
-	return strings.Count(out, "\n")
+	return strings.Count(out, "\n") + reportedLost(errOut)
+}
+
+// reportedLost is the number of audit records a log reports lost.
+func reportedLost(logs string) int {
+	m := lostRE.FindStringSubmatch(logs)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // lostRE finds the count of audit records the server reports lost.
@@ -333,11 +344,7 @@ func (s *sweepStore) runCase(t *testing.T, c sweepCase) string {
 	}
 	s.checkKept(t, c, logs)
 	// Every audit record is in the store or reported lost.
-	lost := 0
-	if m := lostRE.FindStringSubmatch(logs); m != nil {
-		lost, _ = strconv.Atoi(m[1])
-	}
-	if got, want := s.auditCount(t, args)+lost, s.auditN+sweepSessions; got != want {
+	if got, want := s.auditCount(t, args)+reportedLost(logs), s.auditN+sweepSessions; got != want {
 		t.Fatalf("%s: %d audit records stored or reported lost, want %d:\n%s", c, got, want, logs)
 	}
 	if strings.Contains(logs, "quarantined") || strings.Contains(logs, "rebuilding") {
@@ -432,9 +439,7 @@ func sweep(t *testing.T, s *sweepStore, cases []sweepCase) {
 // each kind of file, one file, each damage once at a random offset.
 func TestCorruptionSweep(t *testing.T) {
 	s := buildSweepStore(t)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := mrand.New(mrand.NewPCG(13, seed))
+	rng := mrand.New(mrand.NewPCG(13, sweepSeed(t)))
 	all := s.cases(3, rng)
 	seen := map[string]bool{}
 	var sample []sweepCase
@@ -448,4 +453,18 @@ func TestCorruptionSweep(t *testing.T) {
 	}
 	t.Logf("files: %v", s.files)
 	sweep(t, s, sample)
+}
+
+// sweepSeed picks the offsets' seed: COFFER_SWEEP_SEED to repeat a run,
+// else the time. It is logged.
+func sweepSeed(t *testing.T) uint64 {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("COFFER_SWEEP_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("COFFER_SWEEP_SEED: %v", err)
+		}
+	}
+	t.Logf("seed %d (COFFER_SWEEP_SEED repeats it)", seed)
+	return seed
 }
