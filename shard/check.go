@@ -70,7 +70,7 @@ func checkDB(path string, key []byte) error {
 		// let older records shadow newer writes.
 		return fmt.Errorf("%w: %s is missing", ErrCorrupt, badger.ManifestFilename)
 	}
-	kr, err := badger.OpenKeyRegistry(badger.KeyRegistryOptions{Dir: path, ReadOnly: true, EncryptionKey: key})
+	kr, err := openRegistry(path, key)
 	if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
 		return errRegistryKey
 	}
@@ -99,6 +99,19 @@ func checkDB(path string, key []byte) error {
 		}
 	}
 	return nil
+}
+
+// openRegistry reads KEYREGISTRY read-only. A zeroed data key record
+// (length 0, CRC 0: the CRC of nothing) passes Badger's check and then
+// panics in the AES-CTR setup on its empty IV ("bad IV length"); that
+// panic is ours to recover here, in the caller's goroutine.
+func openRegistry(path string, key []byte) (kr *badger.KeyRegistry, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			kr, err = nil, fmt.Errorf("badger panicked reading it: %v", r)
+		}
+	}()
+	return badger.OpenKeyRegistry(badger.KeyRegistryOptions{Dir: path, ReadOnly: true, EncryptionKey: key})
 }
 
 // manifestTables returns the tables the manifest lists, by file ID. A
