@@ -69,6 +69,8 @@ type sweepStore struct {
 // stops cleanly, restarting once more so the value log has several files.
 func buildSweepStore(t *testing.T) *sweepStore {
 	t.Helper()
+	start := time.Now()
+	defer func() { t.Logf("template store built in %v", time.Since(start).Round(time.Millisecond)) }()
 	f := newFixture(t, relaxedLimits, "web")
 	s := &sweepStore{f: f, extra: map[string]*coffer.PrivateKey{}, kindsOf: map[string]string{}}
 	for i := range sweepClients + sweepBig {
@@ -435,20 +437,24 @@ func sweep(t *testing.T, s *sweepStore, cases []sweepCase) {
 	})
 }
 
-// TestCorruptionSweep is the bounded sample that make test runs: for
-// each kind of file, one file, each damage once at a random offset.
+// TestCorruptionSweep is the bounded sample that make test runs: two
+// cases for each kind of file, the damage kinds taken in turn so that each
+// appears four or five times (TestStressCorruptionSweep runs them all).
 func TestCorruptionSweep(t *testing.T) {
 	s := buildSweepStore(t)
 	rng := mrand.New(mrand.NewPCG(13, sweepSeed(t)))
 	all := s.cases(3, rng)
-	seen := map[string]bool{}
+	kinds := []string{damageFlip, damageZero, damageTruncate, damageDelete, damageEmpty}
+	seen := map[string]int{}
 	var sample []sweepCase
-	for _, i := range rng.Perm(len(all)) {
-		c := all[i]
-		key := s.kindsOf[c.file] + " " + c.kind
-		if !seen[key] {
-			seen[key] = true
-			sample = append(sample, c)
+	for range 2 {
+		for _, i := range rng.Perm(len(all)) {
+			c := all[i]
+			fk := s.kindsOf[c.file]
+			if seen[fk] < 2 && c.kind == kinds[len(sample)%len(kinds)] {
+				seen[fk]++
+				sample = append(sample, c)
+			}
 		}
 	}
 	t.Logf("files: %v", s.files)
