@@ -186,10 +186,13 @@ type Store struct {
 // with the state file; see Condition. It returns ErrWrongKey for a wrong
 // badgerKey, ErrLocked when another process holds the store, ErrBadState
 // for a state file that does not verify, and an error wrapping ErrCorrupt
-// when Badger fails to open or panics while opening; Quarantine then
-// moves the database aside so that the next Open rebuilds. A damaged
-// table can still crash the process from Badger's background goroutines
-// (badger #2201); the next start then reports ErrCorrupt.
+// when the database is damaged: KEYREGISTRY, MANIFEST or a table block
+// fails the checks made before Badger opens (checkDB), Badger fails or
+// panics while opening, or a record of the generation to be served does
+// not read or open (verifyGen). Quarantine then moves the database aside
+// so that the next Open rebuilds. Damage that appears after Open can
+// still crash the process from Badger's background goroutines; the next
+// start then reports ErrCorrupt.
 //
 // The daemon should run with umask 077: Badger creates its table and
 // value log files 0666 minus the umask. Open, Import and Close tighten
