@@ -169,8 +169,12 @@ func newAuditor(st *Store) *auditor {
 	if a.mark, err = openAuditMark(st.dir); err != nil {
 		st.log.Warn("shard: opening the audit mark", "err", err)
 	}
-	a.prune()
-	a.writeMark()
+	// The mark is rewritten only when the count changes here, so a
+	// reader (check, inspect, audit) reports a loss without consuming
+	// the report: the server's first audit batch does.
+	if a.prune() {
+		a.writeMark()
+	}
 	go a.run()
 	return a
 }
@@ -285,8 +289,9 @@ func (a *auditor) run() {
 			a.drainAll(batch)
 			close(ack)
 		case <-tick.C:
-			a.prune()
-			a.writeMark()
+			if a.prune() {
+				a.writeMark()
+			}
 		case <-a.quit:
 			a.drainAll(batch)
 			return
@@ -401,14 +406,14 @@ const noAudit = ^uint64(0)
 // prune deletes the oldest records beyond AuditMaxRecords and those
 // older than AuditMaxAge. It runs after every batch, so it opens no
 // iterator unless a record is due: the oldest record's time is tracked.
-func (a *auditor) prune() {
+func (a *auditor) prune() (pruned bool) {
 	excess := a.count.Load() - int64(a.st.opt.AuditMaxRecords)
 	var floor uint64
 	if a.st.opt.AuditMaxAge > 0 {
 		floor = auditTime(time.Now().Add(-a.st.opt.AuditMaxAge))
 	}
 	if excess <= 0 && a.oldest >= floor {
-		return
+		return false
 	}
 	var keys [][]byte
 	oldest := noAudit
@@ -430,7 +435,7 @@ func (a *auditor) prune() {
 		return nil
 	})
 	if len(keys) == 0 {
-		return
+		return false
 	}
 	a.st.dropMu.RLock()
 	defer a.st.dropMu.RUnlock()
@@ -439,13 +444,14 @@ func (a *auditor) prune() {
 	for _, k := range keys {
 		if err := wb.Delete(k); err != nil {
 			a.st.log.Error("shard: pruning audit records", "err", err)
-			return
+			return false
 		}
 	}
 	if err := wb.Flush(); err != nil {
 		a.st.log.Error("shard: pruning audit records", "err", err)
-		return
+		return false
 	}
 	a.count.Add(-int64(len(keys)))
 	a.oldest = oldest
+	return true
 }

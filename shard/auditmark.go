@@ -43,8 +43,8 @@ const (
 // readAuditMark reads dir/audit.mark.
 func readAuditMark(dir string) (auditMark, markState) {
 	b, err := os.ReadFile(filepath.Join(dir, auditMarkFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return auditMark{}, markNone
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(b) == 0) {
+		return auditMark{}, markNone // an empty file: created, never written
 	}
 	if err != nil || len(b) != auditMarkLen ||
 		crc32.ChecksumIEEE(b[:16]) != binary.BigEndian.Uint32(b[16:]) {
