@@ -12,6 +12,7 @@
 //	  db/           Badger, encrypted with the Badger key (AES-256-CTR, no MAC)
 //	  sealed/<hex sha-256>.sealed   the last accepted sealed definition, 0600
 //	  state         serial and hash of the current definition, HMAC'd, 0600
+//	  audit.mark    next audit sequence number and record count, CRC'd, 0600
 //
 // # Keyspace
 //
