@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -132,7 +134,9 @@ type auditor struct {
 	oldest  uint64 // auditTime of the oldest stored record; writer only
 	count   atomic.Int64
 	dropped atomic.Uint64
-	logged  uint64 // dropped count last logged; writer only
+	logged  uint64   // dropped count last logged; writer only
+	lost    uint64   // records found lost to damage at Open
+	mark    *os.File // audit.mark, nil if it could not be opened; writer only
 	once    sync.Once
 }
 
@@ -145,10 +149,47 @@ func newAuditor(st *Store) *auditor {
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	mark, ms := readAuditMark(st.dir)
 	a.scan()
-	a.prune()
+	switch {
+	case ms == markOK:
+		a.lost = lostAuditRecords(a.count.Load(), mark)
+		a.seq = max(a.seq, mark.next) // never reuse a lost record's number
+	case ms == markDamaged:
+		st.log.Warn("shard: the audit mark is damaged; audit records lost before this start cannot be counted",
+			"file", filepath.Join(st.dir, auditMarkFile))
+	case a.count.Load() > 0:
+		st.log.Warn("shard: the audit mark is missing; audit records lost before this start cannot be counted",
+			"file", filepath.Join(st.dir, auditMarkFile))
+	}
+	if a.lost > 0 {
+		st.log.Error("shard: audit records missing from the store: lost to damage, or set aside with a quarantined database", "lost", a.lost)
+	}
+	var err error
+	if a.mark, err = openAuditMark(st.dir); err != nil {
+		st.log.Warn("shard: opening the audit mark", "err", err)
+	}
+	// The mark is rewritten only when the count changes here, so a
+	// reader (check, inspect, audit) reports a loss without consuming
+	// the report: the server's first audit batch does.
+	if a.prune() {
+		a.writeMark()
+	}
 	go a.run()
 	return a
+}
+
+// writeMark records the next sequence number in the audit mark.
+func (a *auditor) writeMark() {
+	if a.mark == nil {
+		return
+	}
+	m := auditMark{next: a.seq, count: uint64(max(a.count.Load(), 0))}
+	if err := writeAuditMark(a.mark, m); err != nil {
+		a.st.log.Warn("shard: writing the audit mark", "err", err)
+		a.mark.Close()
+		a.mark = nil
+	}
 }
 
 // Audit queues rec for the audit log without blocking. When the queue is
@@ -248,7 +289,9 @@ func (a *auditor) run() {
 			a.drainAll(batch)
 			close(ack)
 		case <-tick.C:
-			a.prune()
+			if a.prune() {
+				a.writeMark()
+			}
 		case <-a.quit:
 			a.drainAll(batch)
 			return
@@ -316,6 +359,7 @@ func (a *auditor) write(batch []AuditRecord) {
 		a.logged = d
 	}
 	a.prune()
+	a.writeMark()
 }
 
 // flush waits until the writer has stored everything queued before it.
@@ -331,6 +375,10 @@ func (a *auditor) flush() {
 func (a *auditor) stop() {
 	a.once.Do(func() { close(a.quit) })
 	<-a.done
+	if a.mark != nil {
+		a.mark.Close()
+		a.mark = nil
+	}
 }
 
 // scan counts the stored records and continues the sequence after the
@@ -358,14 +406,14 @@ const noAudit = ^uint64(0)
 // prune deletes the oldest records beyond AuditMaxRecords and those
 // older than AuditMaxAge. It runs after every batch, so it opens no
 // iterator unless a record is due: the oldest record's time is tracked.
-func (a *auditor) prune() {
+func (a *auditor) prune() (pruned bool) {
 	excess := a.count.Load() - int64(a.st.opt.AuditMaxRecords)
 	var floor uint64
 	if a.st.opt.AuditMaxAge > 0 {
 		floor = auditTime(time.Now().Add(-a.st.opt.AuditMaxAge))
 	}
 	if excess <= 0 && a.oldest >= floor {
-		return
+		return false
 	}
 	var keys [][]byte
 	oldest := noAudit
@@ -387,7 +435,7 @@ func (a *auditor) prune() {
 		return nil
 	})
 	if len(keys) == 0 {
-		return
+		return false
 	}
 	a.st.dropMu.RLock()
 	defer a.st.dropMu.RUnlock()
@@ -396,13 +444,14 @@ func (a *auditor) prune() {
 	for _, k := range keys {
 		if err := wb.Delete(k); err != nil {
 			a.st.log.Error("shard: pruning audit records", "err", err)
-			return
+			return false
 		}
 	}
 	if err := wb.Flush(); err != nil {
 		a.st.log.Error("shard: pruning audit records", "err", err)
-		return
+		return false
 	}
 	a.count.Add(-int64(len(keys)))
 	a.oldest = oldest
+	return true
 }

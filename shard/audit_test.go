@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/coffer-project/coffer/shard"
+	"github.com/dgraph-io/badger/v4"
 )
 
 func auditRec(i int, at time.Time) shard.AuditRecord {
@@ -98,4 +99,52 @@ func TestAuditQueueFull(t *testing.T) {
 	}
 	st.Close()
 	st.Audit(auditRec(0, time.Now())) // after Close: dropped, no panic
+}
+
+// TestAuditLost: records that vanish from the store behind its back (as
+// a damaged memtable log drops its tail at replay) are counted at the
+// next Open against the audit mark, and numbering continues above it.
+func TestAuditLost(t *testing.T) {
+	dir := t.TempDir()
+	st := open(t, dir, shard.Options{})
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i := range 30 {
+		st.Audit(auditRec(i, base.Add(time.Duration(i)*time.Second)))
+	}
+	if got, _ := st.AuditRecords(time.Time{}, 0); len(got) != 30 {
+		t.Fatalf("got %d records, want 30", len(got))
+	}
+	st.Close()
+	editRaw(t, dir, func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("a/"), Reverse: true})
+		defer it.Close()
+		var keys [][]byte
+		for it.Seek([]byte("a/\xff")); it.Valid() && len(keys) < 7; it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		for _, k := range keys {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, who := range []string{"a reader", "the writer"} {
+		// A reader (check, inspect) reports the loss without consuming
+		// the report; the writer's first batch does.
+		st = open(t, dir, shard.Options{})
+		s, err := st.Stats()
+		if err != nil || s.AuditLost != 7 || s.AuditRecords != 23 {
+			t.Fatalf("%s: lost %d, records %d (%v); want 7 lost, 23 records", who, s.AuditLost, s.AuditRecords, err)
+		}
+		if who == "a reader" {
+			st.Close()
+		}
+	}
+	st.Audit(auditRec(99, base.Add(time.Hour)))
+	st.Close()
+	st = open(t, dir, shard.Options{})
+	if s, _ := st.Stats(); s.AuditLost != 0 || s.AuditRecords != 24 {
+		t.Fatalf("next Open: lost %d, records %d; want 0 and 24 (the loss is reported once)", s.AuditLost, s.AuditRecords)
+	}
 }

@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/coffer-project/coffer/shard"
+	"github.com/dgraph-io/badger/v4"
 )
 
 // benchDef is 10,000 clients of 10 values of 40 bytes.
@@ -130,4 +132,44 @@ func BenchmarkImport(b *testing.B) {
 	b.ReportMetric(peakRSS(), "peak-RSS-MiB")
 	s, _ := st.Stats()
 	b.ReportMetric(float64(s.DiskBytes)/(1<<20), "disk-MiB")
+}
+
+// BenchmarkOpen is the cost of a start on a store of 10,000 clients:
+// Badger alone (which itself verifies every table block at open), Open
+// without its pass over the served generation (adds checkDB and the
+// recovery), and Open as the server runs it.
+func BenchmarkOpen(b *testing.B) {
+	dir := b.TempDir()
+	st, err := shard.Open(dir, &badgerKey, &sealKey, shard.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := benchDef()
+	if _, err := st.Import(d.v, d.sealed, d.seq()); err != nil {
+		b.Fatal(err)
+	}
+	st.Close()
+	b.Run("badger", func(b *testing.B) {
+		for b.Loop() {
+			db, err := badger.Open(shard.RawOptions(filepath.Join(dir, "db"), &badgerKey))
+			if err != nil {
+				b.Fatal(err)
+			}
+			db.Close()
+		}
+	})
+	for _, bc := range []struct {
+		name string
+		opt  shard.Options
+	}{{"no-generation-pass", shard.NoVerify(shard.Options{})}, {"shard", shard.Options{}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				st, err := shard.Open(dir, &badgerKey, &sealKey, bc.opt)
+				if err != nil {
+					b.Fatal(err)
+				}
+				st.Close()
+			}
+		})
+	}
 }

@@ -12,6 +12,7 @@
 //	  db/           Badger, encrypted with the Badger key (AES-256-CTR, no MAC)
 //	  sealed/<hex sha-256>.sealed   the last accepted sealed definition, 0600
 //	  state         serial and hash of the current definition, HMAC'd, 0600
+//	  audit.mark    next audit sequence number and record count, CRC'd, 0600
 //
 // # Keyspace
 //
@@ -51,15 +52,38 @@
 // After kill -9 at any point, Open finds exactly one complete definition:
 // it drops every generation but m/cur's (a partial import), removes
 // temporary and stale kept files, and compares m/cur with the state file
-// (Condition): equal is Consistent; a store ahead of the state (crash
-// before the state write) is StateUpdated and the state is rewritten; no
-// state at all is FirstRun (trust on first use) or StateRecreated; a
-// store behind the state, empty, or whose pointer does not open is
-// NeedsRebuild: Current reports nothing and the caller imports
-// KeptSealed(State().Hash), so older data is never served. Badger that
-// fails to open or panics while opening is ErrCorrupt; Quarantine moves
-// it aside and the next Open reports NeedsRebuild. A state file that
-// does not verify is ErrBadState, left for the operator.
+// (condition, a pure function of the two): equal is Consistent; a store
+// ahead of the state (crash before the state write) is StateUpdated and
+// the state is rewritten; no state at all is FirstRun (trust on first
+// use) or StateRecreated; a store behind the state, empty, or whose
+// pointer does not open is NeedsRebuild: Current reports nothing and the
+// caller imports KeptSealed(State().Hash), so older data is never
+// served. A state file that does not verify is ErrBadState, left for the
+// operator.
+//
+// # Damage
+//
+// Open verifies the data directory before it serves from it, so that
+// damage to any file ends in one of three outcomes (the corruption sweep
+// in cmd/coffer-server/hardening, sweep_test.go, runs the real server on
+// each): served correctly, ErrCorrupt (Quarantine moves the database
+// aside, the next Open reports NeedsRebuild and the caller rebuilds from
+// the kept sealed file), or an error naming what to fix (ErrBadState,
+// ErrWrongKey). Before Badger opens (check.go, checkDB): KEYREGISTRY must
+// exist and read, and every data block, index and footer of every table
+// the manifest lists must match its checksum. After (verify.go,
+// verifyGen): every shard and client record of the generation to be
+// served is read and opened, and their number matches the pointer's, so
+// a damaged or missing value log or a memtable log cut short is found at
+// start rather than by one client's fetch. A KEYREGISTRY whose sanity
+// text does not decrypt is ErrCorrupt when the state file's MAC (under a
+// key from the same server key) verifies, and ErrWrongKey otherwise.
+//
+// CheckKept verifies the kept sealed file, the rebuild source; the
+// server runs it at every start and keeps the definition file again
+// (Keep) when the kept one is damaged. Audit records that Badger drops
+// with a damaged memtable log are counted against audit.mark, a small
+// file outside Badger (auditmark.go): Stats.AuditLost and an error log.
 //
 // # Badger 4.9.6 workarounds
 //
@@ -67,13 +91,16 @@
 // Badger creating a value log or memtable file and extending it leaves
 // an empty file that fails every later Open, so Open deletes empty .vlog
 // and .mem files (they hold nothing). Badger opens tables in goroutines
-// of its own, which panic on a zeroed or truncated footer or on tables
-// read without their key registry, killing the process; Open checks the
-// footer and index checksum of every table the manifest lists, and that
-// KEYREGISTRY exists, first, and reports ErrCorrupt instead. Damage
-// found later (a data block) still surfaces as Badger's checksum error,
-// or at worst its background panic; the next start then reports
-// ErrCorrupt. A zeroed KEYREGISTRY reads as ErrWrongKey.
+// of its own, where a panic kills the process: a zeroed or truncated
+// footer panics in the index decode (badger #2201; pull request 2333
+// fixes it after v4.9.6), a table read without its key registry reads
+// garbage, and one damaged data block panics in Table.VerifyChecksum,
+// whose error path dereferences the nil block it got back (table.go:711;
+// TestBadgerPanicsOnDataBlock keeps the proof, and fails once Badger
+// returns an error instead). checkDB is why none of these is reachable
+// from Open. Damage that appears while the server runs (after Open
+// verified the files) can still reach Badger's background goroutines;
+// the next start then finds it.
 //
 // Badger creates its tables and logs 0666 minus the umask: run the
 // daemon with umask 077. Open, Import and Close tighten what they find,

@@ -134,6 +134,11 @@ type Stats struct {
 	VLogBytes    int64 // Badger's estimate of its value log
 	AuditRecords int
 	AuditDropped uint64 // records Audit dropped because its queue was full
+	AuditLost    uint64 // records Open found lost to damage (see auditmark.go)
+	// Kept is the state of the current definition's kept sealed file,
+	// the rebuild source (CheckKept): "ok", "missing" or "damaged"; empty
+	// when nothing is current.
+	Kept string
 }
 
 // Stats counts the current generation's keys (without opening values)
@@ -146,8 +151,17 @@ func (st *Store) Stats() (Stats, error) {
 	s.LSMBytes, s.VLogBytes = st.db.Size()
 	s.AuditRecords = int(st.audit.count.Load())
 	s.AuditDropped = st.audit.dropped.Load()
+	s.AuditLost = st.audit.lost
 	if c := st.cur.Load(); c != nil {
 		s.Version, s.Generation, s.HasCurrent = c.Version, c.Gen, true
+		switch err := st.CheckKept(); {
+		case err == nil:
+			s.Kept = "ok"
+		case errors.Is(err, ErrNoKept):
+			s.Kept = "missing"
+		default:
+			s.Kept = "damaged"
+		}
 		err := st.db.View(func(txn *badger.Txn) error {
 			s.Clients, s.Values = st.countClients(txn, c.Gen)
 			s.ShardBytes = sizePrefix(txn, genPrefix(nil, prefixShard, c.Gen))

@@ -95,6 +95,8 @@ type Options struct {
 	// AuditMaxAge prunes audit records older than this. Zero keeps them
 	// until AuditMaxRecords pushes them out.
 	AuditMaxAge time.Duration
+
+	noVerify bool // tests of the read path: Open skips verifyGen
 }
 
 // Version identifies an accepted definition: its serial and the SHA-256
@@ -184,10 +186,13 @@ type Store struct {
 // with the state file; see Condition. It returns ErrWrongKey for a wrong
 // badgerKey, ErrLocked when another process holds the store, ErrBadState
 // for a state file that does not verify, and an error wrapping ErrCorrupt
-// when Badger fails to open or panics while opening; Quarantine then
-// moves the database aside so that the next Open rebuilds. A damaged
-// table can still crash the process from Badger's background goroutines
-// (badger #2201); the next start then reports ErrCorrupt.
+// when the database is damaged: KEYREGISTRY, MANIFEST or a table block
+// fails the checks made before Badger opens (checkDB), Badger fails or
+// panics while opening, or a record of the generation to be served does
+// not read or open (verifyGen). Quarantine then moves the database aside
+// so that the next Open rebuilds. Damage that appears after Open can
+// still crash the process from Badger's background goroutines; the next
+// start then reports ErrCorrupt.
 //
 // The daemon should run with umask 077: Badger creates its table and
 // value log files 0666 minus the umask. Open, Import and Close tighten
@@ -216,7 +221,9 @@ func Open(dir string, badgerKey, sealKey *[32]byte, opt Options) (*Store, error)
 		sl.clear()
 		return nil, err
 	}
-	if err := checkTables(filepath.Join(dir, dbDir)); err != nil {
+	if err := checkDB(filepath.Join(dir, dbDir), st.bkey); err != nil {
+		err = registryError(dir, sl, err)
+		clear(st.bkey)
 		sl.clear()
 		return nil, err
 	}
@@ -233,6 +240,22 @@ func Open(dir string, badgerKey, sealKey *[32]byte, opt Options) (*Store, error)
 	}
 	st.audit = newAuditor(st)
 	return st, nil
+}
+
+// registryError tells a damaged KEYREGISTRY from a wrong key when
+// checkDB found that its sanity text does not decrypt. The state file's
+// MAC is under a key derived from the same server key: when it verifies,
+// the key is right and the registry is damaged (ErrCorrupt, so the store
+// is rebuilt); otherwise, or without a state file, it is ErrWrongKey.
+func registryError(dir string, sl *sealer, err error) error {
+	if !errors.Is(err, errRegistryKey) {
+		return err
+	}
+	if _, ok, serr := readState(dir, sl); serr == nil && ok {
+		return fmt.Errorf("%w: %s is damaged (its sanity text does not decrypt, but the state file verifies with this key)",
+			ErrCorrupt, badger.KeyRegistryFileName)
+	}
+	return ErrWrongKey
 }
 
 // prepareDir creates dir and its sealed subdirectory 0700.
@@ -380,19 +403,15 @@ func (st *Store) recover() error {
 		st.log.Error("shard: current-definition record does not verify; dropping every generation", "err", curErr)
 	}
 	st.state, st.hasState = state, hasState
-	switch {
-	case cur == nil && !hasState:
-		st.cond = FirstRun
-	case cur == nil:
-		st.cond = NeedsRebuild
-	case !hasState:
-		st.cond = StateRecreated
-	case cur.Version == state:
-		st.cond = Consistent
-	case cur.Version.Serial > state.Serial:
-		st.cond = StateUpdated
-	default:
-		st.cond = NeedsRebuild
+	var curVersion *Version
+	if cur != nil {
+		curVersion = &cur.Version
+	}
+	st.cond = condition(curVersion, state, hasState)
+	if cur != nil && st.cond != NeedsRebuild && !st.opt.noVerify {
+		if err := st.verifyGen(cur); err != nil {
+			return err
+		}
 	}
 	if st.cond == StateUpdated || st.cond == StateRecreated {
 		if err := writeState(st.dir, st.seal, cur.Version); err != nil {
@@ -420,6 +439,26 @@ func (st *Store) recover() error {
 		st.staleGen = cur.Gen
 	}
 	return fixModes(st.dir)
+}
+
+// condition decides what Open found from the store's current version
+// (nil when it has none, or its pointer does not open) and the state
+// file's (docs: definitions-and-store.md, "Restart"). The store is
+// served only when it is not behind what the state file says was served.
+func condition(cur *Version, state Version, hasState bool) Condition {
+	switch {
+	case cur == nil && !hasState:
+		return FirstRun
+	case cur == nil:
+		return NeedsRebuild
+	case !hasState:
+		return StateRecreated
+	case *cur == state:
+		return Consistent
+	case cur.Serial > state.Serial:
+		return StateUpdated
+	}
+	return NeedsRebuild // behind, or the same serial with another hash
 }
 
 // readCur returns the current-generation pointer, nil if there is none,

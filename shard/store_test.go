@@ -335,6 +335,9 @@ func rawGet(txn *badger.Txn, k []byte) []byte {
 	return v
 }
 
+// TestTamper edits records behind the store's back. Open finds each edit
+// in its pass over the current generation (ErrCorrupt); opened without
+// that pass, the read path still refuses the record (ErrTampered).
 func TestTamper(t *testing.T) {
 	d := makeDef(1, 5, 3)
 	for _, tc := range []struct {
@@ -367,7 +370,8 @@ func TestTamper(t *testing.T) {
 			_, gen, _ := st.Current()
 			st.Close()
 			editRaw(t, dir, func(txn *badger.Txn) error { return tc.edit(txn, gen) })
-			st = open(t, dir, shard.Options{})
+			wantCorrupt(t, dir)
+			st = open(t, dir, shard.NoVerify(shard.Options{}))
 			for _, names := range [][]string{nil, {"VALUE_1"}} {
 				_, err := st.Shard(gen, clientKey(tc.client), names)
 				if !errors.Is(err, shard.ErrTampered) {
@@ -399,7 +403,8 @@ func TestTamper(t *testing.T) {
 		_, gen2, _ := st.Current()
 		st.Close()
 		editRaw(t, dir, func(txn *badger.Txn) error { return txn.Set(rawKey("s/", gen2, clientKey(0), ""), old) })
-		st = open(t, dir, shard.Options{})
+		wantCorrupt(t, dir)
+		st = open(t, dir, shard.NoVerify(shard.Options{}))
 		if _, err := st.Shard(gen2, clientKey(0), nil); !errors.Is(err, shard.ErrTampered) {
 			t.Fatalf("got %v, want ErrTampered", err)
 		}
@@ -420,7 +425,8 @@ func TestTamper(t *testing.T) {
 			_, gen, _ := st.Current()
 			st.Close()
 			editRaw(t, dir, func(txn *badger.Txn) error { return edit(txn, gen) })
-			st = open(t, dir, shard.Options{})
+			wantCorrupt(t, dir)
+			st = open(t, dir, shard.NoVerify(shard.Options{}))
 			if err := st.Clients(gen, func([32]byte, string) {}); !errors.Is(err, shard.ErrTampered) {
 				t.Fatalf("Clients: got %v, want ErrTampered", err)
 			}
@@ -445,6 +451,16 @@ func TestTamper(t *testing.T) {
 		}
 		rebuild(t, st, d)
 	})
+}
+
+// wantCorrupt checks that Open refuses the store in dir with ErrCorrupt.
+func wantCorrupt(t *testing.T, dir string) {
+	t.Helper()
+	_, err := shard.Open(dir, &badgerKey, &sealKey, shard.Options{})
+	if !errors.Is(err, shard.ErrCorrupt) {
+		t.Fatalf("Open: got %v, want ErrCorrupt", err)
+	}
+	noCanary(t, err)
 }
 
 // rebuild imports the kept sealed file of the state, as the daemon does
@@ -626,8 +642,10 @@ func TestOpenErrors(t *testing.T) {
 	})
 	st.Close()
 	t.Run("wrong key", func(t *testing.T) {
-		other := [32]byte{7}
-		_, err := shard.Open(dir, &other, &sealKey, shard.Options{})
+		// Both keys derive from the server key, so a wrong one is wrong
+		// for both (TestKeyRegistry covers a damaged registry).
+		other, otherSeal := [32]byte{7}, [32]byte{8}
+		_, err := shard.Open(dir, &other, &otherSeal, shard.Options{})
 		if !errors.Is(err, shard.ErrWrongKey) {
 			t.Fatalf("got %v, want ErrWrongKey", err)
 		}

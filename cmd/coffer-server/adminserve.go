@@ -169,7 +169,7 @@ func inspectStore(st *shard.Store) (*inspectReport, error) {
 	}
 	r := &inspectReport{Condition: s.Condition.String(), Clients: []inspectClient{}, Values: s.Values,
 		ShardBytes: s.ShardBytes, DiskBytes: s.DiskBytes, LSMBytes: s.LSMBytes, VLogBytes: s.VLogBytes,
-		Audit: s.AuditRecords, Dropped: s.AuditDropped}
+		Audit: s.AuditRecords, Dropped: s.AuditDropped, AuditLost: s.AuditLost, Kept: s.Kept}
 	if s.HasCurrent {
 		r.Serial, r.Hash, r.Generation = s.Version.Serial, hex.EncodeToString(s.Version.Hash[:]), s.Generation
 		if r.Clients, err = storedClients(st, s.Generation); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -148,25 +149,29 @@ func checkStore(r *checkReport, dir string, open func() (*shard.Store, *lockFile
 		return nil, nil, false
 	}
 	r.ok("store: serial %d, hash %x, %d clients (%s)", v.Serial, v.Hash[:8], len(stored), cond)
+	if err := st.CheckKept(); err != nil {
+		r.note("KEPT SEALED FILE: %v; serve keeps the definition file again if it is serial %d, else a damaged store cannot be rebuilt", err, v.Serial)
+	}
 	return &coffer.Version{Serial: v.Serial, Hash: v.Hash}, stored, true
 }
 
 // parseHolderVersion reads the "serial hash" the server writes into its
-// lock file.
+// lock file (daemon.ready): a decimal serial and 64 hex digits. Anything
+// else, including the empty version of a server that serves nothing,
+// is nil.
 func parseHolderVersion(s string) *coffer.Version {
 	f := strings.Fields(s)
-	if len(f) != 2 {
+	if len(f) != 2 || len(f[1]) != 2*len(coffer.Version{}.Hash) {
 		return nil
 	}
 	serial, err := strconv.ParseUint(f[0], 10, 64)
-	var v coffer.Version
-	if err != nil || len(f[1]) != 64 {
+	if err != nil {
 		return nil
 	}
-	if _, err := fmt.Sscanf(f[1], "%x", &v.Hash); err != nil {
+	v := coffer.Version{Serial: serial}
+	if n, err := hex.Decode(v.Hash[:], []byte(f[1])); err != nil || n != len(v.Hash) {
 		return nil
 	}
-	v.Serial = serial
 	return &v
 }
 

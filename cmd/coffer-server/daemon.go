@@ -96,6 +96,7 @@ func (d *daemon) reload(file []byte) reloadResult {
 	case err == nil:
 	case errors.Is(err, errUnchanged):
 		d.log.Info("reload: the sealed definition is already current")
+		d.ld.checkKept() // the file may have been put back to repair the kept copy
 	default:
 		d.log.Error("reload: sealed definition refused; still serving the current one", "reason", err)
 	}

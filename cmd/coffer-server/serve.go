@@ -187,7 +187,8 @@ func storeHint(err error, dir string) error {
 			"use that key, or move the directory aside and let the server rebuild from the sealed definition")
 	case errors.Is(err, shard.ErrBadState):
 		return withHint(fmt.Errorf("opening the store: %w", err),
-			"the state file was damaged or written with another server key; see docs/server.md, \"Recovery\"")
+			"the store itself opened with this key, so the state file is damaged (or was written with another key):",
+			"move it aside only if the store and kept sealed file are the ones you want; see docs/server.md, \"Recovery\"")
 	case errors.Is(err, shard.ErrCorrupt):
 		return withHint(fmt.Errorf("opening the store: %w", err),
 			"'coffer-server serve' quarantines a corrupt store and rebuilds it from the kept sealed file")
@@ -468,6 +469,7 @@ func (l *loader) start() (loadErr, err error) {
 		l.log.Warn("nothing to serve: clients get Error{unavailable} until a definition is loaded (coffer-server reload)")
 		return loadErr, nil
 	}
+	l.checkKept()
 	if l.served == nil {
 		return loadErr, l.installLocked(0, nil)
 	}
