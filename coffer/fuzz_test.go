@@ -239,7 +239,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"FuzzServerSession/session":   rs.clientStream,
 		"FuzzServerSession/hello":     rs.clientFrames[0].Raw,
 		"FuzzServerSession/hello-get": bytes.Join([][]byte{rs.clientFrames[0].Raw, rs.clientFrames[1].Raw}, nil),
-		"FuzzServerSession/version-2": append([]byte{0, 1, 0}, 2),
+		"FuzzServerSession/version-1": append([]byte{0, 1, 0}, 1),
 		"FuzzClientSession/session":   rs.serverStream,
 		"FuzzClientSession/link":      rs.serverFrames[0].Raw,
 		"FuzzClientSession/busy":      plainError(frame.CodeBusy),

@@ -17,8 +17,8 @@ var allTypes = []struct {
 	name  string
 	limit int
 }{
-	{frame.TypeHello, "Hello", 256},
-	{frame.TypeLink, "Link", 160},
+	{frame.TypeHello, "Hello", 1536},
+	{frame.TypeLink, "Link", 1280},
 	{frame.TypeGet, "Get", 4096},
 	{frame.TypeOkGet, "OkGet", 65535},
 	{frame.TypeBye, "Bye", 64},

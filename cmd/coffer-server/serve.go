@@ -23,7 +23,7 @@ import (
 const serveUsage = `Usage: coffer-server [serve] [options]
 
 Run the daemon: open the store, load the sealed definition if it is newer
-than the stored one, listen, and serve coffer/1 until SIGTERM or SIGINT.
+than the stored one, listen, and serve coffer/2 until SIGTERM or SIGINT.
 'coffer-server reload' (through the admin socket, waiting for the outcome)
 or SIGHUP loads the sealed definition again; a definition URL is also
 polled every --definition-poll. The admin socket answers status, reload,
@@ -331,7 +331,7 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 	return err
 }
 
-// serveUntilStopped binds the listeners (coffer/1, metrics, the admin
+// serveUntilStopped binds the listeners (coffer/2, metrics, the admin
 // socket) and serves until SIGTERM or SIGINT, then stops them in order:
 // the loop, the poller, the admin socket, the metrics.
 func (d *daemon) serveUntilStopped(cfg *config.Server, getenv func(string) string) error {
