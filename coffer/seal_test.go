@@ -2,9 +2,12 @@ package coffer
 
 import (
 	"crypto/hmac"
+	"crypto/mlkem"
 	"crypto/rand"
 	"crypto/sha256"
 	"testing"
+
+	"github.com/coffer-project/coffer/frame"
 )
 
 // TestSessionKeys checks the key schedule against the formula in
@@ -71,5 +74,14 @@ func BenchmarkSessionKeys(b *testing.B) {
 		if _, _, err := sessionKeys(&th2, &kem, &es, &ss, &ee, &se); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestKEMSizes ties frame's ML-KEM sizes, which frame states without
+// importing crypto/mlkem, to crypto/mlkem's.
+func TestKEMSizes(t *testing.T) {
+	if frame.KEMKeySize != mlkem.EncapsulationKeySize768 || frame.KEMCiphertextSize != mlkem.CiphertextSize768 {
+		t.Errorf("frame: ek %d, ct %d; crypto/mlkem: ek %d, ct %d", frame.KEMKeySize, frame.KEMCiphertextSize,
+			mlkem.EncapsulationKeySize768, mlkem.CiphertextSize768)
 	}
 }
