@@ -418,7 +418,7 @@ func (cl *clientSession) openError(f frame.Frame) error {
 // its version or form: a well-formed coffer/2 Hello gets Error{version}
 // from a server of another version, and Error{malformed} from a coffer/1
 // server, whose Hello limit of 256 bytes it passes (docs/protocol.md
-// §8). The error stays the unsealed *RemoteError it was.
+// §4.8). The error stays the unsealed *RemoteError it was.
 func helloRefused(err error) error {
 	var re *RemoteError
 	if !errors.As(err, &re) {
