@@ -198,8 +198,8 @@ func (cl *clientSession) sealHello() error {
 	k := kemKeyHash(ek)
 	p := frame.HelloPayload{H: frame.PurposeHello, V: frame.Version, C: c[:], S: cl.server[:], E: e[:], K: k[:]}
 	h := frame.Hello{Version: frame.Version, Client: c, Ephemeral: e, Nonce: n, KEMKey: ek}
-	outer := make([]byte, 0, maxHandshakeFrame) // Hello's outer fields, then the frame
-	b, err := appendSealed(make([]byte, 0, maxHandshakeFrame), frame.TypeHello, h.Append(outer), &p, &n, cl.ss)
+	var outer [1 + 2*frame.KeySize + frame.NonceSize + frame.KEMKeySize]byte // Hello's outer fields
+	b, err := appendSealed(make([]byte, 0, maxHandshakeFrame), frame.TypeHello, h.Append(outer[:0]), &p, &n, cl.ss)
 	if err != nil {
 		return fmt.Errorf("coffer: hello: %w", err)
 	}
@@ -235,10 +235,10 @@ func (cl *clientSession) openKeyNotFound(f frame.Frame) error {
 }
 
 // openLink checks Link (the server's proof of S, bound to Ce and th1) and
-// derives the session keys: two ladders and one ML-KEM decapsulation. A Link that does not open for
-// this session proves nothing (ErrUnverified); one that does but whose
-// Se is unusable is the key holder's word, a final ErrServerAuth
-// (docs/protocol.md §4.2).
+// derives the session keys: two ladders and one ML-KEM decapsulation. A
+// Link that does not open for this session proves nothing
+// (ErrUnverified); one that does but whose Se is unusable is the key
+// holder's word, a final ErrServerAuth (docs/protocol.md §4.2).
 func (cl *clientSession) openLink(f frame.Frame) error {
 	var p frame.LinkPayload
 	if cl.openSealed(f, cl.es, &p) != nil || !equalHash(p.TH, &cl.th) {

@@ -43,8 +43,9 @@ func (r *cycleReader) reset() {
 }
 
 // sessionRandBytes is what a server session reads for a known client:
-// Se (32 bytes), then n2 (24 bytes).
-const sessionRandBytes = 32 + 24
+// Se (32 bytes), the ML-KEM encapsulation's m (32 bytes), then n2 (24
+// bytes).
+const sessionRandBytes = 32 + 32 + 24
 
 // replayServer is a server whose sessions are all alike: fixed key,
 // fixed randomness per session, one client (testKey 100) with a small

@@ -481,7 +481,7 @@ func TestHelloRejected(t *testing.T) {
 }
 
 // TestHelloPayloadChecked seals Hellos whose proof opens but whose
-// payload is not exactly the encoding of {hello, 1, C, S, Ce}: each gets
+// payload is not exactly the encoding of {hello, 2, C, S, Ce, H(ek)}: each gets
 // Error{auth} and costs the one ladder of any unverified proof; the exact
 // encoding gets a Link.
 func TestHelloPayloadChecked(t *testing.T) {

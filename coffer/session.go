@@ -231,7 +231,7 @@ func (ss *session) checkProof(h *frame.Hello) error {
 	defer clear(pt)
 	// Strict decoding accepts only plaintexts that re-encode to
 	// themselves, and the decoded payload must then equal
-	// {hello, 1, C, S, Ce}. So the one acceptable plaintext is the
+	// {hello, 2, C, S, Ce, H(ek)}. So the one acceptable plaintext is the
 	// deterministic encoding of those values: comparing with it checks
 	// the same thing as decoding, validating and comparing fields, at a
 	// fraction of the cost (frame.Marshal, no decode and re-encode). K

@@ -10,7 +10,7 @@ import (
 	"github.com/coffer-project/coffer/frame"
 )
 
-// allTypes lists every coffer/1 type with its documented body limit
+// allTypes lists every coffer/2 type with its documented body limit
 // (docs/protocol.md §2).
 var allTypes = []struct {
 	t     frame.Type
