@@ -3,6 +3,7 @@ package coffer
 import (
 	"bytes"
 	"context"
+	"crypto/mlkem"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -25,7 +26,8 @@ type ClientConfig struct {
 	// the larger of --min-serial and the serial remembered for Server.
 	MinSerial uint64
 	// Rand is the randomness; nil means crypto/rand. Fetch reads Ce
-	// (32 bytes), then n1 (24 bytes), and nothing else.
+	// (32 bytes), then the seed of its ML-KEM-768 key (64 bytes, d || z
+	// of FIPS 203), then n1 (24 bytes), and nothing else.
 	Rand io.Reader
 }
 
@@ -68,7 +70,7 @@ type Result struct {
 	Version Version
 }
 
-// Fetch runs one coffer/1 session on conn and returns the client's shard
+// Fetch runs one coffer/2 session on conn and returns the client's shard
 // (docs/protocol.md §4). It does not close conn. A shard is returned only
 // when every chunk opened in order, the whole shard's hash matched and
 // its serial is at least cfg.MinSerial; nothing partial is ever
@@ -119,6 +121,7 @@ type clientSession struct {
 	ss     *[32]byte     // K(C,S)
 	e      *ephemeralKey // Ce
 	es     *[32]byte     // K(Ce,S)
+	dk     *mlkem.DecapsulationKey768
 	th     hash
 	cs, sc *cipherState
 	pt     []byte // plaintext buffer, cleared at the end
@@ -132,6 +135,7 @@ func (cl *clientSession) clear() {
 	}
 	cl.e.clear()
 	cl.e = nil
+	cl.dk = nil // crypto/mlkem offers no way to clear it
 	cl.cs.clear()
 	cl.sc.clear()
 	clear(cl.pt[:cap(cl.pt)])
@@ -153,7 +157,7 @@ func (cl *clientSession) run() (*Result, error) {
 		// answers Error{auth}, but so can anyone on the path. It stays an
 		// unsealed *RemoteError (ErrUnverified), not ErrServerAuth, so a
 		// caller tries another server (docs/protocol.md §4.7).
-		return nil, plainRemoteError(f)
+		return nil, helloRefused(plainRemoteError(f))
 	}
 	if err := cl.openLink(f); err != nil {
 		return nil, err
@@ -169,7 +173,8 @@ func (cl *clientSession) run() (*Result, error) {
 	return res, nil
 }
 
-// sealHello sends Hello. Randomness: Ce (32 bytes), then n1 (24 bytes).
+// sealHello sends Hello. Randomness: Ce (32 bytes), the ML-KEM-768
+// seed (64 bytes), then n1 (24 bytes).
 func (cl *clientSession) sealHello() error {
 	r := cl.cfg.Rand
 	if r == nil {
@@ -181,15 +186,20 @@ func (cl *clientSession) sealHello() error {
 	if cl.e, err = newLadderEphemeralKey(r); err != nil {
 		return err
 	}
+	if cl.dk, err = newKEMKey(r); err != nil {
+		return err
+	}
 	n, err := readNonce(r)
 	if err != nil {
 		return fmt.Errorf("coffer: reading randomness: %w", err)
 	}
 	c, e := cl.cfg.Key.Public(), cl.e.Public()
-	p := frame.HelloPayload{H: frame.PurposeHello, V: frame.Version, C: c[:], S: cl.server[:], E: e[:]}
-	h := frame.Hello{Version: frame.Version, Client: c, Ephemeral: e, Nonce: n}
-	var outer [1 + 2*frame.KeySize + frame.NonceSize]byte // Hello's outer fields
-	b, err := appendSealed(make([]byte, 0, 256), frame.TypeHello, h.Append(outer[:0]), &p, &n, cl.ss)
+	ek := cl.dk.EncapsulationKey().Bytes()
+	k := kemKeyHash(ek)
+	p := frame.HelloPayload{H: frame.PurposeHello, V: frame.Version, C: c[:], S: cl.server[:], E: e[:], K: k[:]}
+	h := frame.Hello{Version: frame.Version, Client: c, Ephemeral: e, Nonce: n, KEMKey: ek}
+	var outer [1 + 2*frame.KeySize + frame.NonceSize + frame.KEMKeySize]byte // Hello's outer fields
+	b, err := appendSealed(make([]byte, 0, maxHandshakeFrame), frame.TypeHello, h.Append(outer[:0]), &p, &n, cl.ss)
 	if err != nil {
 		return fmt.Errorf("coffer: hello: %w", err)
 	}
@@ -225,10 +235,10 @@ func (cl *clientSession) openKeyNotFound(f frame.Frame) error {
 }
 
 // openLink checks Link (the server's proof of S, bound to Ce and th1) and
-// derives the session keys: two ladders. A Link that does not open for
-// this session proves nothing (ErrUnverified); one that does but whose
-// Se is unusable is the key holder's word, a final ErrServerAuth
-// (docs/protocol.md §4.2).
+// derives the session keys: two ladders and one ML-KEM decapsulation. A
+// Link that does not open for this session proves nothing
+// (ErrUnverified); one that does but whose Se is unusable is the key
+// holder's word, a final ErrServerAuth (docs/protocol.md §4.2).
 func (cl *clientSession) openLink(f frame.Frame) error {
 	var p frame.LinkPayload
 	if cl.openSealed(f, cl.es, &p) != nil || !equalHash(p.TH, &cl.th) {
@@ -248,10 +258,18 @@ func (cl *clientSession) openLink(f frame.Frame) error {
 		return ErrServerAuth
 	}
 	defer clear(se[:])
+	// ct was checked for its length by Validate, the one way
+	// decapsulation fails (FIPS 203 decapsulation has implicit rejection).
+	kem, err := sessionDecapsulate(cl.dk, p.CT)
+	if err != nil {
+		return ErrServerAuth
+	}
+	defer clear(kem[:])
 	cl.e.clear()
 	cl.e = nil
+	cl.dk = nil
 	cl.th = mixFrame(&cl.th, f.Raw)
-	if cl.cs, cl.sc, err = sessionKeys(&cl.th, cl.es, cl.ss, ee, se); err != nil {
+	if cl.cs, cl.sc, err = sessionKeys(&cl.th, kem, cl.es, cl.ss, ee, se); err != nil {
 		return fmt.Errorf("coffer: deriving session keys: %w", err)
 	}
 	return nil
@@ -394,6 +412,25 @@ func (cl *clientSession) openError(f frame.Frame) error {
 		return fmt.Errorf("%w: malformed sealed error", ErrProtocol)
 	}
 	return &RemoteError{Code: p.Code, Sealed: true}
+}
+
+// helloRefused adds a hint to a plain Error that refused our Hello for
+// its version or form: a well-formed coffer/2 Hello gets Error{version}
+// from a server of another version, and Error{malformed} from a coffer/1
+// server, whose Hello limit of 256 bytes it passes (docs/protocol.md
+// §4.8). The error stays the unsealed *RemoteError it was.
+func helloRefused(err error) error {
+	var re *RemoteError
+	if !errors.As(err, &re) {
+		return err
+	}
+	switch re.Code {
+	case frame.CodeVersion:
+		return fmt.Errorf("%w (the server does not speak coffer/2: upgrade the server)", err)
+	case frame.CodeMalformed:
+		return fmt.Errorf("%w (the server could not read a coffer/2 hello: if it runs coffer/1, upgrade the server)", err)
+	}
+	return err
 }
 
 // errErrorUnverified: an Error body that decodes neither sealed nor plain.

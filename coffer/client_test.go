@@ -359,3 +359,53 @@ func TestGetSizeRule(t *testing.T) {
 		}
 	}
 }
+
+// TestClientOldServer runs the client against a coffer/1 server's
+// answers to a coffer/2 Hello: the Hello passes coffer/1's 256-byte
+// Hello limit, so such a server answers Error{malformed} after the
+// header; one that read the version byte would answer Error{version}.
+// Either way the client says to upgrade the server, and the error stays
+// an unsealed, retryable *RemoteError (the next server may be current).
+func TestClientOldServer(t *testing.T) {
+	tests := []struct {
+		name string
+		v1   func(hdr [3]byte) frame.ErrorCode
+		code frame.ErrorCode
+		hint string
+	}{
+		{"hello over the coffer/1 limit", func(hdr [3]byte) frame.ErrorCode {
+			if int(hdr[0])<<8|int(hdr[1]) > 256 {
+				return frame.CodeMalformed
+			}
+			return 0
+		}, frame.CodeMalformed, "if it runs coffer/1, upgrade the server"},
+		{"version byte", func([3]byte) frame.ErrorCode { return frame.CodeVersion }, frame.CodeVersion, "does not speak coffer/2: upgrade the server"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cc, sc := net.Pipe()
+			defer cc.Close()
+			go func() {
+				defer sc.Close()
+				var hdr [3]byte
+				if _, err := io.ReadFull(sc, hdr[:]); err != nil {
+					return
+				}
+				// net.Pipe has no buffer: take the body, then answer.
+				io.CopyN(io.Discard, sc, int64(hdr[0])<<8|int64(hdr[1]))
+				sc.Write(plainError(tt.v1(hdr)))
+			}()
+			_, err := Fetch(context.Background(), cc, &ClientConfig{Key: testKey(t, 100), Server: testKey(t, 1).Public()})
+			var re *RemoteError
+			if !errors.As(err, &re) || re.Code != tt.code || re.Sealed {
+				t.Fatalf("got %v, want an unsealed Error code %d", err, tt.code)
+			}
+			if !strings.Contains(err.Error(), tt.hint) {
+				t.Errorf("got %q, want the hint %q", err, tt.hint)
+			}
+			if !Retryable(err) || !errors.Is(err, ErrUnverified) {
+				t.Errorf("Retryable = %v, ErrUnverified = %v; want both true", Retryable(err), errors.Is(err, ErrUnverified))
+			}
+		})
+	}
+}

@@ -1,4 +1,4 @@
-// Package coffer implements coffer/1, the protocol by which a client
+// Package coffer implements coffer/2, the protocol by which a client
 // fetches its secrets from a coffer server, and the keys and sealed files
 // around it. Both sides live here, so they share the labels, the
 // transcript and the key types, and the tests run each against the
@@ -9,8 +9,11 @@
 // chunks, Bye. Each side holds a static X25519 key and knows the other's
 // public key in advance. Past Hello's outer fields every message but a
 // plain Error is a NaCl box (XSalsa20-Poly1305), and the session keys are
-// derived from four Diffie-Hellman results and a hash of the transcript,
-// so each side is authenticated only by proving it holds its private key.
+// derived from four Diffie-Hellman results, the shared secret of an
+// ephemeral ML-KEM-768 exchange (the client's key in Hello, the server's
+// ciphertext in Link) and a hash of the transcript, so each side is
+// authenticated only by proving it holds its private key, and a session
+// stays confidential while either X25519 or ML-KEM-768 holds.
 //
 // # Keys
 //

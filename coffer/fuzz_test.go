@@ -43,8 +43,9 @@ func (r *cycleReader) reset() {
 }
 
 // sessionRandBytes is what a server session reads for a known client:
-// Se (32 bytes), then n2 (24 bytes).
-const sessionRandBytes = 32 + 24
+// Se (32 bytes), the ML-KEM encapsulation's m (32 bytes), then n2 (24
+// bytes).
+const sessionRandBytes = 32 + 32 + 24
 
 // replayServer is a server whose sessions are all alike: fixed key,
 // fixed randomness per session, one client (testKey 100) with a small
@@ -239,7 +240,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"FuzzServerSession/session":   rs.clientStream,
 		"FuzzServerSession/hello":     rs.clientFrames[0].Raw,
 		"FuzzServerSession/hello-get": bytes.Join([][]byte{rs.clientFrames[0].Raw, rs.clientFrames[1].Raw}, nil),
-		"FuzzServerSession/version-2": append([]byte{0, 1, 0}, 2),
+		"FuzzServerSession/version-1": append([]byte{0, 1, 0}, 1),
 		"FuzzClientSession/session":   rs.serverStream,
 		"FuzzClientSession/link":      rs.serverFrames[0].Raw,
 		"FuzzClientSession/busy":      plainError(frame.CodeBusy),

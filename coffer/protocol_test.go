@@ -382,7 +382,7 @@ func TestKCIImpostor(t *testing.T) {
 		ce := PublicKey(h.Ephemeral)
 		k, _ := client.boxKey(&ce) // the best key the thief has
 		n := nonce{1}
-		b, _ := appendSealed(nil, frame.TypeLink, n[:], &frame.LinkPayload{H: frame.PurposeLink, SE: make([]byte, 32), TH: make([]byte, 32)}, &n, k)
+		b, _ := appendSealed(nil, frame.TypeLink, n[:], &frame.LinkPayload{H: frame.PurposeLink, SE: make([]byte, 32), TH: make([]byte, 32), CT: make([]byte, frame.KEMCiphertextSize)}, &n, k)
 		sc.Write(b)
 	}()
 	_, err := Fetch(context.Background(), cc, &ClientConfig{Key: client, Server: server.Public()})
@@ -407,6 +407,32 @@ func helloFrame(tb testing.TB, cfg *ClientConfig) ([]byte, *clientSession) {
 	return bytes.Clone(rc.w.Bytes()), cl
 }
 
+// v1Hello builds the Hello a coffer/1 client sends: version byte 1, C,
+// Ce, n1 and a box under K(C,S) of {hello, 1, C, S, Ce}, 228 bytes in
+// all (docs/protocol.md §4.1 of coffer/1).
+func v1Hello(tb testing.TB, cfg *ClientConfig) []byte {
+	tb.Helper()
+	ss, err := cfg.Key.boxKey(&cfg.Server)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, ce := cfg.Key.Public(), PublicKey{9}
+	pt, err := frame.Marshal(&struct {
+		H string `cbor:"h"`
+		V uint64 `cbor:"v"`
+		C []byte `cbor:"c"`
+		S []byte `cbor:"s"`
+		E []byte `cbor:"e"`
+	}{"hello", 1, c[:], cfg.Server[:], ce[:]})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := nonce{3}
+	body := append(append(append([]byte{1}, c[:]...), ce[:]...), n[:]...)
+	body = seal(body, pt, &n, ss)
+	return append([]byte{byte(len(body) >> 8), byte(len(body)), byte(frame.TypeHello)}, body...)
+}
+
 func TestHelloRejected(t *testing.T) {
 	fx := newFixture(t, 1, noLimits)
 	good, _ := helloFrame(t, fx.config(0))
@@ -418,13 +444,16 @@ func TestHelloRejected(t *testing.T) {
 		want    frame.ErrorCode
 		ladders uint64 // an unverified proof costs one, whatever its key
 	}{
-		{"version 2", set(frame.HeaderSize, 2), frame.CodeVersion, 0},
+		{"version 1", set(frame.HeaderSize, 1), frame.CodeVersion, 0},
+		{"version 3", set(frame.HeaderSize, 3), frame.CodeVersion, 0},
 		{"version 0", set(frame.HeaderSize, 0), frame.CodeVersion, 0},
+		{"coffer/1 hello", v1Hello(t, fx.config(0)), frame.CodeVersion, 0},
+		{"flipped ml-kem key", flip(frame.HeaderSize + 89 + 500), frame.CodeAuth, 1},
 		{"flipped nonce", flip(frame.HeaderSize + 1 + 64), frame.CodeAuth, 1},
-		{"flipped tag", flip(frame.HeaderSize + 89), frame.CodeAuth, 1},
+		{"flipped tag", flip(frame.HeaderSize + 89 + frame.KEMKeySize), frame.CodeAuth, 1},
 		{"flipped ciphertext", flip(len(good) - 1), frame.CodeAuth, 1},
 		{"flipped ephemeral", flip(frame.HeaderSize + 40), frame.CodeAuth, 1},
-		{"short hello", []byte{0, 2, 0, 1, 0}, frame.CodeMalformed, 0},
+		{"short hello", []byte{0, 2, 0, 2, 0}, frame.CodeMalformed, 0},
 		{"empty hello", []byte{0, 0, 0}, frame.CodeMalformed, 0},
 		{"hello over its limit", []byte{0xff, 0xff, 0}, frame.CodeMalformed, 0},
 		{"get first", []byte{0, 0, byte(frame.TypeGet)}, frame.CodeMalformed, 0},
@@ -452,7 +481,7 @@ func TestHelloRejected(t *testing.T) {
 }
 
 // TestHelloPayloadChecked seals Hellos whose proof opens but whose
-// payload is not exactly the encoding of {hello, 1, C, S, Ce}: each gets
+// payload is not exactly the encoding of {hello, 2, C, S, Ce, H(ek)}: each gets
 // Error{auth} and costs the one ladder of any unverified proof; the exact
 // encoding gets a Link.
 func TestHelloPayloadChecked(t *testing.T) {
@@ -460,7 +489,9 @@ func TestHelloPayloadChecked(t *testing.T) {
 	cfg := fx.config(0)
 	c, s := cfg.Key.Public(), cfg.Server
 	ce := PublicKey{9}
-	good := frame.HelloPayload{H: frame.PurposeHello, V: frame.Version, C: c[:], S: s[:], E: ce[:]}
+	ek := bytes.Repeat([]byte{0x5a}, frame.KEMKeySize)
+	kh := kemKeyHash(ek)
+	good := frame.HelloPayload{H: frame.PurposeHello, V: frame.Version, C: c[:], S: s[:], E: ce[:], K: kh[:]}
 	enc := func(p frame.HelloPayload) []byte {
 		b, err := frame.Marshal(&p)
 		if err != nil {
@@ -476,7 +507,9 @@ func TestHelloPayloadChecked(t *testing.T) {
 		pt   []byte
 	}{
 		{"wrong kind", with(func(p *frame.HelloPayload) { p.H = frame.PurposeGet })},
-		{"version 2 inside", with(func(p *frame.HelloPayload) { p.V = 2 })},
+		{"version 1 inside", with(func(p *frame.HelloPayload) { p.V = 1 })},
+		{"other ml-kem key hash", with(func(p *frame.HelloPayload) { p.K = other[:] })},
+		{"no ml-kem key hash", with(func(p *frame.HelloPayload) { p.K = nil })},
 		{"other client", with(func(p *frame.HelloPayload) { p.C = other[:] })},
 		{"other server", with(func(p *frame.HelloPayload) { p.S = other[:] })},
 		{"other ephemeral", with(func(p *frame.HelloPayload) { p.E = other[:] })},
@@ -495,7 +528,7 @@ func TestHelloPayloadChecked(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := frame.Hello{Version: frame.Version, Client: c, Ephemeral: ce, Nonce: n}
+		h := frame.Hello{Version: frame.Version, Client: c, Ephemeral: ce, Nonce: n, KEMKey: ek}
 		b := seal(h.Append(frame.AppendHeader(nil, frame.TypeHello)), pt, &n, ss)
 		if b, err = frame.Finish(b, 0); err != nil {
 			t.Fatal(err)

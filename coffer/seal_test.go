@@ -2,9 +2,12 @@ package coffer
 
 import (
 	"crypto/hmac"
+	"crypto/mlkem"
 	"crypto/rand"
 	"crypto/sha256"
 	"testing"
+
+	"github.com/coffer-project/coffer/frame"
 )
 
 // TestSessionKeys checks the key schedule against the formula in
@@ -21,15 +24,15 @@ func TestSessionKeys(t *testing.T) {
 	}
 	for i := range 4 {
 		var th2 hash
-		var es, ss, ee, se [32]byte
-		for _, b := range [][]byte{th2[:], es[:], ss[:], ee[:], se[:]} {
+		var kem, es, ss, ee, se [32]byte
+		for _, b := range [][]byte{th2[:], kem[:], es[:], ss[:], ee[:], se[:]} {
 			rand.Read(b)
 		}
-		cs, sc, err := sessionKeys(&th2, &es, &ss, &ee, &se)
+		cs, sc, err := sessionKeys(&th2, &kem, &es, &ss, &ee, &se)
 		if err != nil {
 			t.Fatal(err)
 		}
-		prk := mac(th2[:], es[:], ss[:], ee[:], se[:])
+		prk := mac(th2[:], kem[:], es[:], ss[:], ee[:], se[:])
 		for _, k := range []struct {
 			label string
 			got   []byte
@@ -49,7 +52,7 @@ func TestSessionKeys(t *testing.T) {
 func TestMixFrame(t *testing.T) {
 	var th hash
 	rand.Read(th[:])
-	for _, n := range []int{0, 3, 163, 259, 260, 4096} {
+	for _, n := range []int{0, 3, 163, 259, 260, 1448, maxHandshakeFrame, maxHandshakeFrame + 1, 4096} {
 		raw := make([]byte, n)
 		rand.Read(raw)
 		h := sha256.New()
@@ -65,11 +68,20 @@ func TestMixFrame(t *testing.T) {
 // two Expands per session, on each side.
 func BenchmarkSessionKeys(b *testing.B) {
 	var th2 hash
-	var es, ss, ee, se [32]byte
+	var kem, es, ss, ee, se [32]byte
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := sessionKeys(&th2, &es, &ss, &ee, &se); err != nil {
+		if _, _, err := sessionKeys(&th2, &kem, &es, &ss, &ee, &se); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestKEMSizes ties frame's ML-KEM sizes, which frame states without
+// importing crypto/mlkem, to crypto/mlkem's.
+func TestKEMSizes(t *testing.T) {
+	if frame.KEMKeySize != mlkem.EncapsulationKeySize768 || frame.KEMCiphertextSize != mlkem.CiphertextSize768 {
+		t.Errorf("frame: ek %d, ct %d; crypto/mlkem: ek %d, ct %d", frame.KEMKeySize, frame.KEMCiphertextSize,
+			mlkem.EncapsulationKeySize768, mlkem.CiphertextSize768)
 	}
 }

@@ -98,7 +98,7 @@ type AuditEvent struct {
 	Outcome string    // OutcomeOK, OutcomeUnknownClient, OutcomeAuthFailed or OutcomeError
 }
 
-// Server answers coffer/1 sessions. Set its fields before the first call
+// Server answers coffer/2 sessions. Set its fields before the first call
 // to Swap, Serve or ServeConn and do not change them afterwards; the
 // methods are then safe for concurrent use. The zero value of each limit
 // field means its default.

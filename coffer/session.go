@@ -58,6 +58,8 @@ type session struct {
 	ephemeral  PublicKey     // Ce
 	se         *ephemeralKey // server ephemeral Se
 	es         *[32]byte     // K(S,Ce)
+	kemKey     []byte        // ek of the Hello (public; aliases its frame)
+	kem        *[32]byte     // the ML-KEM-768 shared secret
 	th         hash
 	cs, sc     *cipherState
 	ladders    uint64
@@ -65,9 +67,9 @@ type session struct {
 	values     int
 	shardBytes int
 
-	pt  [frame.HeaderSize + 256]byte // plaintext of Hello
-	out []byte                       // frame being written
-	in  connReader                   // frames being read
+	pt  [256]byte  // plaintext of Hello (its box holds ~156 bytes)
+	out []byte     // frame being written
+	in  connReader // frames being read
 }
 
 // connReader reads a connection through a small buffer, so that a frame
@@ -77,7 +79,7 @@ type session struct {
 type connReader struct {
 	c    net.Conn
 	r, w int
-	buf  [512]byte
+	buf  [2048]byte // a whole Hello (1,448 bytes) or Get
 }
 
 func (cr *connReader) Read(p []byte) (int, error) {
@@ -213,6 +215,7 @@ func (ss *session) openHello(f frame.Frame) error {
 		return limited(LimitPerClient, "client over its rate limit")
 	}
 	ss.ephemeral = h.Ephemeral
+	ss.kemKey = h.KEMKey
 	ss.th = mixFrame(&s.th0, f.Raw)
 	return nil
 }
@@ -228,12 +231,15 @@ func (ss *session) checkProof(h *frame.Hello) error {
 	defer clear(pt)
 	// Strict decoding accepts only plaintexts that re-encode to
 	// themselves, and the decoded payload must then equal
-	// {hello, 1, C, S, Ce}. So the one acceptable plaintext is the
+	// {hello, 2, C, S, Ce, H(ek)}. So the one acceptable plaintext is the
 	// deterministic encoding of those values: comparing with it checks
 	// the same thing as decoding, validating and comparing fields, at a
-	// fraction of the cost (frame.Marshal, no decode and re-encode).
+	// fraction of the cost (frame.Marshal, no decode and re-encode). K
+	// is the hash of the outer ek, computed for every Hello whose box
+	// opened, known key or not.
+	k := kemKeyHash(h.KEMKey)
 	want, err := frame.Marshal(&frame.HelloPayload{H: frame.PurposeHello, V: frame.Version,
-		C: h.Client[:], S: ss.s.pub[:], E: h.Ephemeral[:]})
+		C: h.Client[:], S: ss.s.pub[:], E: h.Ephemeral[:], K: k[:]})
 	if err != nil {
 		return fail(frame.CodeInternal, OutcomeError, "encoding the expected hello payload")
 	}
@@ -299,9 +305,11 @@ func (ss *session) unverified(h *frame.Hello, raw []byte) error {
 	return fail(0, OutcomeUnknownClient, "unknown client")
 }
 
-// sealLink makes the server ephemeral Se and sends Link under K(S,Ce):
-// two ladders. Randomness is read in a fixed order: Se (32 bytes), then
-// n2 (24 bytes).
+// sealLink makes the server ephemeral Se, encapsulates to the client's
+// ML-KEM-768 key, and sends Link under K(S,Ce): two ladders and one
+// encapsulation, all after openHello's token charges. Randomness is read
+// in a fixed order: Se (32 bytes), the encapsulation's (32 bytes, only
+// from a Rand a test set), then n2 (24 bytes).
 func (ss *session) sealLink() error {
 	s := ss.s
 	var err error
@@ -313,8 +321,14 @@ func (ss *session) sealLink() error {
 	if ss.es, err = s.Key.boxKey(&ss.ephemeral); err != nil {
 		return authFailed("weak client ephemeral key")
 	}
+	// ek was authenticated by the Hello's box (its hash K), so a key that
+	// is no valid encoding is the client's own: Error{malformed}.
+	var ct []byte
+	if ss.kem, ct, err = sessionEncapsulate(ss.kemKey, s.Rand); err != nil {
+		return fail(frame.CodeMalformed, OutcomeError, "client ml-kem key is not a valid encoding")
+	}
 	sePub := ss.se.Public()
-	if err := ss.writeSealed(frame.TypeLink, &frame.LinkPayload{H: frame.PurposeLink, SE: sePub[:], TH: ss.th[:]}, ss.es); err != nil {
+	if err := ss.writeSealed(frame.TypeLink, &frame.LinkPayload{H: frame.PurposeLink, SE: sePub[:], TH: ss.th[:], CT: ct}, ss.es); err != nil {
 		return err
 	}
 	ss.th = mixFrame(&ss.th, ss.out)
@@ -369,10 +383,11 @@ func (ss *session) openGet(f frame.Frame) ([]string, error) {
 	defer clear(se[:])
 	ss.se.clear()
 	ss.se = nil
-	if ss.cs, ss.sc, err = sessionKeys(&ss.th, ss.es, ss.ss, ee, se); err != nil {
+	if ss.cs, ss.sc, err = sessionKeys(&ss.th, ss.kem, ss.es, ss.ss, ee, se); err != nil {
 		return nil, fail(frame.CodeInternal, OutcomeError, "deriving session keys")
 	}
 	clear(ss.es[:])
+	clear(ss.kem[:])
 	pt, err := ss.cs.open(nil, f.Body())
 	if err != nil {
 		return nil, authFailed("get did not open")
@@ -493,6 +508,9 @@ func (ss *session) finish(err error) {
 	}
 	if ss.es != nil {
 		clear(ss.es[:])
+	}
+	if ss.kem != nil {
+		clear(ss.kem[:])
 	}
 	ss.cs.clear()
 	ss.sc.clear()

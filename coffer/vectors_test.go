@@ -1,11 +1,14 @@
 package coffer_test
 
-// Test vectors for coffer/1 (docs/protocol.md §9).
+// Test vectors for coffer/2 (docs/protocol.md §9).
 //
 // The generator below is a minimal testkit written apart from the
-// implementation: it uses x/crypto's nacl/box and curve25519, crypto/hkdf
-// and a hand-written CBOR encoder, never the coffer internals, and takes
-// every random byte from a ChaCha20 keystream. The replayer then drives
+// implementation: it uses x/crypto's nacl/box and curve25519, crypto/hkdf,
+// crypto/mlkem only through its deterministic entry points (a key from a
+// seed; encapsulation from given randomness, crypto/mlkem/mlkemtest) and a
+// hand-written CBOR encoder, never the coffer internals, and takes every
+// random byte from a ChaCha20 keystream. TestKitMLKEMKnownAnswer checks
+// its ML-KEM-768 against FIPS 203 known-answer values. The replayer then drives
 // the real coffer.Server (over loopback TCP, its Rand fed the vector's
 // bytes) and the real coffer.Fetch (against a scripted fake server) with
 // each vector and requires identical bytes or the expected error class.
@@ -17,6 +20,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/hkdf"
+	"crypto/mlkem"
+	"crypto/mlkem/mlkemtest"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -49,12 +54,12 @@ const vectorDir = "testdata/vectors"
 
 // ---- testkit: randomness, keys, CBOR, frames ----
 
-// kitRand is the ChaCha20 keystream of one vector: key SHA-256("coffer/1
+// kitRand is the ChaCha20 keystream of one vector: key SHA-256("coffer/2
 // test vectors"), nonce the first 12 bytes of SHA-256(name).
 type kitRand struct{ c *chacha20.Cipher }
 
 func newKitRand(name string) *kitRand {
-	key := sha256.Sum256([]byte("coffer/1 test vectors"))
+	key := sha256.Sum256([]byte("coffer/2 test vectors"))
 	n := sha256.Sum256([]byte(name))
 	c, err := chacha20.NewUnauthenticatedCipher(key[:], n[:12])
 	if err != nil {
@@ -180,22 +185,64 @@ type kit struct {
 	haveKeys   bool
 	helloOuter byte   // version byte
 	helloV     uint64 // v inside P1
+	v1         bool   // a coffer/1 Hello: no ek, no k, the coffer/1 prologue
+
+	kemSeed [64]byte // client: d || z of ML-KEM.KeyGen_internal
+	kemM    [32]byte // server: m of ML-KEM.Encaps_internal
+	ek      []byte   // the client's encapsulation key
+	ct      []byte   // the server's ciphertext
+	kem     [32]byte // the ML-KEM shared secret
+}
+
+// kitKEMKey is the testkit's ML-KEM-768 key generation: crypto/mlkem's
+// deterministic entry point, from the 64-byte seed d || z.
+func kitKEMKey(seed []byte) *mlkem.DecapsulationKey768 {
+	dk, err := mlkem.NewDecapsulationKey768(seed)
+	if err != nil {
+		panic(err)
+	}
+	return dk
+}
+
+// kitEncapsulate is the testkit's derandomized ML-KEM-768 encapsulation
+// (FIPS 203 ML-KEM.Encaps_internal with m).
+func kitEncapsulate(ek []byte, m []byte) (shared, ct []byte) {
+	k, err := mlkem.NewEncapsulationKey768(ek)
+	if err != nil {
+		panic(err)
+	}
+	shared, ct, err = mlkemtest.Encapsulate768(k, m)
+	if err != nil {
+		panic(err)
+	}
+	return shared, ct
 }
 
 func (k *kit) sealHello() []byte {
 	k.ss = boxKey(k.C, k.pinned)
 	k.es = boxKey(k.Ce, k.pinned)
-	p1 := cMap(map[string][]byte{
+	k.ek = kitKEMKey(k.kemSeed[:]).EncapsulationKey().Bytes()
+	m := map[string][]byte{
 		"h": cText("hello"), "v": cUint(k.helloV),
 		"c": cBytes(k.C.pub[:]), "s": cBytes(k.pinned[:]), "e": cBytes(k.Ce.pub[:]),
-	})
+	}
+	if !k.v1 {
+		kh := sha(k.ek)
+		m["k"] = cBytes(kh[:])
+	}
 	body := []byte{k.helloOuter}
 	body = append(body, k.C.pub[:]...)
 	body = append(body, k.Ce.pub[:]...)
 	body = append(body, k.n1[:]...)
-	body = append(body, sealBox(k.ss, k.n1, p1)...)
+	if !k.v1 {
+		body = append(body, k.ek...)
+	}
+	body = append(body, sealBox(k.ss, k.n1, cMap(m))...)
 	k.hello = mkFrame(0x00, body)
-	k.th0 = sha([]byte("coffer/1"), k.pinned[:])
+	k.th0 = sha([]byte("coffer/2"), k.pinned[:])
+	if k.v1 {
+		k.th0 = sha([]byte("coffer/1"), k.pinned[:])
+	}
 	k.th1 = sha(k.th0[:], k.hello)
 	return k.hello
 }
@@ -208,19 +255,22 @@ func (k *kit) sealLink(server keyPair, sePub [32]byte) []byte {
 
 // sealLinkTH is sealLink with th in place of this session's th1.
 func (k *kit) sealLinkTH(server keyPair, sePub, th [32]byte) []byte {
-	p2 := cMap(map[string][]byte{"h": cText("link"), "se": cBytes(sePub[:]), "th": cBytes(th[:])})
+	shared, ct := kitEncapsulate(k.ek, k.kemM[:])
+	copy(k.kem[:], shared)
+	k.ct = ct
+	p2 := cMap(map[string][]byte{"h": cText("link"), "se": cBytes(sePub[:]), "th": cBytes(th[:]), "ct": cBytes(ct)})
 	kes := boxKey(server, k.Ce.pub)
 	k.link = mkFrame(0x01, append(k.n2[:], sealBox(kes, k.n2, p2)...))
 	k.th2 = sha(k.th1[:], k.link)
 	k.ee = boxKey(k.Ce, sePub)
 	k.se = boxKey(k.C, sePub)
-	ikm := slices.Concat(k.es[:], k.ss[:], k.ee[:], k.se[:])
+	ikm := slices.Concat(k.kem[:], k.es[:], k.ss[:], k.ee[:], k.se[:])
 	prk, err := hkdf.Extract(sha256.New, ikm, k.th2[:])
 	if err != nil {
 		panic(err)
 	}
-	cs, _ := hkdf.Expand(sha256.New, prk, "coffer/1 c2s", 32)
-	sc, _ := hkdf.Expand(sha256.New, prk, "coffer/1 s2c", 32)
+	cs, _ := hkdf.Expand(sha256.New, prk, "coffer/2 c2s", 32)
+	sc, _ := hkdf.Expand(sha256.New, prk, "coffer/2 s2c", 32)
 	copy(k.kcs[:], cs)
 	copy(k.ksc[:], sc)
 	k.haveKeys = true
@@ -414,13 +464,16 @@ func newGen() *gen {
 }
 
 // newKit starts a session of client c with server s (pinned = s.pub),
-// drawing Ce, n1, Se, n2 from the vector's stream in that order.
+// drawing Ce, the ML-KEM seed, n1, Se, the ML-KEM m, n2 from the
+// vector's stream in that order.
 func (g *gen) newKit(name string, c keyPair) (*kit, *kitRand) {
 	r := newKitRand(name)
-	k := &kit{S: g.S, C: c, pinned: g.S.pub, helloOuter: 1, helloV: 1}
+	k := &kit{S: g.S, C: c, pinned: g.S.pub, helloOuter: 2, helloV: 2}
 	k.Ce = r.key()
+	copy(k.kemSeed[:], r.bytes(64))
 	k.n1 = r.nonce()
 	k.Se = r.key()
+	copy(k.kemM[:], r.bytes(32))
 	k.n2 = r.nonce()
 	return k, r
 }
@@ -441,10 +494,14 @@ func (g *gen) header(v *vector, expect, comment string, k *kit, sh shardInfo, se
 	}
 	v.setHex("client-ephemeral", k.Ce.sec[:])
 	v.setHex("client-ephemeral-pub", k.Ce.pub[:])
+	if !k.v1 {
+		v.setHex("client-mlkem-seed", k.kemSeed[:])
+	}
 	v.setHex("n1", k.n1[:])
 	if serverRand {
 		v.setHex("server-ephemeral", k.Se.sec[:])
 		v.setHex("server-ephemeral-pub", k.Se.pub[:])
+		v.setHex("server-mlkem-m", k.kemM[:])
 		v.setHex("n2", k.n2[:])
 	}
 	v.setHex("shard", sh.data)
@@ -460,6 +517,10 @@ func (g *gen) debug(v *vector, k *kit) {
 	}
 	v.setHex("k_ss", k.ss[:])
 	v.setHex("k_es", k.es[:])
+	if k.ct != nil {
+		v.setHex("mlkem-ct", k.ct)
+		v.setHex("k_mlkem", k.kem[:])
+	}
 	if k.haveKeys {
 		v.setHex("th2", k.th2[:])
 		v.setHex("k_ee", k.ee[:])
@@ -522,7 +583,7 @@ func (g *gen) vectors() []*vector {
 	{ // replayed Hello: a recorded Hello gets a fresh Link, the old Get fails
 		v := &vector{name: "replayed-hello"}
 		k, _ := g.newKit(v.name, g.C)
-		k.Ce, k.n1 = fk.Ce, fk.n1
+		k.Ce, k.kemSeed, k.n1 = fk.Ce, fk.kemSeed, fk.n1
 		g.header(v, "server:auth", "the Hello of full-session replayed: the server answers with a fresh Se,\nso the recorded Get does not open (plain Error auth)", k, g.small, true)
 		v.cs(k.sealHello())
 		v.sc(k.sealLink(g.S, k.Se.pub))
@@ -594,7 +655,7 @@ func (g *gen) vectors() []*vector {
 		k, _ := g.newKit(v.name, g.C)
 		g.header(v, "server:auth", "a known client's Hello with one bit of the Poly1305 tag flipped", k, g.small, false)
 		h := k.sealHello()
-		h[3+89] ^= 0x01
+		h[3+89+mlkem.EncapsulationKeySize768] ^= 0x01
 		v.cs(h)
 		v.sc(plainError(3))
 		g.debug(v, k)
@@ -637,11 +698,11 @@ func (g *gen) vectors() []*vector {
 			raw                   []byte
 		}{
 			{"oversized-frame", "server:malformed", "a Hello header declaring 65535 bytes: refused before reading the body", []byte{0xff, 0xff, 0x00}},
-			{"oversized-hello-257", "server:malformed", "a Hello header declaring 257 bytes (limit 256)", []byte{0x01, 0x01, 0x00}},
+			{"oversized-hello-1537", "server:malformed", "a Hello header declaring 1537 bytes (limit 1536)", []byte{0x06, 0x01, 0x00}},
 			{"unknown-type", "server:malformed", "a frame of type 0x04", []byte{0x00, 0x00, 0x04}},
 			{"link-from-client", "server:malformed", "a Link where a Hello is expected", []byte{0x00, 0x00, 0x01}},
 			{"empty-hello", "server:malformed", "a Hello with an empty body: there is no version byte, so it is only too short", []byte{0x00, 0x00, 0x00}},
-			{"short-hello-version-2", "server:version", "a Hello whose whole body is the byte 0x02: the version is checked before the length", []byte{0x00, 0x01, 0x00, 0x02}},
+			{"short-hello-version-1", "server:version", "a Hello whose whole body is the byte 0x01: the version is checked before the length", []byte{0x00, 0x01, 0x00, 0x01}},
 		} {
 			v := &vector{name: c.name}
 			g.header(v, c.expect, c.comment, k, g.small, false)
@@ -650,16 +711,27 @@ func (g *gen) vectors() []*vector {
 			add(v)
 		}
 		v := &vector{name: "truncated-frame"}
-		g.header(v, "server:close", "the first 100 bytes of a 228-byte Hello, then the client closes its side", k, g.small, false)
-		v.cs(k.sealHello()[:100])
+		h := k.sealHello()
+		g.header(v, "server:close", fmt.Sprintf("the first 100 bytes of a %d-byte Hello, then the client closes its side", len(h)), k, g.small, false)
+		v.cs(h[:100])
 		g.debug(v, k)
 		add(v)
 	}
-	{ // version 2
-		v := &vector{name: "version-2"}
+	{ // a coffer/1 client
+		v := &vector{name: "version-1"}
 		k, _ := g.newKit(v.name, g.C)
-		k.helloOuter, k.helloV = 2, 2
-		g.header(v, "server:version", "a Hello with version byte 2 (and v: 2 inside)", k, g.small, false)
+		k.helloOuter, k.helloV, k.v1 = 1, 1, true
+		g.header(v, "server:version", "the Hello of a coffer/1 client (version byte 1, no ML-KEM key, v: 1 inside):\nrefused with a plain Error{version}, never answered in coffer/1", k, g.small, false)
+		v.cs(k.sealHello())
+		v.sc(plainError(2))
+		g.debug(v, k)
+		add(v)
+	}
+	{ // version 3
+		v := &vector{name: "version-3"}
+		k, _ := g.newKit(v.name, g.C)
+		k.helloOuter, k.helloV = 3, 3
+		g.header(v, "server:version", "a coffer/2 Hello with version byte 3 (and v: 3 inside)", k, g.small, false)
 		v.cs(k.sealHello())
 		v.sc(plainError(2))
 		g.debug(v, k)
@@ -786,8 +858,9 @@ var debugViews = map[string]string{
 	"low-order-client-key":       "the client's: k_ss is K(client-static, S) of the real secret, though the Hello names the substituted C_pub",
 	"low-order-client-ephemeral": "the client's: k_es is K(client-ephemeral, S) of the real secret, though the Hello names the substituted Ce_pub",
 	"low-order-server-ephemeral": "the client's, up to the Link (no session keys exist); the Link's se is the order-8 point e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800, not server-ephemeral-pub",
-	"truncated-frame":            "the client's: th1 is over the whole 228-byte Hello, of which only 100 bytes are sent",
-	"version-2":                  "the client's (the server refuses the version byte before anything else)",
+	"truncated-frame":            "the client's: th1 is over the whole Hello, of which only 100 bytes are sent",
+	"version-1":                  "a coffer/1 client's: th0 = H(\"coffer/1\" || S_pub) (the server refuses the version byte before anything else)",
+	"version-3":                  "the client's (the server refuses the version byte before anything else)",
 	"reflected-okget":            "both sides",
 	"get-wrong-th":               "both sides",
 	"get-bad-name":               "both sides",
@@ -1023,7 +1096,7 @@ type serverResult struct {
 // compared.
 func replayServer(t *testing.T, v *vector, lines []vline, mutated int) serverResult {
 	t.Helper()
-	rnd := slices.Concat(v.getHex(t, "server-ephemeral"), v.getHex(t, "n2"), v.getHex(t, "n-keynotfound"))
+	rnd := slices.Concat(v.getHex(t, "server-ephemeral"), v.getHex(t, "server-mlkem-m"), v.getHex(t, "n2"), v.getHex(t, "n-keynotfound"))
 	srv := &coffer.Server{
 		Key:  privKey(t, v.getHex(t, "server-static")),
 		Rand: bytes.NewReader(rnd),
@@ -1183,7 +1256,7 @@ func replayClient(t *testing.T, v *vector, lines []vline, mutated int) (*coffer.
 	cfg := &coffer.ClientConfig{
 		Key:    privKey(t, v.getHex(t, "client-static")),
 		Server: pubKey(t, pinned),
-		Rand:   bytes.NewReader(slices.Concat(v.getHex(t, "client-ephemeral"), v.getHex(t, "n1"))),
+		Rand:   bytes.NewReader(slices.Concat(v.getHex(t, "client-ephemeral"), v.getHex(t, "client-mlkem-seed"), v.getHex(t, "n1"))),
 	}
 	if n := v.get("names"); n != "" {
 		cfg.Names = strings.Split(n, ",")

@@ -5,8 +5,9 @@ import (
 	"fmt"
 )
 
-// Version is the only protocol version; there is no negotiation.
-const Version = 1
+// Version is the only protocol version, coffer/2; there is no
+// negotiation. coffer/1 (X25519 only) is refused with Error{version}.
+const Version = 2
 
 // Sizes of the fixed fields.
 const (
@@ -14,6 +15,13 @@ const (
 	NonceSize = 24 // XSalsa20 nonce
 	HashSize  = 32 // SHA-256
 	Overhead  = 16 // Poly1305 tag added by a box
+
+	// KEMKeySize is an ML-KEM-768 encapsulation key (FIPS 203), sent in
+	// Hello's outer part.
+	KEMKeySize = 1184
+	// KEMCiphertextSize is an ML-KEM-768 ciphertext, sent inside Link's
+	// box.
+	KEMCiphertextSize = 1088
 )
 
 // Limits on what a Get may ask for and an OkGet may carry.
@@ -23,7 +31,7 @@ const (
 	MaxChunkBytes  = 60 << 10 // shard bytes in one OkGet
 	MaxShardBytes  = 16 << 20 // a whole shard, all chunks together
 	MaxChunks      = MaxShardBytes/MaxChunkBytes + 1
-	helloFixedSize = 1 + KeySize + KeySize + NonceSize
+	helloFixedSize = 1 + KeySize + KeySize + NonceSize + KEMKeySize
 )
 
 // The kinds named in the "h" field of each sealed plaintext. A receiver
@@ -52,6 +60,7 @@ type Hello struct {
 	Client    [KeySize]byte   // C_pub
 	Ephemeral [KeySize]byte   // Ce_pub
 	Nonce     [NonceSize]byte // n1
+	KEMKey    []byte          // ek: the session's ML-KEM-768 encapsulation key; aliases the body
 	Box       []byte          // seal(K(C,S), n1, HelloPayload); aliases the body
 }
 
@@ -67,6 +76,7 @@ func ParseHello(body []byte) (Hello, error) {
 	copy(h.Client[:], body[1:33])
 	copy(h.Ephemeral[:], body[33:65])
 	copy(h.Nonce[:], body[65:89])
+	h.KEMKey = body[89:helloFixedSize]
 	h.Box = body[helloFixedSize:]
 	return h, nil
 }
@@ -77,6 +87,7 @@ func (h *Hello) Append(b []byte) []byte {
 	b = append(b, h.Client[:]...)
 	b = append(b, h.Ephemeral[:]...)
 	b = append(b, h.Nonce[:]...)
+	b = append(b, h.KEMKey...)
 	return append(b, h.Box...)
 }
 
@@ -99,14 +110,15 @@ func ParseNonceBox(body []byte) (NonceBox, error) {
 }
 
 // HelloPayload is sealed inside Hello under K(C,S). It repeats the outer
-// fields so that they are authenticated, and names the server key the
-// client pinned.
+// fields so that they are authenticated (the ML-KEM encapsulation key as
+// its SHA-256, K), and names the server key the client pinned.
 type HelloPayload struct {
 	H string `cbor:"h"`
 	V uint64 `cbor:"v"`
 	C []byte `cbor:"c"`
 	S []byte `cbor:"s"`
 	E []byte `cbor:"e"`
+	K []byte `cbor:"k"` // SHA-256 of the outer ek
 }
 
 // Validate checks the kind, version and key lengths.
@@ -117,15 +129,20 @@ func (p *HelloPayload) Validate() error {
 	if p.V != Version {
 		return invalid("hello payload has version %d", p.V)
 	}
-	return checkLens(KeySize, "c", p.C, "s", p.S, "e", p.E)
+	if err := checkLens(KeySize, "c", p.C, "s", p.S, "e", p.E); err != nil {
+		return err
+	}
+	return checkLens(HashSize, "k", p.K)
 }
 
 // LinkPayload is sealed inside Link under K(S,Ce): the server's ephemeral
-// key, bound to the transcript of the Hello it answers.
+// key and its ML-KEM-768 ciphertext to the Hello's ek, bound to the
+// transcript of the Hello it answers.
 type LinkPayload struct {
 	H  string `cbor:"h"`
 	SE []byte `cbor:"se"`
 	TH []byte `cbor:"th"`
+	CT []byte `cbor:"ct"`
 }
 
 // Validate checks the kind and field lengths.
@@ -133,7 +150,10 @@ func (p *LinkPayload) Validate() error {
 	if p.H != PurposeLink {
 		return invalid("link payload has the wrong kind")
 	}
-	return checkLens(KeySize, "se", p.SE, "th", p.TH)
+	if err := checkLens(KeySize, "se", p.SE, "th", p.TH); err != nil {
+		return err
+	}
+	return checkLens(KEMCiphertextSize, "ct", p.CT)
 }
 
 // KeyNotFoundPayload is sealed inside KeyNotFound under K(S,C).
@@ -257,7 +277,7 @@ type ErrorCode uint64
 // Error codes (docs/protocol.md §6).
 const (
 	CodeMalformed   ErrorCode = 1 // a frame or body failed to parse
-	CodeVersion     ErrorCode = 2 // the Hello version is not 1
+	CodeVersion     ErrorCode = 2 // the Hello version is not 2 (Version)
 	CodeAuth        ErrorCode = 3 // a box failed to open or a binding check failed
 	CodeBusy        ErrorCode = 4 // rate limited; retry with backoff
 	CodeUnavailable ErrorCode = 5 // the server has no definition loaded

@@ -222,9 +222,9 @@ func TestOkGetPayloadHostile(t *testing.T) {
 func TestHelloPayloadHostile(t *testing.T) {
 	key := func(n int, c byte) []byte { return bstr(fill(n, c)) }
 	build := func(h []byte, v []byte, c, s, e []byte) []byte {
-		return mapOf(tstr("c"), c, tstr("e"), e, tstr("h"), h, tstr("s"), s, tstr("v"), v)
+		return mapOf(tstr("c"), c, tstr("e"), e, tstr("h"), h, tstr("k"), key(32, 4), tstr("s"), s, tstr("v"), v)
 	}
-	good := build(tstr("hello"), uint_(1), key(32, 1), key(32, 2), key(32, 3))
+	good := build(tstr("hello"), uint_(2), key(32, 1), key(32, 2), key(32, 3))
 	p, err := decodeBody[frame.HelloPayload](good)
 	if err != nil {
 		t.Fatalf("valid hello payload: got %v, want nil", err)
@@ -237,18 +237,20 @@ func TestHelloPayloadHostile(t *testing.T) {
 		name string
 		in   []byte
 	}{
-		{"v2", build(tstr("hello"), uint_(2), key(32, 1), key(32, 2), key(32, 3))},
+		{"v1", build(tstr("hello"), uint_(1), key(32, 1), key(32, 2), key(32, 3))},
 		{"v0", build(tstr("hello"), uint_(0), key(32, 1), key(32, 2), key(32, 3))},
 		{"v-negative", build(tstr("hello"), head(1, 0), key(32, 1), key(32, 2), key(32, 3))},
 		{"v-null", build(tstr("hello"), []byte{0xf6}, key(32, 1), key(32, 2), key(32, 3))},
-		{"c-31", build(tstr("hello"), uint_(1), key(31, 1), key(32, 2), key(32, 3))},
-		{"c-33", build(tstr("hello"), uint_(1), key(33, 1), key(32, 2), key(32, 3))},
-		{"s-31", build(tstr("hello"), uint_(1), key(32, 1), key(31, 2), key(32, 3))},
-		{"e-33", build(tstr("hello"), uint_(1), key(32, 1), key(32, 2), key(33, 3))},
-		{"e-null", build(tstr("hello"), uint_(1), key(32, 1), key(32, 2), []byte{0xf6})},
-		{"kind-link", build(tstr("link"), uint_(1), key(32, 1), key(32, 2), key(32, 3))},
-		{"kind-Hello", build(tstr("Hello"), uint_(1), key(32, 1), key(32, 2), key(32, 3))},
-		{"missing-s", mapOf(tstr("c"), key(32, 1), tstr("e"), key(32, 3), tstr("h"), tstr("hello"), tstr("v"), uint_(1))},
+		{"c-31", build(tstr("hello"), uint_(2), key(31, 1), key(32, 2), key(32, 3))},
+		{"c-33", build(tstr("hello"), uint_(2), key(33, 1), key(32, 2), key(32, 3))},
+		{"s-31", build(tstr("hello"), uint_(2), key(32, 1), key(31, 2), key(32, 3))},
+		{"e-33", build(tstr("hello"), uint_(2), key(32, 1), key(32, 2), key(33, 3))},
+		{"e-null", build(tstr("hello"), uint_(2), key(32, 1), key(32, 2), []byte{0xf6})},
+		{"kind-link", build(tstr("link"), uint_(2), key(32, 1), key(32, 2), key(32, 3))},
+		{"kind-Hello", build(tstr("Hello"), uint_(2), key(32, 1), key(32, 2), key(32, 3))},
+		{"missing-s", mapOf(tstr("c"), key(32, 1), tstr("e"), key(32, 3), tstr("h"), tstr("hello"), tstr("k"), key(32, 4), tstr("v"), uint_(2))},
+		{"missing-k", mapOf(tstr("c"), key(32, 1), tstr("e"), key(32, 3), tstr("h"), tstr("hello"), tstr("s"), key(32, 2), tstr("v"), uint_(2))},
+		{"k-31", mapOf(tstr("c"), key(32, 1), tstr("e"), key(32, 3), tstr("h"), tstr("hello"), tstr("k"), key(31, 4), tstr("s"), key(32, 2), tstr("v"), uint_(2))},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -270,8 +272,8 @@ func TestRoundTrip(t *testing.T) {
 		v    interface{ Validate() error }
 		new  func() interface{ Validate() error }
 	}{
-		{"hello", &frame.HelloPayload{H: "hello", V: 1, C: k(1), S: k(2), E: k(3)}, func() interface{ Validate() error } { return new(frame.HelloPayload) }},
-		{"link", &frame.LinkPayload{H: "link", SE: k(4), TH: k(5)}, func() interface{ Validate() error } { return new(frame.LinkPayload) }},
+		{"hello", &frame.HelloPayload{H: "hello", V: 2, C: k(1), S: k(2), E: k(3), K: k(4)}, func() interface{ Validate() error } { return new(frame.HelloPayload) }},
+		{"link", &frame.LinkPayload{H: "link", SE: k(4), TH: k(5), CT: fill(frame.KEMCiphertextSize, 6)}, func() interface{ Validate() error } { return new(frame.LinkPayload) }},
 		{"keynotfound", &frame.KeyNotFoundPayload{H: "keynotfound", TH: k(6)}, func() interface{ Validate() error } { return new(frame.KeyNotFoundPayload) }},
 		{"get-all", &frame.GetPayload{H: "get", TH: k(7)}, func() interface{ Validate() error } { return new(frame.GetPayload) }},
 		{"get-names", &frame.GetPayload{H: "get", TH: k(7), Names: []string{"db.password", "API_KEY", "x-1"}}, func() interface{ Validate() error } { return new(frame.GetPayload) }},
@@ -346,9 +348,12 @@ func TestValidate(t *testing.T) {
 		name string
 		v    interface{ Validate() error }
 	}{
-		{"link-kind", &frame.LinkPayload{H: "hello", SE: k, TH: k}},
-		{"link-se-31", &frame.LinkPayload{H: "link", SE: k[:31], TH: k}},
-		{"link-th-missing", &frame.LinkPayload{H: "link", SE: k}},
+		{"link-kind", &frame.LinkPayload{H: "hello", SE: k, TH: k, CT: fill(frame.KEMCiphertextSize, 2)}},
+		{"link-se-31", &frame.LinkPayload{H: "link", SE: k[:31], TH: k, CT: fill(frame.KEMCiphertextSize, 2)}},
+		{"link-th-missing", &frame.LinkPayload{H: "link", SE: k, CT: fill(frame.KEMCiphertextSize, 2)}},
+		{"link-ct-missing", &frame.LinkPayload{H: "link", SE: k, TH: k}},
+		{"link-ct-1087", &frame.LinkPayload{H: "link", SE: k, TH: k, CT: fill(frame.KEMCiphertextSize-1, 2)}},
+		{"link-ct-1089", &frame.LinkPayload{H: "link", SE: k, TH: k, CT: fill(frame.KEMCiphertextSize+1, 2)}},
 		{"knf-kind", &frame.KeyNotFoundPayload{H: "link", TH: k}},
 		{"knf-th-33", &frame.KeyNotFoundPayload{H: "keynotfound", TH: append(k, 0)}},
 		{"bye-kind", &frame.ByePayload{H: "Bye"}},
@@ -385,13 +390,13 @@ func TestValidName(t *testing.T) {
 }
 
 func TestParseHello(t *testing.T) {
-	h := frame.Hello{Version: 1, Box: fill(frame.Overhead, 0xbb)}
+	h := frame.Hello{Version: 2, KEMKey: fill(frame.KEMKeySize, 0xaa), Box: fill(frame.Overhead, 0xbb)}
 	copy(h.Client[:], fill(32, 1))
 	copy(h.Ephemeral[:], fill(32, 2))
 	copy(h.Nonce[:], fill(24, 3))
 	body := h.Append(nil)
-	if len(body) != 89+16 {
-		t.Fatalf("got %d bytes, want %d", len(body), 89+16)
+	if len(body) != 89+1184+16 {
+		t.Fatalf("got %d bytes, want %d", len(body), 89+1184+16)
 	}
 	got, err := frame.ParseHello(body)
 	if err != nil {
@@ -404,11 +409,12 @@ func TestParseHello(t *testing.T) {
 		t.Errorf("re-encoding differs")
 	}
 	// The version is the caller's to check.
-	body[0] = 2
-	if got, err := frame.ParseHello(body); err != nil || got.Version != 2 {
-		t.Errorf("version 2: got %d, %v, want 2, nil", got.Version, err)
+	body[0] = 1
+	if got, err := frame.ParseHello(body); err != nil || got.Version != 1 {
+		t.Errorf("version 1: got %d, %v, want 1, nil", got.Version, err)
 	}
-	for _, n := range []int{0, 1, 88, 89, 104} {
+	// A coffer/1 Hello (89 + 16 bytes at least) is too short for coffer/2.
+	for _, n := range []int{0, 1, 88, 89, 104, 105, 89 + 1184, 89 + 1184 + 15} {
 		if _, err := frame.ParseHello(body[:n]); !errors.Is(err, frame.ErrInvalid) {
 			t.Errorf("%d bytes: got %v, want ErrInvalid", n, err)
 		}

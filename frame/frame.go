@@ -13,10 +13,10 @@ const HeaderSize = 3
 // MaxBody is the largest body any frame can carry (the u16 length field).
 const MaxBody = 0xffff
 
-// Type is a coffer/1 message type, the third byte of a frame header.
+// Type is a coffer message type, the third byte of a frame header.
 type Type uint8
 
-// The seven message types of coffer/1 (docs/protocol.md §2).
+// The seven message types of coffer/2 (docs/protocol.md §2).
 const (
 	TypeHello       Type = 0x00
 	TypeLink        Type = 0x01
@@ -30,8 +30,8 @@ const (
 // Per-type body limits. Each bounds what a peer can make the other side
 // allocate before anything has been authenticated.
 const (
-	maxHelloBytes       = 256  // fixed outer part plus a ~130-byte box
-	maxLinkBytes        = 160  // nonce plus a ~100-byte box
+	maxHelloBytes       = 1536 // fixed outer part with the 1,184-byte ML-KEM key, plus a ~172-byte box (1,445 in all)
+	maxLinkBytes        = 1280 // nonce plus a box holding the 1,088-byte ML-KEM ciphertext (1,216 in all)
 	maxGetBytes         = 4096 // a box holding the transcript hash and up to a few hundred names
 	maxOkGetBytes       = MaxBody
 	maxByeBytes         = 64  // a box holding {h:"bye"}
@@ -60,14 +60,14 @@ func (t Type) String() string {
 	return fmt.Sprintf("0x%02x", uint8(t))
 }
 
-// Known reports whether t is one of the seven coffer/1 message types.
+// Known reports whether t is one of the seven coffer message types.
 func (t Type) Known() bool {
 	_, ok := t.Limit()
 	return ok
 }
 
 // Limit returns the largest body a frame of type t may carry, and false
-// when t is not a coffer/1 type.
+// when t is not a coffer type.
 func (t Type) Limit() (int, bool) {
 	switch t {
 	case TypeHello:

@@ -10,15 +10,15 @@ import (
 	"github.com/coffer-project/coffer/frame"
 )
 
-// allTypes lists every coffer/1 type with its documented body limit
+// allTypes lists every coffer/2 type with its documented body limit
 // (docs/protocol.md §2).
 var allTypes = []struct {
 	t     frame.Type
 	name  string
 	limit int
 }{
-	{frame.TypeHello, "Hello", 256},
-	{frame.TypeLink, "Link", 160},
+	{frame.TypeHello, "Hello", 1536},
+	{frame.TypeLink, "Link", 1280},
 	{frame.TypeGet, "Get", 4096},
 	{frame.TypeOkGet, "OkGet", 65535},
 	{frame.TypeBye, "Bye", 64},

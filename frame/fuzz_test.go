@@ -152,7 +152,7 @@ func FuzzParseHello(f *testing.F) {
 		h, err := frame.ParseHello(data)
 		if err != nil {
 			checkFuzzErr(t, data, err)
-			if len(data) >= 89+frame.Overhead {
+			if len(data) >= 89+frame.KEMKeySize+frame.Overhead {
 				t.Fatalf("refused %d bytes: %v", len(data), err)
 			}
 		} else {
@@ -272,19 +272,22 @@ func fuzzSeeds() map[string][][]byte {
 
 	k := func(n int, c byte) []byte { return bstr(fill(n, c)) }
 	hello := func(h, v, c, s, e []byte) []byte {
-		return mapOf(tstr("c"), c, tstr("e"), e, tstr("h"), h, tstr("s"), s, tstr("v"), v)
+		return mapOf(tstr("c"), c, tstr("e"), e, tstr("h"), h, tstr("k"), k(32, 4), tstr("s"), s, tstr("v"), v)
 	}
 	add("FuzzHelloPayload",
-		hello(tstr("hello"), uint_(1), k(32, 1), k(32, 2), k(32, 3)),
 		hello(tstr("hello"), uint_(2), k(32, 1), k(32, 2), k(32, 3)),
-		hello(tstr("Hello"), uint_(1), k(32, 1), k(32, 2), k(32, 3)),
-		hello(tstr("hello"), uint_(1), k(31, 1), k(33, 2), k(32, 3)),
+		hello(tstr("hello"), uint_(1), k(32, 1), k(32, 2), k(32, 3)),
+		hello(tstr("Hello"), uint_(2), k(32, 1), k(32, 2), k(32, 3)),
+		hello(tstr("hello"), uint_(2), k(31, 1), k(33, 2), k(32, 3)),
 		hello(tstr("hello"), []byte{0xf6}, k(32, 1), k(32, 2), k(32, 3)),
+		mapOf(tstr("c"), k(32, 1), tstr("e"), k(32, 3), tstr("h"), tstr("hello"), tstr("s"), k(32, 2), tstr("v"), uint_(1)),
 		cat(head(5, 5), tstr("H"), tstr("hello"), tstr("c"), k(32, 1), tstr("e"), k(32, 3), tstr("s"), k(32, 2), tstr("v"), uint_(1)),
 		cat([]byte{0xbf}, tstr("h"), tstr("hello"), []byte{0xff}),
 		cat(head(5, 2), tstr("h"), tstr("hello"), tstr("h"), tstr("hello")),
 	)
 	add("FuzzLinkPayload",
+		mapOf(tstr("h"), tstr("link"), tstr("ct"), k(frame.KEMCiphertextSize, 3), tstr("se"), k(32, 4), tstr("th"), k(32, 5)),
+		mapOf(tstr("h"), tstr("link"), tstr("ct"), k(frame.KEMCiphertextSize-1, 3), tstr("se"), k(32, 4), tstr("th"), k(32, 5)),
 		mapOf(tstr("h"), tstr("link"), tstr("se"), k(32, 4), tstr("th"), k(32, 5)),
 		mapOf(tstr("h"), tstr("keynotfound"), tstr("th"), k(32, 6)),
 		mapOf(tstr("h"), tstr("link"), tstr("se"), k(33, 4), tstr("th"), k(31, 5)),
@@ -330,8 +333,8 @@ func fuzzSeeds() map[string][][]byte {
 		mapOf(tstr("h"), tstr("error"), tstr("code"), uint_(3)),
 		mapOf(tstr("h"), tstr("bye")), mapOf(tstr("h"), tstr("BYE")), nil,
 	)
-	helloOuter := frame.Hello{Version: 1, Box: fill(130, 0xbb)}
-	add("FuzzParseHello", helloOuter.Append(nil), fill(104, 1), fill(105, 1), fill(40, 2), fill(39, 2), nil)
+	helloOuter := frame.Hello{Version: 2, KEMKey: fill(frame.KEMKeySize, 0xaa), Box: fill(172, 0xbb)}
+	add("FuzzParseHello", helloOuter.Append(nil), fill(104, 1), fill(105, 1), fill(1288, 1), fill(1289, 1), fill(40, 2), fill(39, 2), nil)
 
 	sample, _ := frame.EncodeShard(sampleShard())
 	add("FuzzDecodeShard", sample, []byte{0xa0}, []byte{0xf6},

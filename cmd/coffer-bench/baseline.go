@@ -137,10 +137,11 @@ func loadPool(path string) (*x509.CertPool, error) {
 }
 
 // baselineTLSConfig is the TLS 1.3 server configuration of the baseline:
-// X25519 only (no hybrid post-quantum share), an Ed25519 certificate, and
-// no session tickets, so that every connection is a full handshake, as
-// every coffer/1 session is.
-func baselineTLSConfig(cf certFiles, mutual bool) (*tls.Config, error) {
+// Go's default key exchange groups (X25519MLKEM768 first, as Go 1.24 and
+// later negotiate with each other), or X25519 alone with x25519Only; an
+// Ed25519 certificate; and no session tickets, so that every connection
+// is a full handshake, as every coffer/2 session is.
+func baselineTLSConfig(cf certFiles, mutual, x25519Only bool) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(cf.ServerCert, cf.ServerKey)
 	if err != nil {
 		return nil, err
@@ -149,8 +150,10 @@ func baselineTLSConfig(cf certFiles, mutual bool) (*tls.Config, error) {
 		Certificates:           []tls.Certificate{cert},
 		MinVersion:             tls.VersionTLS13,
 		MaxVersion:             tls.VersionTLS13,
-		CurvePreferences:       []tls.CurveID{tls.X25519},
 		SessionTicketsDisabled: true,
+	}
+	if x25519Only {
+		cfg.CurvePreferences = []tls.CurveID{tls.X25519}
 	}
 	if mutual {
 		pool, err := loadPool(cf.CA)
@@ -224,6 +227,7 @@ func runBaselineServer(name string, args []string) error {
 	addr := fs.String("listen", "127.0.0.1:0", "listen address")
 	shardsPath := fs.String("shards", "", "shards file (tlsserver)")
 	mutual := fs.Bool("mutual", false, "require and verify a client certificate (tlsserver)")
+	x25519Only := fs.Bool("x25519-only", false, "offer X25519 alone, not Go's default X25519MLKEM768 first (tlsserver)")
 	fs.StringVar(&cf.CA, "ca", "", "CA certificate (PEM)")
 	fs.StringVar(&cf.ServerCert, "cert", "", "server certificate (PEM)")
 	fs.StringVar(&cf.ServerKey, "key", "", "server key (PEM)")
@@ -238,7 +242,7 @@ func runBaselineServer(name string, args []string) error {
 		if err != nil {
 			return err
 		}
-		cfg, err := baselineTLSConfig(cf, *mutual)
+		cfg, err := baselineTLSConfig(cf, *mutual, *x25519Only)
 		if err != nil {
 			return err
 		}

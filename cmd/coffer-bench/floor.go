@@ -25,12 +25,15 @@ func threadCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// The scalar multiplications the server does in one coffer/1 session
+// The scalar multiplications the server does in one coffer/2 session
 // (docs/protocol.md §3; the client-server static key K(S,C) is
 // precomputed when a definition loads): three variable-base ones, K(S,Ce),
 // K(Se,Ce) and K(Se,C), which nothing makes cheaper than a ladder, and one
 // fixed-base one, the ephemeral Se, which precomputed tables make about
-// 2.5x cheaper. The floor counts each at its cheapest known cost.
+// 2.5x cheaper. The floor counts each at its cheapest known cost. It
+// leaves out the session's ML-KEM-768 encapsulation (about 90 us more per
+// session in BenchmarkServerSession: docs/benchmarks.md), which TLS 1.3
+// with X25519MLKEM768 pays as well.
 const (
 	laddersPerSession   = 3
 	fixedBasePerSession = 1

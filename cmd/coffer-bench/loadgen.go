@@ -45,7 +45,8 @@ type phaseResult struct {
 
 // loadgen holds one phase's parameters.
 type loadgen struct {
-	target   string // coffer, tls, mtls or tcp
+	target   string      // coffer, tls, tls-x25519, mtls or tcp
+	group    tls.CurveID // the key exchange a TLS target must negotiate
 	addr     string
 	conc     int
 	duration time.Duration
@@ -64,7 +65,7 @@ type loadgen struct {
 func runLoadgen(args []string) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	var lg loadgen
-	fs.StringVar(&lg.target, "target", "coffer", "coffer, tls, mtls or tcp")
+	fs.StringVar(&lg.target, "target", "coffer", "coffer, tls, tls-x25519, mtls or tcp")
 	fs.StringVar(&lg.addr, "addr", "", "server address (127.0.0.1:PORT)")
 	fs.IntVar(&lg.conc, "c", 1, "concurrent sessions")
 	fs.DurationVar(&lg.duration, "duration", time.Second, "phase duration (unless -count)")
@@ -115,17 +116,23 @@ func (lg *loadgen) prepare(keysPath, serverKey string, cf certFiles) error {
 			lg.coffer = append(lg.coffer, &coffer.ClientConfig{Key: k, Server: sk})
 		}
 		lg.clients = len(lg.coffer)
-	case "tls", "mtls":
+	case "tls", "tls-x25519", "mtls":
 		pool, err := loadPool(cf.CA)
 		if err != nil {
 			return err
 		}
+		// Go's default groups (X25519MLKEM768 first) for tls and mtls,
+		// what users of a current Go run; X25519 alone for tls-x25519.
 		lg.tls = &tls.Config{
-			RootCAs:          pool,
-			ServerName:       "127.0.0.1",
-			MinVersion:       tls.VersionTLS13,
-			MaxVersion:       tls.VersionTLS13,
-			CurvePreferences: []tls.CurveID{tls.X25519},
+			RootCAs:    pool,
+			ServerName: "127.0.0.1",
+			MinVersion: tls.VersionTLS13,
+			MaxVersion: tls.VersionTLS13,
+		}
+		lg.group = tls.X25519MLKEM768
+		if lg.target == "tls-x25519" {
+			lg.tls.CurvePreferences = []tls.CurveID{tls.X25519}
+			lg.group = tls.X25519
 		}
 		if lg.target == "mtls" {
 			cert, err := tls.LoadX509KeyPair(cf.ClientCert, cf.ClientKey)
@@ -251,6 +258,14 @@ func (lg *loadgen) session(d *net.Dialer, idx int) error {
 		return nil
 	}
 	tc := tls.Client(conn, lg.tls)
+	if err := tc.Handshake(); err != nil {
+		return err
+	}
+	// A baseline that fell back to another group would compare coffer
+	// with something nobody runs: count it as an error.
+	if g := tc.ConnectionState().CurveID; g != lg.group {
+		return fmt.Errorf("tls: negotiated %v, want %v", g, lg.group)
+	}
 	var req [4]byte
 	binary.BigEndian.PutUint32(req[:], uint32(idx))
 	if _, err := tc.Write(req[:]); err != nil {

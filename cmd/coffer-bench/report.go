@@ -257,6 +257,10 @@ func (f *figures) finish() {
 		f.Ratios["cpu_coffer_over_mtls_"+k] = ratio(co.CPUPerSession, mt.CPUPerSession)
 		f.Ratios["sps_coffer_over_tls_"+k] = ratio(co.SessionsPerS, tl.SessionsPerS)
 		f.Ratios["sps_coffer_over_mtls_"+k] = ratio(co.SessionsPerS, mt.SessionsPerS)
+		if tx, ok := f.Load["tls-x25519"][k]; ok {
+			f.Ratios["cpu_coffer_over_tls_x25519_"+k] = ratio(co.CPUPerSession, tx.CPUPerSession)
+			f.Ratios["sps_coffer_over_tls_x25519_"+k] = ratio(co.SessionsPerS, tx.SessionsPerS)
+		}
 	}
 	if tcp, ok := f.Load["tcp"]["c16"]; ok {
 		f.TCPConnUs = tcp.CPUPerSession
@@ -305,10 +309,11 @@ func (f *figures) targets() []target {
 func (f *figures) fullSize() bool { return f.Clients == 10000 && f.Secrets == 10 }
 
 var targetNames = map[string]string{
-	"coffer": "coffer/1",
-	"tls":    "TLS 1.3",
-	"mtls":   "mTLS 1.3",
-	"tcp":    "TCP floor",
+	"coffer":     "coffer/2",
+	"tls":        "TLS 1.3 hybrid",
+	"tls-x25519": "TLS 1.3 X25519",
+	"mtls":       "mTLS 1.3 hybrid",
+	"tcp":        "TCP floor",
 }
 
 // printReport prints the table and, last, the JSON line.
@@ -346,7 +351,7 @@ func printStorm(w io.Writer, f *figures) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "boot storm\tclients\terrors\ttime\tsessions/s\tp99\tCPU/session\tRSS before\tpeak RSS\t\n")
-	for _, t := range targets[:3] {
+	for _, t := range stormTargets {
 		s, ok := f.Storm[t]
 		if !ok {
 			continue
@@ -355,7 +360,7 @@ func printStorm(w io.Writer, f *figures) {
 			s.Sessions, s.Errors, s.ElapsedMs/1000, s.SessionsPerS, s.P99Ms, s.CPUPerSession, s.RSSBeforeMiB, s.PeakMiB)
 	}
 	tw.Flush()
-	for _, t := range targets[:3] {
+	for _, t := range stormTargets {
 		if s, ok := f.Storm[t]; ok && s.ErrorSample != "" {
 			fmt.Fprintf(w, "  %s storm error: %s\n", targetNames[t], s.ErrorSample)
 		}
@@ -380,6 +385,7 @@ func printConc(w io.Writer, f *figures, c int) {
 		}
 	}
 	fmt.Fprintf(tw, "coffer/TLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_tls_"+k], f.Ratios["cpu_coffer_over_tls_"+k])
+	fmt.Fprintf(tw, "coffer/TLS X25519\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_tls_x25519_"+k], f.Ratios["cpu_coffer_over_tls_x25519_"+k])
 	fmt.Fprintf(tw, "coffer/mTLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_mtls_"+k], f.Ratios["cpu_coffer_over_mtls_"+k])
 	tw.Flush()
 }

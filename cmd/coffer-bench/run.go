@@ -29,9 +29,13 @@ const (
 )
 
 // targets are the servers under load, in the order each round runs them:
-// coffer-server, the TLS 1.3 and mutual TLS 1.3 baselines, and the bare
-// TCP accept-and-close server (the floor).
-var targets = []string{"coffer", "tls", "mtls", "tcp"}
+// coffer-server, the TLS 1.3 baseline with Go's default hybrid
+// X25519MLKEM768 and with X25519 alone, mutual TLS 1.3 (hybrid), and the
+// bare TCP accept-and-close server (the floor).
+var targets = []string{"coffer", "tls", "tls-x25519", "mtls", "tcp"}
+
+// stormTargets are the servers that run the boot storm.
+var stormTargets = []string{"coffer", "tls", "mtls"}
 
 // bench is one run of the benchmark.
 type bench struct {
@@ -291,6 +295,7 @@ func (b *bench) startBaselines(ctx context.Context) error {
 		args []string
 	}{
 		{"tls", append([]string{"tlsserver"}, tlsArgs...)},
+		{"tls-x25519", append([]string{"tlsserver", "-x25519-only"}, tlsArgs...)},
 		{"mtls", append([]string{"tlsserver", "-mutual"}, tlsArgs...)},
 		{"tcp", []string{"tcpserver"}},
 	} {
@@ -325,7 +330,7 @@ func (b *bench) phase(ctx context.Context, target string, conc, count int, dur t
 	switch target {
 	case "coffer":
 		args = append(args, "-keys", b.fx.clientKeys, "-server-key", b.fx.serverPub.String())
-	case "tls":
+	case "tls", "tls-x25519":
 		args = append(args, "-ca", cf.CA)
 	case "mtls":
 		args = append(args, "-ca", cf.CA, "-cert", cf.ClientCert, "-key", cf.ClientKey)
@@ -394,7 +399,7 @@ func settleCPU(pid int) time.Duration {
 // coffer, then TLS and mutual TLS, with the server's peak RSS reset just
 // before where the kernel permits it.
 func (b *bench) storms(ctx context.Context, f *figures) error {
-	for _, t := range targets[:3] {
+	for _, t := range stormTargets {
 		b.logf("boot storm: %s, %d clients at concurrency %d...", t, b.opt.clients, b.opt.stormConc)
 		pid := b.servers[t].c.pid()
 		before, err := procMem(pid)

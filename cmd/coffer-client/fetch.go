@@ -250,7 +250,7 @@ func (f *fetcher) giveUp(stale error, code int, fails []string) error {
 	case exitFailure:
 		return &exitError{code: exitFailure,
 			err: &noAnswer{fmt.Sprintf("no server gave an authenticated answer %s; every answer was unauthenticated: %s", within, list)},
-			hints: []string{"the servers may not speak coffer/1 as this client does, or something on the path alters the replies",
+			hints: []string{"the servers may not speak coffer/2 as this client does (a coffer/1 server must be upgraded), or something on the path alters the replies",
 				"the replies were not authenticated, so anyone on the path could also have forged them"}}
 	}
 	return &exitError{code: exitUnreachable, err: &noAnswer{fmt.Sprintf("no server answered %s: %s", within, list)}, hints: hints}

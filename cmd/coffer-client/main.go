@@ -54,7 +54,7 @@ func configErr(err error) error { return &exitError{code: exitUsage, err: err} }
 
 const mainUsage = `usage: coffer-client <command> [flags] [args]
 
-Fetch this machine's secrets from coffer-server over coffer/1.
+Fetch this machine's secrets from coffer-server over coffer/2.
 
 Commands:
   get [NAME...]          print the secrets (env, dotenv, json, toml or raw),

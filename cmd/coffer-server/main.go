@@ -1,5 +1,5 @@
 // Command coffer-server is the coffer daemon: it loads sealed definitions
-// into its encrypted store and serves each client its shard over coffer/1
+// into its encrypted store and serves each client its shard over coffer/2
 // (docs/server.md).
 package main
 

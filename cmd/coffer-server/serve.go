@@ -23,7 +23,7 @@ import (
 const serveUsage = `Usage: coffer-server [serve] [options]
 
 Run the daemon: bind the listen address, open the store, load the sealed
-definition if it is newer than the stored one, and serve coffer/1 until
+definition if it is newer than the stored one, and serve coffer/2 until
 SIGTERM or SIGINT.
 'coffer-server reload' (through the admin socket, waiting for the outcome)
 or SIGHUP loads the sealed definition again; a definition URL is also
@@ -347,7 +347,7 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 	return err
 }
 
-// serveUntilStopped serves on the bound listeners (coffer/1, metrics,
+// serveUntilStopped serves on the bound listeners (coffer/2, metrics,
 // the admin socket) until SIGTERM or SIGINT, then stops them in order:
 // the loop, the poller, the admin socket, the metrics.
 func (d *daemon) serveUntilStopped(cfg *config.Server, b *bindings) error {
@@ -374,7 +374,7 @@ type bindings struct {
 	policy    peerPolicy
 }
 
-// bindPublic binds the coffer/1 listeners and the metrics listener.
+// bindPublic binds the coffer/2 listeners and the metrics listener.
 func bindPublic(cfg *config.Server, getenv func(string) string, log *slog.Logger) (*bindings, error) {
 	ls, err := listen(cfg.Listen, getenv, log)
 	if err != nil {
