@@ -185,27 +185,7 @@ type inspectName struct {
 }
 
 func cmdInspect(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
-	build := configFlags(fs)
-	asJSON := fs.Bool("json", false, "JSON output")
-	if err := parseFlags(fs, args, stderr, inspectUsage); err != nil {
-		return err
-	}
-	cfg, err := build(os.Getenv)
-	if err != nil {
-		return err
-	}
-	r, err := inspectReportOf(cfg, stderr)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	}
-	printInspect(stdout, r)
-	return nil
+	return reportCommand(args, stdout, stderr, "inspect", inspectUsage, inspectReportOf, printInspect)
 }
 
 // inspectReportOf asks the running server, or reads the store when none

@@ -28,17 +28,26 @@ Options:
 ` + "\n" + configUsage
 
 func cmdStatus(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	return reportCommand(args, stdout, stderr, "status", statusUsage, statusOf,
+		func(w io.Writer, r *statusReport) { printStatus(w, r, time.Now()) })
+}
+
+// reportCommand runs a command that prints one report of the server,
+// running or stopped (status, inspect): its flags are the config's and
+// --json; of builds the report, print writes its text form.
+func reportCommand[R any](args []string, stdout, stderr io.Writer, name, usage string,
+	of func(*config.Server, io.Writer) (R, error), print func(io.Writer, R)) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	build := configFlags(fs)
 	asJSON := fs.Bool("json", false, "JSON output")
-	if err := parseFlags(fs, args, stderr, statusUsage); err != nil {
+	if err := parseFlags(fs, args, stderr, usage); err != nil {
 		return err
 	}
 	cfg, err := build(os.Getenv)
 	if err != nil {
 		return err
 	}
-	r, err := statusOf(cfg, stderr)
+	r, err := of(cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -47,7 +56,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
-	printStatus(stdout, r, time.Now())
+	print(stdout, r)
 	return nil
 }
 
