@@ -127,30 +127,39 @@ func checkProgram(t *testing.T, cmd *exec.Cmd, fifo string) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	opened := make(chan *os.File, 1)
-	go func() {
-		w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // returns once the program opened it
-		if err != nil {
-			t.Error(err)
-		}
-		opened <- w
-	}()
-	var w *os.File
-	select {
-	case w = <-opened:
-	case err := <-done:
-		t.Fatalf("the program ended before it opened its input: %v\n%s", err, stderr.Bytes())
-	case <-time.After(time.Minute):
-		cmd.Process.Kill()
-		t.Fatal("the program did not open its input within a minute")
-	}
+	// The program blocks opening the FIFO until a writer comes, so it stays
+	// alive while its /proc files are read; the properties are polled until
+	// they hold (Process runs first thing in main, before that open) or a
+	// deadline passes. Only then is the FIFO opened, to let it go on: a
+	// program that refuses a FIFO after opening it then exits at once.
 	proc := fmt.Sprintf("/proc/%d/", cmd.Process.Pid)
-	var st syscall.Stat_t
-	if err := syscall.Stat(proc+"status", &st); err != nil {
-		t.Fatal(err)
+	var (
+		st    syscall.Stat_t
+		limit string
+		err   error
+	)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("the program ended before it opened its input: %v\n%s", err, stderr.Bytes())
+		default:
+		}
+		err = syscall.Stat(proc+"status", &st)
+		if err == nil {
+			limit, err = coreLimit(proc + "limits")
+		}
+		if err == nil && st.Uid == 0 && limit == "0 0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond) // polling the property itself, with a deadline
 	}
-	limit, err := coreLimit(proc + "limits")
-	w.Close() // the program reads EOF and goes on; its exit status does not matter here
+	if w, werr := os.OpenFile(fifo, os.O_WRONLY, 0); werr == nil { // releases the program's open
+		w.Close()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
