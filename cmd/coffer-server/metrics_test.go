@@ -252,20 +252,32 @@ func TestMetricsScrape(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != metricsContentType {
-		t.Fatalf("GET /metrics: %s, %q", resp.Status, resp.Header.Get("Content-Type"))
+	// The server counts a session when its handler ends, which may be
+	// just after the client has its shard: scrape until the third
+	// session is counted, or a deadline passes.
+	var (
+		body []byte
+		e    *exposition
+	)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != metricsContentType {
+			t.Fatalf("GET /metrics: %s, %q", resp.Status, resp.Header.Get("Content-Type"))
+		}
+		if e, err = parseExposition(string(body)); err != nil {
+			t.Fatal(err)
+		}
+		if e.series[`coffer_sessions_total{outcome="ok"}`] >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // polling the counter itself, with a deadline
 	}
 	t.Logf("scrape:\n%s", body)
-	e, err := parseExposition(string(body))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for series, want := range map[string]float64{
 		`coffer_sessions_total{outcome="ok"}`:              3,
 		`coffer_session_duration_seconds_count`:            3,
