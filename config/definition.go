@@ -143,21 +143,36 @@ func (e *DefinitionError) Error() string {
 // limits are errors. Public keys are returned as text; coffer checks them.
 // On error no partial definition is returned.
 func ParseDefinition(src []byte) (*Definition, error) {
+	return parseDefinition(src, true)
+}
+
+// parseDefinition is ParseDefinition; fast false skips fastDocument, for
+// the tests that compare the two routes.
+func parseDefinition(src []byte, fast bool) (*Definition, error) {
 	if len(src) > MaxDefinitionBytes {
 		return nil, &DefinitionError{Reason: fmt.Sprintf("%d bytes exceeds the limit of %d", len(src), MaxDefinitionBytes)}
 	}
 	if err := checkNesting(src); err != nil {
 		return nil, err
 	}
-	// A reader, not toml.Decode(string(src)): the library copies its
-	// input anyway, and a string copy of the secrets could not be cleared.
 	var doc map[string]any
-	if _, err := toml.NewDecoder(bytes.NewReader(src)).Decode(&doc); err != nil {
-		return nil, tomlError(err)
+	ok := false
+	if fast {
+		doc, ok = fastDocument(src)
+	}
+	if !ok {
+		// A reader, not toml.Decode(string(src)): the library copies its
+		// input anyway, and a string copy of the secrets could not be cleared.
+		if _, err := toml.NewDecoder(bytes.NewReader(src)).Decode(&doc); err != nil {
+			return nil, tomlError(err)
+		}
 	}
 	p := parser{src: src}
 	def, err := p.definition(doc)
 	if err != nil {
+		if ok {
+			clearDocument(doc)
+		}
 		if def != nil {
 			def.Clear()
 		}
@@ -334,6 +349,8 @@ const (
 // value converts one decoded TOML value. The reason never quotes it.
 func value(v any) (Value, string) {
 	switch v := v.(type) {
+	case Value: // from fastDocument, its own copy
+		return v, ""
 	case string:
 		return Value{Kind: KindString, Text: []byte(v)}, ""
 	case int64:

@@ -1,0 +1,260 @@
+package config
+
+import (
+	"bytes"
+	"unicode/utf8"
+)
+
+// fastDocument reads the plain form of a definition, the one nearly every
+// definition and coffer-bench write, straight into the tree that
+// ParseDefinition checks, without the TOML library: [clients], [NAME] and
+// [shared.NAME] table headers, bare keys, single-line strings without
+// escapes, single-line arrays of such strings, comments and blank lines.
+// A string in [clients] or an array becomes a Go string, as the library
+// gives it; any other string becomes a Value whose Text is a copy of its
+// bytes, so that no string copy of a secret is made.
+//
+// It returns false, having cleared what it read, at the first thing
+// outside that form, whether valid TOML (escapes, quoted or dotted keys,
+// other value types, multi-line strings or arrays, inline tables) or
+// not; ParseDefinition then parses the source with the TOML library, which
+// accepts or refuses it with its line. So the plain form is only a faster
+// route to the same result (FuzzDefinitionFastPath compares the two).
+//
+// The library builds a map of every key's dotted path, a parse tree and
+// then a decoded copy of it: about 17 times the source's size in memory.
+// This builds only the decoded tree (BenchmarkParseDefinition).
+func fastDocument(src []byte) (map[string]any, bool) {
+	if !utf8.Valid(src) || bytes.HasPrefix(src, []byte("\uFEFF")) {
+		return nil, false
+	}
+	r := fastReader{src: src, doc: map[string]any{}}
+	if !r.document() {
+		clearDocument(r.doc)
+		return nil, false
+	}
+	return r.doc, true
+}
+
+type fastReader struct {
+	src       []byte
+	i         int
+	doc       map[string]any
+	table     map[string]any // the current table; nil before the first header
+	inClients bool
+	headers   map[string]bool
+}
+
+func (r *fastReader) document() bool {
+	r.headers = map[string]bool{}
+	for {
+		r.space()
+		if r.i == len(r.src) {
+			return true
+		}
+		var ok bool
+		switch r.src[r.i] {
+		case '\n', '\r', '#':
+			ok = true
+		case '[':
+			ok = r.header()
+		default:
+			ok = r.pair()
+		}
+		if !ok || !r.endLine() {
+			return false
+		}
+	}
+}
+
+// space skips spaces and tabs.
+func (r *fastReader) space() {
+	for r.i < len(r.src) && (r.src[r.i] == ' ' || r.src[r.i] == '\t') {
+		r.i++
+	}
+}
+
+// endLine reads optional space and a comment, then the end of the line or
+// of the source.
+func (r *fastReader) endLine() bool {
+	r.space()
+	if r.i < len(r.src) && r.src[r.i] == '#' {
+		for r.i++; r.i < len(r.src) && r.src[r.i] != '\n'; r.i++ {
+			if c := r.src[r.i]; c == 0x7f || c < 0x20 && c != '\t' && !(c == '\r' && r.i+1 < len(r.src) && r.src[r.i+1] == '\n') {
+				return false
+			}
+		}
+	}
+	switch {
+	case r.i == len(r.src):
+		return true
+	case r.src[r.i] == '\n':
+		r.i++
+		return true
+	case r.src[r.i] == '\r' && r.i+1 < len(r.src) && r.src[r.i+1] == '\n':
+		r.i += 2
+		return true
+	}
+	return false
+}
+
+// bareKey reads [A-Za-z0-9_-]+.
+func (r *fastReader) bareKey() (string, bool) {
+	start := r.i
+	for r.i < len(r.src) {
+		c := r.src[r.i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			break
+		}
+		r.i++
+	}
+	return string(r.src[start:r.i]), r.i > start
+}
+
+// header reads [NAME] or [shared.NAME], each at most once; [shared]
+// itself, and any other dotted header, is left to the library.
+func (r *fastReader) header() bool {
+	r.i++ // '['
+	name, ok := r.bareKey()
+	if !ok || r.i == len(r.src) {
+		return false
+	}
+	parent, seen := r.doc, name
+	if r.src[r.i] == '.' {
+		if name != sharedTable {
+			return false
+		}
+		r.i++
+		if name, ok = r.bareKey(); !ok || r.i == len(r.src) {
+			return false
+		}
+		seen = sharedTable + "." + name
+		sh, ok := r.doc[sharedTable].(map[string]any)
+		if !ok {
+			sh = map[string]any{}
+			r.doc[sharedTable] = sh
+		}
+		parent = sh
+	} else if name == sharedTable {
+		return false
+	}
+	if r.src[r.i] != ']' || r.headers[seen] {
+		return false
+	}
+	r.headers[seen] = true
+	r.i++
+	r.table = map[string]any{}
+	parent[name] = r.table
+	r.inClients = seen == clientsTable
+	return true
+}
+
+// pair reads KEY = "string" or KEY = ["string", ...] in the current table.
+func (r *fastReader) pair() bool {
+	if r.table == nil {
+		return false
+	}
+	key, ok := r.bareKey()
+	if !ok {
+		return false
+	}
+	if _, dup := r.table[key]; dup {
+		return false
+	}
+	r.space()
+	if r.i == len(r.src) || r.src[r.i] != '=' {
+		return false
+	}
+	r.i++
+	r.space()
+	if r.i == len(r.src) {
+		return false
+	}
+	if r.src[r.i] == '[' {
+		list, ok := r.array()
+		if !ok {
+			return false
+		}
+		r.table[key] = list
+		return true
+	}
+	s, ok := r.str()
+	if !ok {
+		return false
+	}
+	if r.inClients {
+		r.table[key] = string(s)
+	} else {
+		r.table[key] = Value{Kind: KindString, Text: bytes.Clone(s)}
+	}
+	return true
+}
+
+// array reads a single-line array of strings, a final comma allowed.
+func (r *fastReader) array() ([]any, bool) {
+	r.i++ // '['
+	list := []any{}
+	for {
+		r.space()
+		if r.i == len(r.src) {
+			return nil, false
+		}
+		if r.src[r.i] == ']' {
+			r.i++
+			return list, true
+		}
+		s, ok := r.str()
+		if !ok {
+			return nil, false
+		}
+		list = append(list, string(s))
+		r.space()
+		if r.i == len(r.src) {
+			return nil, false
+		}
+		switch r.src[r.i] {
+		case ',':
+			r.i++
+		case ']':
+			r.i++
+			return list, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+// str reads a single-line basic string without escapes or a single-line
+// literal string, and returns its bytes (a slice of the source).
+func (r *fastReader) str() ([]byte, bool) {
+	q := r.src[r.i]
+	if q != '"' && q != '\'' {
+		return nil, false
+	}
+	start := r.i + 1
+	for j := start; j < len(r.src); j++ {
+		switch c := r.src[j]; {
+		case c == q:
+			if j == start && j+1 < len(r.src) && r.src[j+1] == q {
+				return nil, false // a multi-line string
+			}
+			r.i = j + 1
+			return r.src[start:j], true
+		case c == '\\' && q == '"', c == 0x7f, c < 0x20 && c != '\t':
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// clearDocument zeroes the Values' text in a tree fastDocument built.
+func clearDocument(t map[string]any) {
+	for _, v := range t {
+		switch v := v.(type) {
+		case Value:
+			clear(v.Text)
+		case map[string]any:
+			clearDocument(v)
+		}
+	}
+}
