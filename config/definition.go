@@ -215,20 +215,32 @@ func (p *parser) definition(doc map[string]any) (*Definition, error) {
 		if !ok {
 			return def, p.fail([]string{name}, "table for a client not listed in [clients]")
 		}
-		table, ok := doc[name].(map[string]any)
-		if !ok {
-			return def, p.fail([]string{name}, "want a table of secrets for client %q", name)
-		}
 		c := &def.Clients[i]
-		include, err := p.includeList(name, table[includeKey], groups)
-		if err != nil {
-			return def, err
-		}
-		delete(table, includeKey)
-		c.Include = include
-		c.Values = make(map[string]Value, len(table))
-		if err := p.values(c.Values, []string{name}, "", table); err != nil {
-			return def, err
+		switch table := doc[name].(type) {
+		case *plainTable:
+			include, err := p.includeList(name, table.include, groups)
+			if err != nil {
+				return def, err
+			}
+			c.Include = include
+			c.Values = table.values // the checks below may return with it
+			table.values = nil
+			if err := p.plainValues([]string{name}, c.Values); err != nil {
+				return def, err
+			}
+		case map[string]any:
+			include, err := p.includeList(name, table[includeKey], groups)
+			if err != nil {
+				return def, err
+			}
+			delete(table, includeKey)
+			c.Include = include
+			c.Values = make(map[string]Value, len(table))
+			if err := p.values(c.Values, []string{name}, "", table); err != nil {
+				return def, err
+			}
+		default:
+			return def, p.fail([]string{name}, "want a table of secrets for client %q", name)
 		}
 		if err := p.include(c, groups, &copies); err != nil {
 			return def, err
@@ -338,6 +350,22 @@ func (p *parser) values(out map[string]Value, path []string, prefix string, tabl
 	return nil
 }
 
+// plainValues checks the values of a table that fastDocument read, as
+// values does, in the same order: its keys are bare and its values
+// strings, so only names and the count can be refused.
+func (p *parser) plainValues(path []string, values map[string]Value) error {
+	for i, k := range sortedKeys(values) {
+		kpath := func() []string { return append(slices.Clip(path), k) }
+		if err := checkSegment(k, MaxSecretNameBytes); err != "" {
+			return p.fail(kpath(), "invalid secret name: %s", err)
+		}
+		if i >= MaxValuesPerClient {
+			return p.fail(kpath(), "client %q has more than %d values", path[0], MaxValuesPerClient)
+		}
+	}
+	return nil
+}
+
 // Location names the TOML library gives the local kinds (its
 // internal/tz.go). They carry the machine's offset, which is dropped.
 const (
@@ -349,8 +377,6 @@ const (
 // value converts one decoded TOML value. The reason never quotes it.
 func value(v any) (Value, string) {
 	switch v := v.(type) {
-	case Value: // from fastDocument, its own copy
-		return v, ""
 	case string:
 		return Value{Kind: KindString, Text: []byte(v)}, ""
 	case int64:

@@ -37,12 +37,13 @@ func fastDocument(src []byte) (map[string]any, bool) {
 }
 
 type fastReader struct {
-	src       []byte
-	i         int
-	doc       map[string]any
-	table     map[string]any // the current table; nil before the first header
-	inClients bool
-	headers   map[string]bool
+	src     []byte
+	i       int
+	doc     map[string]any
+	clients map[string]any // the current table if it is [clients]
+	plain   *plainTable    // the current table if it is another one
+	shared  bool           // the current table is a [shared.NAME]
+	headers map[string]bool
 }
 
 func (r *fastReader) document() bool {
@@ -119,7 +120,7 @@ func (r *fastReader) header() bool {
 	if !ok || r.i == len(r.src) {
 		return false
 	}
-	parent, seen := r.doc, name
+	parent, seen, shared := r.doc, name, false
 	if r.src[r.i] == '.' {
 		if name != sharedTable {
 			return false
@@ -128,7 +129,7 @@ func (r *fastReader) header() bool {
 		if name, ok = r.bareKey(); !ok || r.i == len(r.src) {
 			return false
 		}
-		seen = sharedTable + "." + name
+		seen, shared = sharedTable+"."+name, true
 		sh, ok := r.doc[sharedTable].(map[string]any)
 		if !ok {
 			sh = map[string]any{}
@@ -143,23 +144,36 @@ func (r *fastReader) header() bool {
 	}
 	r.headers[seen] = true
 	r.i++
-	r.table = map[string]any{}
-	parent[name] = r.table
-	r.inClients = seen == clientsTable
+	r.clients, r.plain, r.shared = nil, nil, shared
+	if seen == clientsTable {
+		r.clients = map[string]any{}
+		parent[name] = r.clients
+	} else {
+		r.plain = &plainTable{values: map[string]Value{}}
+		parent[name] = r.plain
+	}
 	return true
 }
 
-// pair reads KEY = "string" or KEY = ["string", ...] in the current table.
+// pair reads KEY = "string" or KEY = ["string", ...] in the current
+// table. An array is read only where the checks may accept one: in
+// [clients] and as a client's include.
 func (r *fastReader) pair() bool {
-	if r.table == nil {
+	if r.clients == nil && r.plain == nil {
 		return false
 	}
 	key, ok := r.bareKey()
 	if !ok {
 		return false
 	}
-	if _, dup := r.table[key]; dup {
-		return false
+	if r.clients != nil {
+		_, ok = r.clients[key]
+	} else {
+		_, ok = r.plain.values[key]
+		ok = ok || key == includeKey && r.plain.include != nil
+	}
+	if ok {
+		return false // a duplicate key, left to the library's error
 	}
 	r.space()
 	if r.i == len(r.src) || r.src[r.i] != '=' {
@@ -171,21 +185,30 @@ func (r *fastReader) pair() bool {
 		return false
 	}
 	if r.src[r.i] == '[' {
+		if r.clients == nil && (r.shared || key != includeKey) {
+			return false
+		}
 		list, ok := r.array()
 		if !ok {
 			return false
 		}
-		r.table[key] = list
+		if r.clients != nil {
+			r.clients[key] = list
+		} else {
+			r.plain.include = list
+		}
 		return true
 	}
 	s, ok := r.str()
-	if !ok {
+	switch {
+	case !ok:
 		return false
-	}
-	if r.inClients {
-		r.table[key] = string(s)
-	} else {
-		r.table[key] = Value{Kind: KindString, Text: bytes.Clone(s)}
+	case r.clients != nil:
+		r.clients[key] = string(s)
+	case key == includeKey && !r.shared:
+		r.plain.include = Value{Kind: KindString, Text: bytes.Clone(s)}
+	default:
+		r.plain.values[key] = Value{Kind: KindString, Text: bytes.Clone(s)}
 	}
 	return true
 }
@@ -247,12 +270,26 @@ func (r *fastReader) str() ([]byte, bool) {
 	return nil, false
 }
 
+// plainTable is a client's table or a [shared.NAME] table as
+// fastDocument reads it: string values only, by bare key, and a client's
+// include (an array, or a Value that the checks refuse).
+type plainTable struct {
+	values  map[string]Value
+	include any
+}
+
 // clearDocument zeroes the Values' text in a tree fastDocument built.
 func clearDocument(t map[string]any) {
 	for _, v := range t {
 		switch v := v.(type) {
-		case Value:
-			clear(v.Text)
+		case *plainTable:
+			for n, x := range v.values {
+				clear(x.Text)
+				delete(v.values, n)
+			}
+			if x, ok := v.include.(Value); ok {
+				clear(x.Text)
+			}
 		case map[string]any:
 			clearDocument(v)
 		}

@@ -30,14 +30,22 @@ func (p *parser) shared(doc map[string]any) (map[string]*group, error) {
 		if err := checkSegment(name, MaxClientNameBytes); err != "" {
 			return groups, p.fail(path, "invalid shared name: %s", err)
 		}
-		sub, ok := table[name].(map[string]any)
-		if !ok {
+		switch sub := table[name].(type) {
+		case *plainTable:
+			g := &group{name: name, values: sub.values} // fastDocument's names are copies
+			sub.values = nil
+			groups[g.name] = g
+			if err := p.plainValues(path, g.values); err != nil {
+				return groups, err
+			}
+		case map[string]any:
+			g := &group{name: strings.Clone(name), values: make(map[string]Value, len(sub))}
+			groups[g.name] = g
+			if err := p.values(g.values, path, "", sub); err != nil {
+				return groups, err
+			}
+		default:
 			return groups, p.fail(path, "want a table of values: [shared.%s]", name)
-		}
-		g := &group{name: strings.Clone(name), values: make(map[string]Value, len(sub))}
-		groups[g.name] = g
-		if err := p.values(g.values, path, "", sub); err != nil {
-			return groups, err
 		}
 	}
 	delete(doc, sharedTable)
