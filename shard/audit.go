@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,13 @@ const (
 	// auditPruneEvery is how often age retention runs when nothing is
 	// written.
 	auditPruneEvery = time.Minute
+	// maxAuditInFlight bounds the Audit calls between counting a
+	// record and failing to queue it that a kill can catch, beyond which
+	// the accepted counter is damaged rather than ahead.
+	maxAuditInFlight = 1 << 16
+	// maxAuditBuf bounds the batch buffer the writer keeps between
+	// batches; a larger one (long names) is let go.
+	maxAuditBuf = 64 << 10
 	// maxAuditField bounds the name, remote and outcome strings stored.
 	maxAuditField = 256
 )
@@ -84,32 +92,39 @@ func parseAuditRecord(v []byte, t uint64) (AuditRecord, error) {
 		}
 		return j.record(t), nil
 	}
+	r, rest, err := nextAuditRecord(v, t)
+	if err == nil && len(rest) != 0 {
+		err = errAuditRecord
+	}
+	return r, err
+}
+
+// nextAuditRecord decodes the binary record of time t at the start of v
+// and returns what follows it.
+func nextAuditRecord(v []byte, t uint64) (AuditRecord, []byte, error) {
 	r := AuditRecord{Time: time.Unix(0, int64(t))}
 	if len(v) < 1+len(r.Client) || v[0] != auditFormat {
-		return AuditRecord{}, errAuditRecord
+		return AuditRecord{}, nil, errAuditRecord
 	}
 	v = v[1+copy(r.Client[:], v[1:]):]
 	serial, n := binary.Uvarint(v)
 	if n <= 0 {
-		return AuditRecord{}, errAuditRecord
+		return AuditRecord{}, nil, errAuditRecord
 	}
 	r.Serial, v = serial, v[n:]
 	values, n := binary.Varint(v)
 	if n <= 0 || values < math.MinInt32 || values > math.MaxInt32 {
-		return AuditRecord{}, errAuditRecord
+		return AuditRecord{}, nil, errAuditRecord
 	}
 	r.Values, v = int(values), v[n:]
 	for _, f := range []*string{&r.Name, &r.Remote, &r.Outcome} {
 		l, n := binary.Uvarint(v)
 		if n <= 0 || l > maxAuditField || l > uint64(len(v)-n) {
-			return AuditRecord{}, errAuditRecord
+			return AuditRecord{}, nil, errAuditRecord
 		}
 		*f, v = string(v[n:n+int(l)]), v[n+int(l):]
 	}
-	if len(v) != 0 {
-		return AuditRecord{}, errAuditRecord
-	}
-	return r, nil
+	return r, v, nil
 }
 
 // auditJSON is the form of a record that earlier versions stored.
@@ -123,21 +138,23 @@ type auditJSON struct {
 }
 
 // auditor writes records in the background: a bounded queue, batched
-// transactions, retention after each batch and on a timer.
+// entries, retention after each batch and on a timer.
 type auditor struct {
-	st      *Store
-	q       chan AuditRecord
-	flushQ  chan chan struct{}
-	quit    chan struct{}
-	done    chan struct{}
-	seq     uint64 // writer goroutine only
-	oldest  uint64 // auditTime of the oldest stored record; writer only
-	count   atomic.Int64
-	dropped atomic.Uint64
-	logged  uint64   // dropped count last logged; writer only
-	lost    uint64   // records found lost to damage at Open
-	mark    *os.File // audit.mark, nil if it could not be opened; writer only
-	once    sync.Once
+	st       *Store
+	q        chan AuditRecord
+	flushQ   chan chan struct{}
+	quit     chan struct{}
+	done     chan struct{}
+	seq      uint64 // writer goroutine only
+	oldest   uint64 // auditTime of the oldest stored record; writer only
+	count    atomic.Int64
+	dropped  atomic.Uint64
+	logged   uint64           // dropped count last logged; writer only
+	lost     uint64           // records found lost to damage or a kill at Open
+	mark     *os.File         // audit.mark, nil if it could not be opened; writer only
+	accepted *acceptedCounter // records queued, in the sequence's numbering
+	once     sync.Once
+	buf      []byte // the batch value being built; writer only
 }
 
 func newAuditor(st *Store) *auditor {
@@ -162,8 +179,9 @@ func newAuditor(st *Store) *auditor {
 		st.log.Warn("shard: the audit mark is missing; audit records lost before this start cannot be counted",
 			"file", filepath.Join(st.dir, auditMarkFile))
 	}
+	a.openAccepted(ms)
 	if a.lost > 0 {
-		st.log.Error("shard: audit records missing from the store: lost to damage, or set aside with a quarantined database", "lost", a.lost)
+		st.log.Error("shard: audit records missing from the store: lost to damage or a kill, or set aside with a quarantined database", "lost", a.lost)
 	}
 	var err error
 	if a.mark, err = openAuditMark(st.dir); err != nil {
@@ -177,6 +195,32 @@ func newAuditor(st *Store) *auditor {
 	}
 	go a.run()
 	return a
+}
+
+// openAccepted maps the accepted counter and counts the records it is
+// ahead of what was written (queued when the process was killed); then
+// the counter and the sequence agree. Without a readable mark the
+// difference cannot be told from records the mark would have covered,
+// and more than the queue and a batch cannot have been waiting, so
+// neither is counted.
+func (a *auditor) openAccepted(ms markState) {
+	c, err := openAccepted(a.st.dir)
+	if err != nil {
+		a.st.log.Warn("shard: opening the audit counter; audit records queued at a kill cannot be counted", "err", err)
+		c = &acceptedCounter{w: new(atomic.Uint64)}
+	}
+	a.accepted = c
+	n, ok := c.load()
+	switch {
+	case err != nil:
+	case c.state == markDamaged || (c.state == markOK && (!ok || n > a.seq+auditQueueLen+auditBatchLen+maxAuditInFlight)):
+		a.st.log.Warn("shard: the audit counter is damaged; audit records queued at a kill cannot be counted",
+			"file", filepath.Join(a.st.dir, auditAcceptedFile))
+	case c.state == markOK && ms == markOK && n > a.seq:
+		a.lost += n - a.seq
+		a.seq = n
+	}
+	c.store(a.seq)
 }
 
 // writeMark records the next sequence number in the audit mark.
@@ -200,11 +244,15 @@ func (st *Store) Audit(rec AuditRecord) {
 		st.audit.dropped.Add(1)
 		return
 	}
+	a := st.audit
+	a.accepted.add(1) // before the record can be written: see auditmark.go
 	select {
-	case st.audit.q <- rec:
+	case a.q <- rec:
 	default:
-		st.audit.dropped.Add(1)
+		a.accepted.add(^uint64(0))
+		a.dropped.Add(1)
 	}
+	runtime.KeepAlive(a.accepted)
 }
 
 // AuditRecords returns the newest records at or after since, at most
@@ -216,32 +264,32 @@ func (st *Store) AuditRecords(since time.Time, limit int) ([]AuditRecord, error)
 	}
 	st.audit.flush()
 	var out []AuditRecord
+	floor := auditTime(since)
 	err := st.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAudit), Reverse: true, PrefetchValues: true, PrefetchSize: 100})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAudit), Reverse: true, PrefetchValues: true, PrefetchSize: 16})
 		defer it.Close()
-		floor := auditTime(since)
 		for it.Seek([]byte(prefixAudit + "\xff")); it.Valid(); it.Next() {
-			if limit > 0 && len(out) == limit {
-				break
-			}
 			item := it.Item()
-			k := item.Key()
-			if len(k) != len(prefixAudit)+16 {
+			e, ok := parseAuditKey(item.Key())
+			if !ok {
 				continue
 			}
-			t := binary.BigEndian.Uint64(k[len(prefixAudit):])
-			if t < floor {
+			if e.time < floor || (limit > 0 && len(out) == limit) {
 				break
 			}
-			var rec AuditRecord
+			var recs []AuditRecord
 			err := item.Value(func(v []byte) (err error) {
-				rec, err = parseAuditRecord(v, t)
+				recs, err = auditValue(v, e, len(item.Key()) == auditKeyLen)
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			out = append(out, rec)
+			for i := len(recs) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
+				if auditTime(recs[i].Time) >= floor {
+					out = append(out, recs[i])
+				}
+			}
 		}
 		return nil
 	})
@@ -322,36 +370,31 @@ func (a *auditor) drainAll(batch []AuditRecord) {
 	}
 }
 
-// write stores a batch in one transaction, then applies retention.
+// write stores a batch as one entry, then applies retention. The
+// batch's sequence numbers are used whether or not the write succeeds,
+// so the sequence keeps step with the accepted counter.
 func (a *auditor) write(batch []AuditRecord) {
-	if err := checkSpace(a.st.dir, 0); err != nil {
-		a.dropped.Add(uint64(len(batch)))
-		a.st.log.Error("shard: writing audit records", "records", len(batch), "err", err)
-		return
-	}
-	a.st.dropMu.RLock()
-	err := a.st.db.Update(func(txn *badger.Txn) error {
-		for i := range batch {
-			r := &batch[i]
-			v := appendAuditRecord(nil, r)
-			k := make([]byte, 0, len(prefixAudit)+16)
-			k = append(k, prefixAudit...)
-			t := auditTime(r.Time)
-			a.oldest = min(a.oldest, t)
-			k = binary.BigEndian.AppendUint64(k, t)
-			k = binary.BigEndian.AppendUint64(k, a.seq)
-			a.seq++
-			if err := txn.Set(k, v); err != nil {
-				return err
-			}
+	seq := a.seq
+	a.seq += uint64(len(batch))
+	err := checkSpace(a.st.dir, 0)
+	if err == nil {
+		sortAudit(batch)
+		var e auditEntry
+		a.buf, e = appendAuditBatch(a.buf[:0], batch, seq)
+		a.st.dropMu.RLock()
+		err = a.st.db.Update(func(txn *badger.Txn) error {
+			return txn.Set(e.key(), a.buf)
+		})
+		a.st.dropMu.RUnlock()
+		if cap(a.buf) > maxAuditBuf {
+			a.buf = nil
 		}
-		return nil
-	})
-	a.st.dropMu.RUnlock()
+	}
 	if err != nil {
 		a.dropped.Add(uint64(len(batch)))
 		a.st.log.Error("shard: writing audit records", "records", len(batch), "err", err)
 	} else {
+		a.oldest = min(a.oldest, auditTime(batch[0].Time))
 		a.count.Add(int64(len(batch)))
 	}
 	if d := a.dropped.Load(); d != a.logged {
@@ -381,23 +424,44 @@ func (a *auditor) stop() {
 	}
 }
 
-// scan counts the stored records and continues the sequence after the
-// last one.
+// scan counts the stored records, continues the sequence after the
+// last one and finds the oldest record's time.
 func (a *auditor) scan() {
 	a.st.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAudit)})
 		defer it.Close()
 		var n int64
 		for it.Rewind(); it.Valid(); it.Next() {
-			n++
-			if k := it.Item().Key(); len(k) == len(prefixAudit)+16 {
-				a.seq = max(a.seq, binary.BigEndian.Uint64(k[len(prefixAudit)+8:])+1)
-				a.oldest = min(a.oldest, binary.BigEndian.Uint64(k[len(prefixAudit):]))
+			e, ok := parseAuditKey(it.Item().Key())
+			if !ok {
+				n++ // a key of another shape: counted, pruned first
+				a.oldest = 0
+				continue
+			}
+			n += int64(e.n)
+			a.seq = max(a.seq, e.seq+uint64(e.n))
+			if a.oldest == noAudit {
+				a.oldest = a.entryOldest(it.Item(), e)
 			}
 		}
 		a.count.Store(n)
 		return nil
 	})
+}
+
+// entryOldest is the time of the oldest record in an entry, the key's
+// time if it does not decode.
+func (a *auditor) entryOldest(item *badger.Item, e auditEntry) uint64 {
+	t := e.time
+	if len(item.Key()) == auditBatchKeyLen {
+		item.Value(func(v []byte) error {
+			if d, n := binary.Uvarint(v); n > 0 && d <= e.time {
+				t = e.time - d
+			}
+			return nil
+		})
+	}
+	return t
 }
 
 // noAudit is auditor.oldest when no record is stored.
@@ -406,6 +470,10 @@ const noAudit = ^uint64(0)
 // prune deletes the oldest records beyond AuditMaxRecords and those
 // older than AuditMaxAge. It runs after every batch, so it opens no
 // iterator unless a record is due: the oldest record's time is tracked.
+// Whole entries are deleted; an entry partly due is replaced by one of
+// its newer records, under a key with the same time and their sequence
+// numbers. An entry that does not decode is deleted whole when it is
+// the oldest.
 func (a *auditor) prune() (pruned bool) {
 	excess := a.count.Load() - int64(a.st.opt.AuditMaxRecords)
 	var floor uint64
@@ -415,43 +483,96 @@ func (a *auditor) prune() (pruned bool) {
 	if excess <= 0 && a.oldest >= floor {
 		return false
 	}
-	var keys [][]byte
+	var p auditPrune
 	oldest := noAudit
 	a.st.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAudit)})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			var t uint64
-			if len(k) >= len(prefixAudit)+8 {
-				t = binary.BigEndian.Uint64(k[len(prefixAudit):])
-			}
-			if int64(len(keys)) >= excess && t >= floor {
-				oldest = t
+			if oldest = p.entry(it.Item(), excess, floor); oldest != noAudit {
 				break
 			}
-			keys = append(keys, it.Item().KeyCopy(nil))
 		}
 		return nil
 	})
-	if len(keys) == 0 {
+	if p.records == 0 {
 		return false
 	}
 	a.st.dropMu.RLock()
 	defer a.st.dropMu.RUnlock()
-	wb := a.st.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range keys {
-		if err := wb.Delete(k); err != nil {
-			a.st.log.Error("shard: pruning audit records", "err", err)
-			return false
-		}
-	}
-	if err := wb.Flush(); err != nil {
+	if err := p.apply(a.st.db); err != nil {
 		a.st.log.Error("shard: pruning audit records", "err", err)
 		return false
 	}
-	a.count.Add(-int64(len(keys)))
+	a.count.Add(-p.records)
 	a.oldest = oldest
 	return true
+}
+
+// auditPrune collects what prune deletes and the entry it replaces.
+type auditPrune struct {
+	del     [][]byte
+	records int64
+	setK    []byte
+	setV    []byte
+}
+
+// entry takes what is due of one entry, oldest first, and returns the
+// time of its first record kept, or noAudit if it is all due.
+func (p *auditPrune) entry(item *badger.Item, excess int64, floor uint64) uint64 {
+	due := func(t uint64) bool { return p.records < excess || t < floor }
+	e, ok := parseAuditKey(item.Key())
+	if !ok || len(item.Key()) == auditKeyLen {
+		t := e.time // a key of another shape: 0, due
+		if ok && !due(t) {
+			return t
+		}
+		p.del = append(p.del, item.KeyCopy(nil))
+		p.records++
+		return noAudit
+	}
+	var kept uint64 = noAudit
+	err := item.Value(func(v []byte) error {
+		recs, offs, err := splitAuditBatch(v, e)
+		if err != nil {
+			return err
+		}
+		i := 0
+		for i < len(recs) && due(auditTime(recs[i].Time)) {
+			p.records++
+			i++
+		}
+		if i < len(recs) {
+			kept = auditTime(recs[i].Time)
+			if i > 0 {
+				rest := auditEntry{time: e.time, seq: e.seq + uint64(i), n: e.n - uint32(i)}
+				p.setK, p.setV = rest.key(), slices.Clone(v[offs[i]:])
+			}
+		}
+		return nil
+	})
+	if err != nil { // does not decode: delete it and the records it held
+		p.records += int64(e.n)
+	}
+	if err != nil || kept == noAudit || p.setK != nil {
+		p.del = append(p.del, item.KeyCopy(nil))
+	}
+	return kept
+}
+
+// apply deletes and replaces in one write batch.
+func (p *auditPrune) apply(db *badger.DB) error {
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range p.del {
+		if err := wb.Delete(k); err != nil {
+			return err
+		}
+	}
+	if p.setK != nil {
+		if err := wb.Set(p.setK, p.setV); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
 }

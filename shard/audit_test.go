@@ -1,6 +1,7 @@
 package shard_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
@@ -110,6 +111,7 @@ func TestAuditLost(t *testing.T) {
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for i := range 30 {
 		st.Audit(auditRec(i, base.Add(time.Duration(i)*time.Second)))
+		shard.FlushAudit(st) // one record per entry, so 7 entries hold 7
 	}
 	if got, _ := st.AuditRecords(time.Time{}, 0); len(got) != 30 {
 		t.Fatalf("got %d records, want 30", len(got))
@@ -146,5 +148,43 @@ func TestAuditLost(t *testing.T) {
 	st = open(t, dir, shard.Options{})
 	if s, _ := st.Stats(); s.AuditLost != 0 || s.AuditRecords != 24 {
 		t.Fatalf("next Open: lost %d, records %d; want 0 and 24 (the loss is reported once)", s.AuditLost, s.AuditRecords)
+	}
+}
+
+// TestAuditEarlierEntries: records that earlier versions stored one to
+// a key are read, counted and pruned with the batches written now.
+func TestAuditEarlierEntries(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir, shard.Options{}).Close()
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	editRaw(t, dir, func(txn *badger.Txn) error {
+		for i := range 3 {
+			k := binary.BigEndian.AppendUint64([]byte("a/"), uint64(base.Add(time.Duration(i)*time.Second).UnixNano()))
+			k = binary.BigEndian.AppendUint64(k, uint64(i))
+			v := fmt.Sprintf(`{"c":"%x","n":"old-%d","v":%d,"o":"ok"}`, clientKey(i), i, i)
+			if err := txn.Set(k, []byte(v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	st := open(t, dir, shard.Options{AuditMaxRecords: 4})
+	if s, _ := st.Stats(); s.AuditRecords != 3 {
+		t.Fatalf("%d records at open, want the 3 stored one to a key", s.AuditRecords)
+	}
+	for i := 3; i < 6; i++ {
+		st.Audit(auditRec(i, base.Add(time.Duration(i)*time.Second)))
+	}
+	got, err := st.AuditRecords(time.Time{}, 0)
+	if err != nil || len(got) != 4 {
+		t.Fatalf("got %d records (%v), want 4", len(got), err)
+	}
+	for j, r := range got {
+		if r.Values != 2+j || !r.Time.Equal(base.Add(time.Duration(2+j)*time.Second)) {
+			t.Fatalf("record %d = %+v, want the one of %d", j, r, 2+j)
+		}
+	}
+	if got[0].Name != "old-2" || got[1].Name != "client-3" {
+		t.Fatalf("names %q, %q", got[0].Name, got[1].Name)
 	}
 }

@@ -1,6 +1,9 @@
 package shard
 
-import "testing"
+import (
+	"sync/atomic"
+	"testing"
+)
 
 func TestLostAuditRecords(t *testing.T) {
 	tests := []struct {
@@ -20,5 +23,32 @@ func TestLostAuditRecords(t *testing.T) {
 				t.Errorf("got %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestAcceptedWord: the accepted counter's word checks, and no single
+// flipped bit and no zeroed word reads as a count.
+func TestAcceptedWord(t *testing.T) {
+	var w atomic.Uint64
+	c := &acceptedCounter{w: &w}
+	for _, n := range []uint64{0, 1, 8191, 1 << 40} {
+		c.store(n)
+		c.add(1)
+		c.add(1)
+		c.add(^uint64(0))
+		if got, ok := c.load(); !ok || got != n+1 {
+			t.Fatalf("count %d + 1 reads %d, %v", n, got, ok)
+		}
+		good := w.Load()
+		for bit := range 64 {
+			w.Store(good ^ 1<<bit)
+			if _, ok := c.load(); ok {
+				t.Fatalf("count %d with bit %d flipped checks", n+1, bit)
+			}
+		}
+	}
+	w.Store(0)
+	if _, ok := c.load(); ok {
+		t.Fatal("a zeroed word checks")
 	}
 }

@@ -13,13 +13,15 @@
 //	  sealed/<hex sha-256>.sealed   the last accepted sealed definition, 0600
 //	  state         serial and hash of the current definition, HMAC'd, 0600
 //	  audit.mark    next audit sequence number and record count, CRC'd, 0600
+//	  audit.accepted  audit records queued, 8 bytes mapped shared, 0600
 //
 // # Keyspace
 //
 //	s/ gen(8 BE) client(32)     -> seal(shard blob,          AAD "coffer/1 shard"  gen client)
 //	c/ gen(8 BE) client(32)     -> seal(count(4 BE) name,    AAD "coffer/1 client" gen client)
 //	m/cur                       -> seal(gen serial hash clients(8 BE), AAD "coffer/1 cur")
-//	a/ time(8 BE ns) seq(8 BE)  -> audit record (binary, see audit.go; JSON from earlier versions), never a value
+//	a/ time(8 BE ns) seq(8 BE) n(4 BE) -> n audit records (auditbatch.go), never a value
+//	a/ time(8 BE ns) seq(8 BE)  -> one audit record (earlier versions; binary or JSON), still read
 //	settle/                     -> never written (Import drops it to wait for flushes)
 //
 // A client's values are one blob (blob.go: count, then sorted name and
@@ -83,7 +85,9 @@
 // server runs it at every start and keeps the definition file again
 // (Keep) when the kept one is damaged. Audit records that Badger drops
 // with a damaged memtable log are counted against audit.mark, a small
-// file outside Badger (auditmark.go): Stats.AuditLost and an error log.
+// file outside Badger (auditmark.go), and those queued but not written
+// when the process was killed against audit.accepted: Stats.AuditLost
+// and an error log.
 //
 // # Badger 4.9.6 workarounds
 //

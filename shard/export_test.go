@@ -31,3 +31,6 @@ func NoVerify(o Options) Options {
 	o.noVerify = true
 	return o
 }
+
+// FlushAudit waits until the audit writer has stored what is queued.
+func FlushAudit(st *Store) { st.audit.flush() }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"os/exec"
 	"runtime"
 	"runtime/debug"
@@ -74,8 +76,19 @@ type loadFig struct {
 	CPUPerSession float64 `json:"cpu_us_per_session"`
 	RSSMiB        float64 `json:"rss_mib"`
 	HWMMiB        float64 `json:"hwm_mib"`
-	ErrorSample   string  `json:"error_sample,omitempty"`
+	// SpreadCPU and SpreadSPS are how far the round furthest from the
+	// median is from it, in percent of the median, for CPU per session
+	// and sessions/s: issue 17's "steady" wants every round within 15%.
+	SpreadCPU   float64 `json:"spread_cpu_pct"`
+	SpreadSPS   float64 `json:"spread_sps_pct"`
+	ErrorSample string  `json:"error_sample,omitempty"`
 }
+
+// Spread is the larger of the two spreads.
+func (l *loadFig) Spread() float64 { return max(l.SpreadCPU, l.SpreadSPS) }
+
+// maxSteadyPct is issue 17's bound on a load phase's spread.
+const maxSteadyPct = 15
 
 // stormFig is one target's boot storm.
 type stormFig struct {
@@ -218,7 +231,22 @@ func newLoadFig(outs []*phaseOut) *loadFig {
 	}
 	lf.SessionsPerS, lf.P50Ms, lf.P99Ms, lf.P999Ms = median(sps), median(p50), median(p99), median(p999)
 	lf.CPUPerSession, lf.RSSMiB, lf.HWMMiB = median(cpu), median(rss), median(hwm)
+	lf.SpreadCPU, lf.SpreadSPS = spread(cpu), spread(sps)
 	return lf
+}
+
+// spread is how far the value furthest from the median of xs is from
+// it, in percent of the median; 0 for fewer than two values.
+func spread(xs []float64) float64 {
+	m := median(xs)
+	if len(xs) < 2 || m == 0 {
+		return 0
+	}
+	var d float64
+	for _, x := range xs {
+		d = max(d, math.Abs(x/m-1))
+	}
+	return 100 * d
 }
 
 func perSecond(n int64, d time.Duration) float64 {
@@ -294,6 +322,9 @@ func (f *figures) targets() []target {
 		add("sessions/s c16 vs TLS", ">= 1.1x", fmt.Sprintf("%.2fx (%.0f vs %.0f)", st, co.SessionsPerS, tl.SessionsPerS), st >= 1.1)
 		add("p99 c16", "< 5 ms", fmt.Sprintf("%.2f ms", co.P99Ms), co.P99Ms < 5 && co.Sessions > 0)
 	}
+	if w, phase := f.steadiest(); phase != "" {
+		add("steady: worst load phase spread", fmt.Sprintf("<= %d%%", maxSteadyPct), fmt.Sprintf("%.0f%% (%s)", w, phase), w <= maxSteadyPct)
+	}
 	if s, ok := f.Storm["coffer"]; ok {
 		add("boot storm"+full, "< 3 s, 0 errors", fmt.Sprintf("%.2f s, %d errors", s.ElapsedMs/1000, s.Errors), s.ElapsedMs < 3000 && s.Errors == 0 && s.Sessions == int64(f.Clients))
 		add("peak RSS in storm"+full, "<= 64 MiB", fmt.Sprintf("%.1f MiB (VmHWM since %s)", s.PeakMiB, s.PeakSince), s.PeakMiB <= 64)
@@ -304,6 +335,20 @@ func (f *figures) targets() []target {
 		add("client cold start median", "< 10 ms", fmt.Sprintf("%.1f ms (%d runs)", f.ColdStart.MedianMs, f.ColdStart.Runs), f.ColdStart.MedianMs < 10 && f.ColdStart.Errors == 0)
 	}
 	return ts
+}
+
+// steadiest returns coffer's largest load phase spread and its phase
+// ("" when no phase had two rounds).
+func (f *figures) steadiest() (worst float64, phase string) {
+	if f.Rounds < 2 {
+		return 0, ""
+	}
+	for _, k := range slices.Sorted(maps.Keys(f.Load["coffer"])) {
+		if l := f.Load["coffer"][k]; phase == "" || l.Spread() > worst {
+			worst, phase = l.Spread(), k
+		}
+	}
+	return worst, phase
 }
 
 func (f *figures) fullSize() bool { return f.Clients == 10000 && f.Secrets == 10 }
@@ -373,20 +418,20 @@ func printConc(w io.Writer, f *figures, c int) {
 	k := concKey(c)
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "concurrency %d\tsessions/s\tp50\tp99\tp99.9\terrors\tCPU/session\tRSS\tVmHWM\t\n", c)
+	fmt.Fprintf(tw, "concurrency %d\tsessions/s\tp50\tp99\tp99.9\terrors\tCPU/session\tspread\tRSS\tVmHWM\t\n", c)
 	for _, t := range targets {
 		l := f.Load[t][k]
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f ms\t%.2f ms\t%.2f ms\t%d\t%.0f us\t%.1f MiB\t%.1f MiB\t\n", targetNames[t],
-			l.SessionsPerS, l.P50Ms, l.P99Ms, l.P999Ms, l.Errors, l.CPUPerSession, l.RSSMiB, l.HWMMiB)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f ms\t%.2f ms\t%.2f ms\t%d\t%.0f us\t%.0f%%\t%.1f MiB\t%.1f MiB\t\n", targetNames[t],
+			l.SessionsPerS, l.P50Ms, l.P99Ms, l.P999Ms, l.Errors, l.CPUPerSession, l.Spread(), l.RSSMiB, l.HWMMiB)
 	}
 	for _, t := range targets {
 		if e := f.Load[t][k].ErrorSample; e != "" {
 			fmt.Fprintf(tw, "  %s error:\t%s\n", targetNames[t], e)
 		}
 	}
-	fmt.Fprintf(tw, "coffer/TLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_tls_"+k], f.Ratios["cpu_coffer_over_tls_"+k])
-	fmt.Fprintf(tw, "coffer/TLS X25519\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_tls_x25519_"+k], f.Ratios["cpu_coffer_over_tls_x25519_"+k])
-	fmt.Fprintf(tw, "coffer/mTLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\n", f.Ratios["sps_coffer_over_mtls_"+k], f.Ratios["cpu_coffer_over_mtls_"+k])
+	fmt.Fprintf(tw, "coffer/TLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\t\n", f.Ratios["sps_coffer_over_tls_"+k], f.Ratios["cpu_coffer_over_tls_"+k])
+	fmt.Fprintf(tw, "coffer/TLS X25519\t%.2fx\t\t\t\t\t%.2fx\t\t\t\t\n", f.Ratios["sps_coffer_over_tls_x25519_"+k], f.Ratios["cpu_coffer_over_tls_x25519_"+k])
+	fmt.Fprintf(tw, "coffer/mTLS\t%.2fx\t\t\t\t\t%.2fx\t\t\t\t\n", f.Ratios["sps_coffer_over_mtls_"+k], f.Ratios["cpu_coffer_over_mtls_"+k])
 	tw.Flush()
 }
 

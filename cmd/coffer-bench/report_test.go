@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/report.golden")
@@ -41,7 +44,8 @@ func fixedFigures() *figures {
 		f.Load[t] = map[string]*loadFig{}
 		for _, c := range f.Conc {
 			l := &loadFig{SessionsPerS: 1000.5 / float64(i+c), Sessions: int64(100 * c), P50Ms: 0.5 * float64(c),
-				P99Ms: 1.25 * float64(c+i), P999Ms: 2.5 * float64(c), CPUPerSession: 300 + float64(i), RSSMiB: 20.5, HWMMiB: 30.25}
+				P99Ms: 1.25 * float64(c+i), P999Ms: 2.5 * float64(c), CPUPerSession: 300 + float64(i), RSSMiB: 20.5, HWMMiB: 30.25,
+				SpreadCPU: float64(3 * c), SpreadSPS: float64(i + 2)}
 			if t == "mtls" && c == 16 {
 				l.Errors, l.ErrorSample = 3, "handshake timeout"
 			}
@@ -70,5 +74,57 @@ func TestPrintReport(t *testing.T) {
 	}
 	if !bytes.Equal(b.Bytes(), want) {
 		t.Errorf("got report:\n%s\nwant:\n%s", b.Bytes(), want)
+	}
+}
+
+// TestSpread checks a load phase's spread: the round furthest from the
+// median, in percent of it, for CPU per session and sessions/s, and the
+// steady target it feeds.
+func TestSpread(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{100}, 0},
+		{[]float64{100, 100, 100}, 0},
+		{[]float64{90, 100, 120}, 20},
+		{[]float64{80, 100, 105}, 20},
+		{[]float64{0, 0, 0}, 0},
+	} {
+		if got := spread(c.xs); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("spread(%v) = %v, want %v", c.xs, got, c.want)
+		}
+	}
+	round := func(sessions int64, cpu time.Duration) *phaseOut {
+		return &phaseOut{res: phaseResult{Sessions: sessions, Elapsed: time.Second}, cpu: cpu}
+	}
+	lf := newLoadFig([]*phaseOut{round(1000, 300*time.Millisecond), round(1100, 330*time.Millisecond), round(800, 320*time.Millisecond)})
+	// CPU/session 300, 300, 400 us: median 300, spread 33%; sessions/s
+	// 1000, 1100, 800: median 1000, spread 20%.
+	if math.Abs(lf.SpreadCPU-100.0/3) > 1e-6 || math.Abs(lf.SpreadSPS-20) > 1e-6 || lf.Spread() != lf.SpreadCPU {
+		t.Fatalf("spreads cpu %v sps %v", lf.SpreadCPU, lf.SpreadSPS)
+	}
+	f := &figures{Rounds: 3, Load: map[string]map[string]*loadFig{"coffer": {
+		"c16": {SpreadCPU: 9}, "c256": {SpreadSPS: 16}, "c1": {SpreadCPU: 2}},
+		"tls": {"c16": {}}, "mtls": {"c16": {}}}}
+	steady := func() *target {
+		for _, tg := range f.targets() {
+			if strings.HasPrefix(tg.Name, "steady") {
+				return &tg
+			}
+		}
+		return nil
+	}
+	if tg := steady(); tg == nil || tg.Met || tg.Got != "16% (c256)" {
+		t.Fatalf("steady target %+v, want unmet at 16%% (c256)", tg)
+	}
+	f.Load["coffer"]["c256"].SpreadSPS = 15
+	if tg := steady(); tg == nil || !tg.Met {
+		t.Fatalf("steady target %+v, want met at 15%%", tg)
+	}
+	f.Rounds = 1
+	if tg := steady(); tg != nil {
+		t.Fatalf("steady target %+v with one round", tg)
 	}
 }
