@@ -78,8 +78,13 @@ func Unmarshal(data []byte, v any) error {
 }
 
 // Marshal encodes v with RFC 8949 core deterministic encoding, so equal
-// values give equal bytes and hashes and vectors are stable.
+// values give equal bytes and hashes and vectors are stable. A
+// *HelloPayload or *GetPayload is encoded by hand, to the same bytes
+// (append.go).
 func Marshal(v any) ([]byte, error) {
+	if a, ok := v.(cborAppender); ok {
+		return a.appendCBOR(nil), nil
+	}
 	return detEnc.Marshal(v)
 }
 

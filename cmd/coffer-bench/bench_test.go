@@ -68,6 +68,9 @@ func TestQuickRun(t *testing.T) {
 	if f.ColdStart.Runs != 3 || f.ColdStart.Errors != 0 {
 		t.Errorf("cold start: got %+v, want 3 runs and no errors", f.ColdStart)
 	}
+	if f.ColdStart.EmptyMedianMs <= 0 || f.ColdStart.EmptyRatio <= 0 {
+		t.Errorf("cold start: got %+v, want the empty program's time and the ratio to it", f.ColdStart)
+	}
 	if len(f.Targets) == 0 || f.X25519Us <= 0 || f.ReadyMs <= 0 {
 		t.Errorf("figures incomplete: targets %d, x25519 %v, ready %v", len(f.Targets), f.X25519Us, f.ReadyMs)
 	}

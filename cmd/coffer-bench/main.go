@@ -42,6 +42,9 @@ Options:
   -conc LIST         concurrencies of the load phases (default 1,16,256)
   -storm-conc C      concurrency of the boot storm (default 256)
   -cold-starts K     coffer-client runs for the cold start (default 30)
+  -empty PATH        static Go binary whose main does nothing, the cold
+                     start's yardstick (default: built with go build,
+                     CGO_ENABLED=0, in the work directory)
   -quick             CI smoke settings: 1000 clients, 2s phases, 1 round,
                      10 cold starts (explicit flags still win)
   -server-flags S    extra coffer-server serve flags, space-separated
@@ -69,6 +72,7 @@ type options struct {
 	conc                               []int
 	stormConc                          int
 	coldStarts                         int
+	emptyBin                           string
 	quick                              bool
 	serverFlags                        []string
 	cpuprofile                         string
@@ -152,6 +156,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	concList := fs.String("conc", "1,16,256", "")
 	fs.IntVar(&opt.stormConc, "storm-conc", 256, "")
 	fs.IntVar(&opt.coldStarts, "cold-starts", 30, "")
+	fs.StringVar(&opt.emptyBin, "empty", "", "")
 	fs.BoolVar(&opt.quick, "quick", false, "")
 	serverFlags := fs.String("server-flags", "", "")
 	fs.StringVar(&opt.cpuprofile, "cpuprofile", "", "")

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -437,98 +436,6 @@ func (b *bench) loadPhases(ctx context.Context, f *figures) error {
 		}
 	}
 	return nil
-}
-
-// coldStarts runs `coffer-client get --format json` against the running
-// coffer-server, once untimed (to warm the page cache) and then
-// -cold-starts times, timing each whole process. Each run is another
-// client, as each would be another machine booting.
-func (b *bench) coldStarts(ctx context.Context, f *figures) error {
-	if b.opt.coldStarts == 0 {
-		return nil
-	}
-	b.logf("cold start: %d runs of coffer-client get --format json...", b.opt.coldStarts)
-	var times, helps []time.Duration
-	errs := 0
-	keys := b.fx.clientKeyFiles
-	for i := -1; i < b.opt.coldStarts; i++ {
-		d, err := b.clientOnce(ctx, keys[(i+1)%len(keys)], i == -1)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil {
-			if i == -1 {
-				return err
-			}
-			errs++
-			if f.ColdStart.ErrorSample == "" {
-				f.ColdStart.ErrorSample = err.Error()
-			}
-			continue
-		}
-		if i < 0 {
-			continue
-		}
-		times = append(times, d)
-		// The same binary doing nothing but start, print its usage and
-		// exit, interleaved so that both meet the same noise: what is
-		// left of a cold start is the fetch itself.
-		if d, err := b.clientHelp(ctx); err == nil {
-			helps = append(helps, d)
-		}
-	}
-	slices.Sort(times)
-	slices.Sort(helps)
-	f.ColdStart.Runs, f.ColdStart.Errors = len(times), errs
-	if len(times) > 0 {
-		f.ColdStart.MedianMs = ms(quantile(times, 0.5))
-		f.ColdStart.P90Ms = ms(quantile(times, 0.9))
-		f.ColdStart.MinMs = ms(times[0])
-	}
-	if len(helps) > 0 {
-		f.ColdStart.HelpMedianMs = ms(quantile(helps, 0.5))
-	}
-	return nil
-}
-
-// clientHelp runs coffer-client -h once and returns its wall time.
-func (b *bench) clientHelp(ctx context.Context) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, coldStartTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, b.opt.clientBin, "-h")
-	start := time.Now()
-	err := cmd.Run()
-	return time.Since(start), err
-}
-
-// clientOnce runs coffer-client get once and returns its wall time. With
-// check, it also checks that the output is a JSON object with every
-// secret.
-func (b *bench) clientOnce(ctx context.Context, keyFile string, check bool) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, coldStartTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, b.opt.clientBin, "get", "--format", "json",
-		"--server", b.servers["coffer"].addr, "--key", keyFile,
-		"--server-key", b.fx.serverPub.String(),
-		"--state", filepath.Join(b.fx.dir, "client.state")) // the default cost, not in /var/lib
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
-	if err != nil {
-		return 0, fmt.Errorf("coffer-client get: %v: %s", err, firstLine(stderr.String()))
-	}
-	if check {
-		var m map[string]any
-		if err := json.Unmarshal(stdout.Bytes(), &m); err != nil {
-			return 0, fmt.Errorf("coffer-client get --format json: output is not a JSON object: %v", err)
-		}
-		if len(m) != b.opt.secrets {
-			return 0, fmt.Errorf("coffer-client get --format json: %d values, want %d", len(m), b.opt.secrets)
-		}
-	}
-	return d, nil
 }
 
 func concKey(c int) string { return "c" + strconv.Itoa(c) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -110,5 +111,19 @@ func TestExecStartupVariables(t *testing.T) {
 	})
 	t.Run("bad --allow-env", func(t *testing.T) {
 		fx.run(nil, append(append([]string{"exec", "--allow-env", "A=B"}, fx.base("--server", ts.addr)...), "--", "true")...).want(t, exitUsage)
+	})
+}
+
+// FuzzValidEnvName checks the written-out name check against the regexp
+// it replaced, which defines the accepted names.
+func FuzzValidEnvName(f *testing.F) {
+	for _, s := range []string{"", "A", "_", "a1", "1a", "DB_PASSWORD", "A-B", "É", "A B", "a\x00", "_9", "9"} {
+		f.Add(s)
+	}
+	re := regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validEnvName(s), re.MatchString(s); got != want {
+			t.Errorf("validEnvName(%q) = %v, the regexp says %v", s, got, want)
+		}
 	})
 }

@@ -9,16 +9,27 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
-var (
-	undefinedRE = regexp.MustCompile(`^flag provided but not defined: -+(.+)$`)
-	noValueRE   = regexp.MustCompile(`^flag needs an argument: -+(.+)$`)
-	invalidRE   = regexp.MustCompile(`(?s)^invalid value "(.*)" for flag -+([^:]+): (.*)$`)
-	boolRE      = regexp.MustCompile(`(?s)^invalid boolean value "(.*)" for -+([^:]+): `)
-	digitsRE    = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
-)
+// patterns are the flag package's error texts. They are compiled on the
+// first usage error, not at package initialisation: compiling them cost
+// every start of the three programs about 0.2 ms (docs/benchmarks.md,
+// "Cold start"), and a correct command line never needs them.
+type patterns struct {
+	undefined, noValue, invalid, boolean, digits *regexp.Regexp
+}
+
+var compiled = sync.OnceValue(func() *patterns {
+	return &patterns{
+		undefined: regexp.MustCompile(`^flag provided but not defined: -+(.+)$`),
+		noValue:   regexp.MustCompile(`^flag needs an argument: -+(.+)$`),
+		invalid:   regexp.MustCompile(`(?s)^invalid value "(.*)" for flag -+([^:]+): (.*)$`),
+		boolean:   regexp.MustCompile(`(?s)^invalid boolean value "(.*)" for -+([^:]+): `),
+		digits:    regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`),
+	}
+})
 
 // Explain returns the message and hint lines for err, an error of
 // fs.Parse. An error it does not know comes back as its text. It is a
@@ -36,16 +47,17 @@ func oneLine(s string) string {
 
 func explain(fs *flag.FlagSet, err error) (msg string, hints []string) {
 	s := err.Error()
-	if m := undefinedRE.FindStringSubmatch(s); m != nil {
+	re := compiled()
+	if m := re.undefined.FindStringSubmatch(s); m != nil {
 		return "unknown option --" + m[1], nil
 	}
-	if m := noValueRE.FindStringSubmatch(s); m != nil {
+	if m := re.noValue.FindStringSubmatch(s); m != nil {
 		return "--" + m[1] + " needs a value", nil
 	}
-	if m := boolRE.FindStringSubmatch(s); m != nil {
+	if m := re.boolean.FindStringSubmatch(s); m != nil {
 		return fmt.Sprintf("--%s=%q: not true or false", m[2], m[1]), nil
 	}
-	m := invalidRE.FindStringSubmatch(s)
+	m := re.invalid.FindStringSubmatch(s)
 	if m == nil {
 		return s, nil
 	}
@@ -79,7 +91,7 @@ func IsDuration(fs *flag.FlagSet, name string) bool {
 // becomes "--wait 10s".
 func DurationHints(option, value string) []string {
 	v := strings.TrimSpace(value)
-	if digitsRE.MatchString(v) {
+	if compiled().digits.MatchString(v) {
 		return []string{fmt.Sprintf("a duration needs a unit: %s %ss (or ms, m, h)", option, v)}
 	}
 	return []string{"a duration looks like 500ms, 10s, 5m or 1h30m"}
