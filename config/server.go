@@ -41,10 +41,13 @@ type Server struct {
 	DataDir    string   // the store's directory, created 0700
 	Definition string   // path of the sealed definition to load
 	Trusted    []string // authors' signing public keys, cofferauthorpk1...; checked by the caller
-	Limits     ServerLimits
-	Audit      ServerAudit
-	Log        ServerLog
-	ServerLive // admin socket, metrics, definition URL (server_live.go)
+	// Definitions lists several definitions ([[definitions]], server_defs.go);
+	// when set, Definition and Trusted are not read from the file.
+	Definitions []ServerDefinition
+	Limits      ServerLimits
+	Audit       ServerAudit
+	Log         ServerLog
+	ServerLive  // admin socket, metrics, definition URL (server_live.go)
 }
 
 // ServerLimits bounds what clients can make the server spend
@@ -116,11 +119,12 @@ func DefaultServer() *Server {
 // integer as nanoseconds; integers are int64 because a negative number
 // into an unsigned field wraps in toml v1.6.0.
 type serverFile struct {
-	Listen     *string  `toml:"listen"`
-	KeyFile    *string  `toml:"key_file"`
-	DataDir    *string  `toml:"data_dir"`
-	Definition *string  `toml:"definition"`
-	Trusted    []string `toml:"trusted"`
+	Listen      *string                `toml:"listen"`
+	KeyFile     *string                `toml:"key_file"`
+	DataDir     *string                `toml:"data_dir"`
+	Definition  *string                `toml:"definition"`
+	Trusted     []string               `toml:"trusted"`
+	Definitions []serverDefinitionFile `toml:"definitions"`
 	serverLiveFile
 	Limits struct {
 		MaxConnections           *int64    `toml:"max_connections"`
@@ -184,7 +188,7 @@ func ParseServer(data []byte) (*Server, error) {
 		return nil, fmt.Errorf("config: server config: %w", err)
 	}
 	for _, k := range md.Keys() {
-		if !serverKeys[k.String()] && !slices.Contains(serverLiveKeys, k.String()) {
+		if !serverKeys[k.String()] && !slices.Contains(serverLiveKeys, k.String()) && !slices.Contains(serverDefinitionKeys, k.String()) {
 			return nil, fmt.Errorf("config: server config: unknown key %q", k.String())
 		}
 	}
@@ -196,6 +200,9 @@ func ParseServer(data []byte) (*Server, error) {
 		return nil, err
 	}
 	if err := f.serverLiveFile.apply(&c.ServerLive); err != nil {
+		return nil, err
+	}
+	if err := f.applyDefinitions(c); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {
@@ -370,6 +377,9 @@ func (c *Server) Validate() error {
 	case "text", "json":
 	default:
 		return invalidServer("log.format = %q is not text or json", c.Log.Format)
+	}
+	if err := c.validateDefinitions(); err != nil {
+		return err
 	}
 	return c.validateLive()
 }

@@ -38,10 +38,16 @@ var settings = []setting{
 		return nil
 	}},
 	{"definition", "COFFER_DEFINITION", "the sealed definition file", func(c *config.Server, v string) error {
+		if err := notWithDefinitions(c); err != nil {
+			return err
+		}
 		c.Definition = v
 		return nil
 	}},
 	{"trusted", "COFFER_TRUSTED", "trusted companion public keys, comma-separated", func(c *config.Server, v string) error {
+		if err := notWithDefinitions(c); err != nil {
+			return err
+		}
 		c.Trusted = splitList(v)
 		return nil
 	}},
@@ -210,7 +216,20 @@ func buildConfig(configPath string, flags []flagValue, getenv func(string) strin
 	if err := c.Validate(); err != nil {
 		return nil, withHint(err, "see examples/server.toml and docs/server.md for every setting")
 	}
+	if err := c.SingleDefinition(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// notWithDefinitions refuses --definition and --trusted (and their
+// environment variables) over a config file that lists [[definitions]]:
+// which definition they would change is not said.
+func notWithDefinitions(c *config.Server) error {
+	if len(c.Definitions) > 0 {
+		return errors.New("the config file lists [[definitions]]; set each definition's path and trusted keys there")
+	}
+	return nil
 }
 
 func appendTrusted(c *config.Server, v string) error {
