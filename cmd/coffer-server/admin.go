@@ -286,7 +286,7 @@ func printInspect(w io.Writer, r *inspectReport) {
 	fmt.Fprintf(w, "disk:       %d bytes (tables %d, value log %d)\n", r.DiskBytes, r.LSMBytes, r.VLogBytes)
 	fmt.Fprintf(w, "audit:      %d records (%d dropped since start)\n", r.Audit, r.Dropped)
 	if r.AuditLost > 0 {
-		fmt.Fprintf(w, "audit lost: %d records lost to damage, found at this open\n", r.AuditLost)
+		fmt.Fprintf(w, "audit lost: %d records lost to damage or to a kill, found at this open\n", r.AuditLost)
 	}
 	if r.Kept != "" {
 		fmt.Fprintf(w, "kept file:  %s\n", keptStatus(r.Kept))

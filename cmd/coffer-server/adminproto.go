@@ -125,6 +125,6 @@ type inspectReport struct {
 	VLogBytes  int64           `json:"vlog_bytes"`
 	Audit      int             `json:"audit_records"`
 	Dropped    uint64          `json:"audit_dropped"`
-	AuditLost  uint64          `json:"audit_lost,omitempty"` // records lost to damage, found at this open
+	AuditLost  uint64          `json:"audit_lost,omitempty"` // records lost to damage or to a kill, found at this open
 	Kept       string          `json:"kept_file,omitempty"`  // the kept sealed file's state when not sound
 }
