@@ -129,3 +129,48 @@ func TestSpread(t *testing.T) {
 		t.Fatalf("steady target %+v with one round", tg)
 	}
 }
+
+// TestIssue17Targets checks the targets against issue 17's thresholds on
+// figures made up to sit on each side of them.
+func TestIssue17Targets(t *testing.T) {
+	lf := func(cpu, sps, p99 float64) *loadFig {
+		return &loadFig{CPUPerSession: cpu, SessionsPerS: sps, P99Ms: p99, Sessions: 100}
+	}
+	f := &figures{Clients: 10000, Secrets: 10,
+		Load: map[string]map[string]*loadFig{
+			"coffer": {"c16": lf(240, 3000, 10), "c256": lf(260, 3000, 10)},
+			"tls":    {"c16": lf(300, 2500, 12), "c256": lf(300, 2500, 12)},
+			"mtls":   {"c16": lf(400, 2000, 14), "c256": lf(420, 2000, 14)},
+		},
+		Storm: map[string]*stormFig{
+			"coffer": {Sessions: 10000, ElapsedMs: 3000},
+			"tls":    {Sessions: 10000, ElapsedMs: 4000},
+		},
+		Ratios: map[string]float64{
+			"cpu_coffer_over_tls_c16": 0.8, "cpu_coffer_over_mtls_c16": 0.6,
+			"cpu_coffer_over_tls_c256": 260.0 / 300, "cpu_coffer_over_mtls_c256": 260.0 / 420,
+			"sps_coffer_over_tls_c16": 1.2,
+		},
+	}
+	want := map[string]bool{
+		"cpu/session c16 vs TLS": true, "cpu/session c16 vs mTLS": true,
+		"cpu/session c256 vs TLS": false, "cpu/session c256 vs mTLS": false,
+		"sessions/s c16 vs TLS": true, "p99 c16 vs TLS": true,
+		"boot storm vs TLS": true,
+	}
+	got := map[string]bool{}
+	for _, tg := range f.targets() {
+		got[tg.Name] = tg.Met
+	}
+	for name, met := range want {
+		if m, ok := got[name]; !ok || m != met {
+			t.Errorf("target %q: met %v (present %v), want %v", name, m, ok, met)
+		}
+	}
+	f.Storm["coffer"].ElapsedMs = 3300 // 0.825x TLS
+	for _, tg := range f.targets() {
+		if tg.Name == "boot storm vs TLS" && tg.Met {
+			t.Errorf("storm at 0.825x TLS counted as met")
+		}
+	}
+}
