@@ -22,7 +22,6 @@ import (
 // Labels of the sealed file's derivations. Each names the format version,
 // so no key of one version is ever a key of another.
 const (
-	sealingMLKEMLabel = "coffer-def/2 server ml-kem-768 seed"
 	sealingKDFLabel   = "coffer-def/2 hybrid x25519 ml-kem-768"
 	authorCopyLabel   = "coffer-def/2 author copy"
 )
@@ -38,7 +37,7 @@ const sealingPrefix = "cofferseal1"
 
 // SealingKey is a server's public identity for sealing definitions to it:
 // its X25519 public key (what clients pin) and the ML-KEM-768
-// encapsulation key derived from the same key file. Its text form is
+// encapsulation key of the key file's independent seed. Its text form is
 // cofferseal1 followed by base32 of both keys and a 4-byte checksum
 // (about 1,950 characters, one line).
 type SealingKey struct {
@@ -90,19 +89,15 @@ func (k *PrivateKey) SealingKey() (*SealingKey, error) {
 	return &SealingKey{X25519: k.pub, mlkem: dk.EncapsulationKey()}, nil
 }
 
-// sealingDecapsulationKey derives the server's ML-KEM-768 decapsulation
-// key from its X25519 secret: HKDF-SHA256 with its own label gives the
-// 64-byte seed (d ‖ z) of FIPS 203's ML-KEM.KeyGen_internal. The key file
-// stays as it is (docs/files.md, "Why the key file does not change").
+// sealingDecapsulationKey is the server's ML-KEM-768 decapsulation key,
+// made from the key file's own random seed (d ‖ z of FIPS 203's
+// ML-KEM.KeyGen_internal), independent of the X25519 secret: whoever
+// recovers the X25519 secret learns nothing of it.
 func (k *PrivateKey) sealingDecapsulationKey() (*mlkem.DecapsulationKey768, error) {
-	secret := k.k.Bytes()
-	defer clear(secret)
-	seed, err := hkdf.Key(sha256.New, secret, nil, sealingMLKEMLabel, mlkem.SeedSize)
-	if err != nil {
-		return nil, err
+	if k.sealingSeed == nil {
+		return nil, ErrNoSealingSeed
 	}
-	defer clear(seed)
-	return mlkem.NewDecapsulationKey768(seed)
+	return mlkem.NewDecapsulationKey768(k.sealingSeed[:])
 }
 
 // hybridHeader is the part of a sealed file the wrapped keys depend on:
@@ -142,7 +137,7 @@ func hybridKey(ssM, ssX []byte, h *hybridHeader, server PublicKey, ek *mlkem.Enc
 // ML-KEM encapsulation (crypto/mlkem reads crypto/rand itself). It returns
 // the header to write and the key that wraps the file key.
 func (s *SealingKey) encapsulate(rand io.Reader) (*hybridHeader, *[32]byte, error) {
-	e, err := GenerateKey(rand)
+	e, err := generateX25519(rand)
 	if err != nil {
 		return nil, nil, err
 	}

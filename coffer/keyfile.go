@@ -1,9 +1,12 @@
 package coffer
 
 import (
+	"crypto/mlkem"
+
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/coffer-project/coffer/internal/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -34,9 +37,40 @@ var (
 // overwrites: the file is created with O_EXCL and O_NOFOLLOW, mode 0600
 // whatever the umask, synced, and removed again if any step fails.
 func WriteKeyFile(path string, k *PrivateKey) error {
-	text := keyFileText("X25519, a server's or a client's", k.Public().String(), k.text(), time.Now())
+	text := x25519KeyFileText(k, time.Now())
 	defer clear(text)
 	return createKeyFile(path, text)
+}
+
+// x25519KeyFileText is an X25519 key file's content: the coffersk1 line
+// and, when k has one, the cofferkemsk1 line of its ML-KEM-768 sealing
+// seed. The caller clears it.
+func x25519KeyFileText(k *PrivateKey, now time.Time) []byte {
+	secret := k.text()
+	if k.sealingSeed != nil {
+		secret += "\n" + encodeKey(sealingSeedPrefix, k.sealingSeed[:])
+	}
+	return keyFileText("X25519, a server's or a client's", k.Public().String(), secret, now)
+}
+
+// UpgradeKeyFile adds an ML-KEM-768 sealing seed read from rand to the
+// X25519 key file at path, in place: the file is read with LoadKeyFile's
+// checks and replaced atomically with mode 0600. A file that has a seed
+// already is refused with ErrHasSealingSeed and left as it is.
+func UpgradeKeyFile(path string, rand io.Reader) error {
+	k, err := LoadKeyFile(path)
+	if err != nil {
+		return err
+	}
+	if err := k.AddSealingSeed(rand); err != nil {
+		return fmt.Errorf("key file %s: %w", path, err)
+	}
+	text := x25519KeyFileText(k, time.Now())
+	defer clear(text)
+	if err := atomicfile.Write(path, text, keyFileMode); err != nil {
+		return fmt.Errorf("coffer: rewriting key file %s: %w", path, err)
+	}
+	return nil
 }
 
 // WriteAuthorKeyFile is WriteKeyFile for an author's signing key.
@@ -178,13 +212,51 @@ var ErrKeyKind = errors.New("coffer: key file of the wrong kind")
 // ParseKeyFile parses the content of an X25519 secret key file: lines
 // that are empty or start with '#', and exactly one coffersk1 line
 // (docs/files.md). Errors give line numbers, never line content.
+//
+// One cofferkemsk1 line may follow: the key's ML-KEM-768 sealing seed.
 func ParseKeyFile(data []byte) (*PrivateKey, error) {
+	if len(data) > maxKeyFileBytes {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrKeyFileFormat, maxKeyFileBytes)
+	}
+	// The seed line is taken out (its line left empty, so line numbers
+	// stay right) and the rest parsed as before.
+	rest := bytes.Clone(data)
+	defer clear(rest)
+	var seed *[mlkem.SeedSize]byte
+	lines := bytes.SplitAfter(rest, []byte("\n"))
+	for i, line := range lines {
+		if !hasPrefixFold(bytes.TrimSpace(line), sealingSeedPrefix) {
+			continue
+		}
+		if seed != nil {
+			clear(seed[:])
+			return nil, fmt.Errorf("%w: line %d: a second %s line", ErrKeyFileFormat, i+1, sealingSeedPrefix)
+		}
+		seed = new([mlkem.SeedSize]byte)
+		if err := decodeKey(sealingSeedPrefix, string(bytes.TrimSpace(line)), seed[:]); err != nil {
+			clear(seed[:])
+			return nil, fmt.Errorf("%w: line %d: %w", ErrKeyFileFormat, i+1, err)
+		}
+		for j := range line {
+			if line[j] != '\n' {
+				line[j] = ' '
+			}
+		}
+	}
 	var raw [KeySize]byte
 	defer clear(raw[:])
-	if err := parseKeyFile(data, secretPrefix, raw[:]); err != nil {
+	if err := parseKeyFile(rest, secretPrefix, raw[:]); err != nil {
+		if seed != nil {
+			clear(seed[:])
+		}
 		return nil, err
 	}
-	return NewPrivateKey(&raw)
+	k, err := NewPrivateKey(&raw)
+	if err != nil {
+		return nil, err
+	}
+	k.sealingSeed = seed
+	return k, nil
 }
 
 // ParseAuthorKeyFile parses an author's secret key file: ParseKeyFile's

@@ -15,7 +15,7 @@ import (
 // kfKey returns a deterministic private key for key file tests.
 func kfKey(t testing.TB, seed byte) *coffer.PrivateKey {
 	t.Helper()
-	k, err := coffer.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{seed}, 32)))
+	k, err := coffer.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{seed}, 96)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func FuzzParseKeyFile(f *testing.F) {
 			t.Fatal(err)
 		}
 		again, err := coffer.LoadKeyFile(p)
-		if err != nil || again.Public() != got.Public() {
+		if err != nil || again.Public() != got.Public() || again.HasSealingSeed() != got.HasSealingSeed() {
 			t.Fatalf("rewritten key file: %v", err)
 		}
 	})

@@ -2,6 +2,7 @@ package coffer
 
 import (
 	"crypto/ecdh"
+	"crypto/mlkem"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base32"
@@ -21,7 +22,9 @@ const KeySize = 32
 const (
 	publicPrefix = "cofferpk1"
 	secretPrefix = "coffersk1"
-	checksumSize = 4
+	// sealingSeedPrefix: a server key file's ML-KEM-768 sealing seed.
+	sealingSeedPrefix = "cofferkemsk1"
+	checksumSize      = 4
 )
 
 // keyEncoding is lowercase RFC 4648 base32 without padding: no characters
@@ -117,12 +120,33 @@ func mustHexKey(s string) PublicKey {
 type PrivateKey struct {
 	k   *ecdh.PrivateKey
 	pub PublicKey
+	// sealingSeed is the 64-byte seed (d ‖ z of FIPS 203) of the
+	// ML-KEM-768 key that sealed definitions are encrypted to when this is
+	// a server's key; nil for keys made without one (docs/files.md).
+	sealingSeed *[mlkem.SeedSize]byte
 }
 
 // GenerateKey reads 32 bytes from rand and makes a private key of them.
 // (crypto/ecdh's own GenerateKey ignores its reader in Go 1.26, and tests
 // need to inject one.)
+//
+// It then reads 64 more bytes, the independent seed of the key's
+// ML-KEM-768 sealing key (used when the key is a server's), so that
+// breaking X25519 tells nothing about it.
 func GenerateKey(rand io.Reader) (*PrivateKey, error) {
+	k, err := generateX25519(rand)
+	if err != nil {
+		return nil, err
+	}
+	if err := k.AddSealingSeed(rand); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// generateX25519 makes an X25519 key of 32 bytes read from rand, without
+// a sealing seed (an ephemeral key).
+func generateX25519(rand io.Reader) (*PrivateKey, error) {
 	var b [KeySize]byte
 	defer clear(b[:])
 	if _, err := io.ReadFull(rand, b[:]); err != nil {
@@ -130,6 +154,31 @@ func GenerateKey(rand io.Reader) (*PrivateKey, error) {
 	}
 	return NewPrivateKey(&b)
 }
+
+// AddSealingSeed reads a fresh 64-byte ML-KEM-768 seed from rand into k.
+// It refuses a key that already has one.
+func (k *PrivateKey) AddSealingSeed(rand io.Reader) error {
+	if k.sealingSeed != nil {
+		return ErrHasSealingSeed
+	}
+	var seed [mlkem.SeedSize]byte
+	if _, err := io.ReadFull(rand, seed[:]); err != nil {
+		clear(seed[:])
+		return fmt.Errorf("coffer: reading randomness: %w", err)
+	}
+	k.sealingSeed = &seed
+	return nil
+}
+
+// HasSealingSeed reports whether k carries an ML-KEM-768 sealing seed.
+func (k *PrivateKey) HasSealingSeed() bool { return k.sealingSeed != nil }
+
+// ErrHasSealingSeed: AddSealingSeed on a key that has a seed already.
+var ErrHasSealingSeed = errors.New("coffer: the key already has an ML-KEM-768 sealing seed")
+
+// ErrNoSealingSeed: a server key without the ML-KEM-768 seed that sealed
+// definitions need (a key file made before the seed existed).
+var ErrNoSealingSeed = errors.New("coffer: the server key file has no ML-KEM-768 sealing seed; add one with: coffer-companion keygen --upgrade KEYFILE (then give authors the new sealing key: coffer-companion pubkey --sealing)")
 
 // NewPrivateKey makes a private key of 32 raw bytes (clamped by X25519).
 // The caller keeps ownership of b and may clear it afterwards.

@@ -9,7 +9,7 @@ import (
 )
 
 func TestPublicKeyTextRoundTrip(t *testing.T) {
-	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{7}, 32)))
+	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{7}, 96)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func TestPublicKeyTextRoundTrip(t *testing.T) {
 }
 
 func TestPublicKeyTextRejects(t *testing.T) {
-	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{9}, 32)))
+	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{9}, 96)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestPublicKeyTextRejects(t *testing.T) {
 }
 
 func TestLowOrderPointsFailECDH(t *testing.T) {
-	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{3}, 32)))
+	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{3}, 96)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestLowOrderPointsFailECDH(t *testing.T) {
 }
 
 func TestPrivateKeyNeverPrints(t *testing.T) {
-	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{5}, 32)))
+	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{5}, 96)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestPrivateKeyNeverPrints(t *testing.T) {
 // base32 are read case-insensitively, each on its own, and surrounding
 // Unicode white space is trimmed; white space inside is not.
 func TestPublicKeyTextForms(t *testing.T) {
-	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{10}, 32)))
+	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{10}, 96)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package coffer
 import (
 	"bytes"
 	"crypto/mlkem"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -21,7 +22,7 @@ const sealedCanary = "canary-sealed-5e1f0c"
 // sealedKey returns a fixed private key.
 func sealedKey(t testing.TB, seed byte) *PrivateKey {
 	t.Helper()
-	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{seed}, 32)))
+	k, err := GenerateKey(bytes.NewReader(bytes.Repeat([]byte{seed}, 96)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -794,5 +795,29 @@ func TestSealedGoldenFiles(t *testing.T) {
 	env, err := OpenEnvelope(fx.author, v2)
 	if err != nil || !bytes.Equal(env.TOML, fx.toml("extra = 2\n")) {
 		t.Fatalf("the author's copy: %v", err)
+	}
+}
+
+// TestWriteSealedGoldenFiles rewrites the golden files when
+// COFFER_WRITE_GOLDEN=1 (only when the fixture's keys change, as when the
+// server key gained its independent ML-KEM seed; never for a format
+// change, which needs a new version).
+func TestWriteSealedGoldenFiles(t *testing.T) {
+	if os.Getenv("COFFER_WRITE_GOLDEN") != "1" {
+		t.Skip("set COFFER_WRITE_GOLDEN=1 to rewrite testdata/sealed-v2-serial{1,2}.armored")
+	}
+	fx := newSealedFixture(t)
+	b1, err := SealDefinition(fx.author, fx.sealing, &Envelope{Serial: 1, Created: time.Unix(1_800_000_000, 0), TOML: fx.toml("")}, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := SealDefinition(fx.author, fx.sealing, &Envelope{Serial: 2, Previous: SealedHash(b1), Created: time.Unix(1_800_000_100, 0), TOML: fx.toml("extra = 2\n")}, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"sealed-v2-serial1.armored": b1, "sealed-v2-serial2.armored": b2} {
+		if err := os.WriteFile(filepath.Join("testdata", name), Armor(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

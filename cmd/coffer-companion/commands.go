@@ -16,6 +16,7 @@ import (
 )
 
 const keygenUsage = `usage: coffer-companion keygen [--author] -o FILE
+       coffer-companion keygen --upgrade FILE
 
 Write a new secret key file (mode 0600; an existing file is never
 overwritten) and print its public key on stdout. stderr says which kind
@@ -34,15 +35,27 @@ options:
 examples:
   coffer-companion keygen --author -o ~/.config/coffer/author.key
   coffer-companion keygen -o /etc/coffer/server.key
+
+--upgrade FILE adds an ML-KEM-768 sealing seed to a server key file made
+before key files had one (in place, atomically, mode 0600) and prints
+the new sealing key; definitions sealed to the old sealing key must be
+resealed to it.
 `
 
 func (c *cli) keygen(args []string) error {
 	fs := newFlags("keygen")
 	out := fs.String("o", "", "")
 	author := fs.Bool("author", false, "")
+	upgrade := fs.String("upgrade", "", "")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
+	}
+	if *upgrade != "" {
+		if *out != "" || *author || len(pos) != 0 {
+			return usagef("keygen --upgrade FILE takes no other flag or argument")
+		}
+		return c.upgradeKey(*upgrade)
 	}
 	if *out == "" || len(pos) != 0 {
 		return usagef("keygen takes -o FILE and no arguments")
@@ -71,6 +84,28 @@ func (c *cli) keygen(args []string) error {
 	}
 	fmt.Fprintf(c.stderr, "%s: wrote %s to %s\n", prog, kind, *out)
 	fmt.Fprintln(c.stdout, pub)
+	return nil
+}
+
+// upgradeKey adds an ML-KEM-768 sealing seed to a server key file made
+// before the seed existed, and prints the new sealing key.
+func (c *cli) upgradeKey(path string) error {
+	if err := coffer.UpgradeKeyFile(path, rand.Reader); err != nil {
+		if errors.Is(err, coffer.ErrHasSealingSeed) {
+			return withHints(err, "nothing to do: its sealing key is what coffer-companion pubkey --sealing prints")
+		}
+		return err
+	}
+	k, err := coffer.LoadKeyFile(path)
+	if err != nil {
+		return err
+	}
+	sk, err := k.SealingKey()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stderr, "%s: added an ML-KEM-768 sealing seed to %s; its new sealing key follows: give it to authors (definitions sealed to the old one no longer open: reseal them)\n", prog, path)
+	fmt.Fprintln(c.stdout, sk.String())
 	return nil
 }
 

@@ -34,6 +34,7 @@ Generate keys and seal secrets definitions for a coffer server.
 
 commands:
   keygen [--author] -o FILE   write a new secret key file, print its public key
+  keygen --upgrade FILE       add the ML-KEM-768 sealing seed to an older server key file
   pubkey [--sealing] FILE     print the public key (or server sealing key) of a key file
   seal [options] FILE.toml    seal a definition to the server
   open [options] FILE.sealed  print the definition inside a sealed file

@@ -678,3 +678,42 @@ func typo(key string, i int) string {
 	}
 	return key[:i] + string(c) + key[i+1:]
 }
+
+// TestKeygenUpgrade: keygen --upgrade adds the sealing seed to a key file
+// written without one, prints the new sealing key (the one pubkey
+// --sealing then prints), never prints secrets, and refuses a second
+// upgrade leaving the file as it is.
+func TestKeygenUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	companion(t, dir, nil, "keygen", "-o", "k").want(t, 0)
+	path := filepath.Join(dir, "k")
+	data, _ := os.ReadFile(path)
+	var kept []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(l, "cofferkemsk1") {
+			kept = append(kept, l)
+		}
+	}
+	if len(kept) == strings.Count(string(data), "\n")+1 {
+		t.Fatal("keygen wrote no cofferkemsk1 line")
+	}
+	os.WriteFile(path, []byte(strings.Join(kept, "\n")), 0o600)
+	companion(t, dir, nil, "pubkey", "--sealing", "k").want(t, 1, "keygen --upgrade")
+	r := companion(t, dir, nil, "keygen", "--upgrade", "k")
+	r.want(t, 0, "added an ML-KEM-768 sealing seed")
+	if !strings.HasPrefix(r.stdout, "cofferseal1") || strings.Contains(r.stdout+r.stderr, "coffersk1") || strings.Contains(r.stdout+r.stderr, "cofferkemsk1") {
+		t.Fatalf("upgrade printed %q / %q", r.stdout, r.stderr)
+	}
+	if p := companion(t, dir, nil, "pubkey", "--sealing", "k"); p.code != 0 || !strings.Contains(p.stdout, "\n"+strings.TrimSpace(r.stdout)+"\n") {
+		t.Fatalf("pubkey --sealing after the upgrade: %d %q", p.code, p.stderr)
+	}
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %04o after upgrade", fi.Mode().Perm())
+	}
+	before, _ := os.ReadFile(path)
+	companion(t, dir, nil, "keygen", "--upgrade", "k").want(t, 1, "already has")
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("a refused upgrade changed the key file")
+	}
+}
