@@ -22,8 +22,8 @@ import (
 // Labels of the sealed file's derivations. Each names the format version,
 // so no key of one version is ever a key of another.
 const (
-	sealingKDFLabel   = "coffer-def/2 hybrid x25519 ml-kem-768"
-	authorCopyLabel   = "coffer-def/2 author copy"
+	sealingKDFLabel = "coffer-def/2 hybrid x25519 ml-kem-768"
+	authorCopyLabel = "coffer-def/2 author copy"
 )
 
 // Sizes of the hybrid parts.
