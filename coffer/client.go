@@ -25,6 +25,11 @@ type ClientConfig struct {
 	// MinSerial refuses a definition with a lower serial (ErrRollback):
 	// the larger of --min-serial and the serial remembered for Server.
 	MinSerial uint64
+	// MinSerialFor, when set, raises MinSerial for the definition the
+	// answer names (Result.Definition): a server that loads several
+	// definitions numbers each on its own, so a client remembers a serial
+	// per definition. It is called once, at the first OkGet.
+	MinSerialFor func(definition string) uint64
 	// Rand is the randomness; nil means crypto/rand. Fetch reads Ce
 	// (32 bytes), then the seed of its ML-KEM-768 key (64 bytes, d || z
 	// of FIPS 203), then n1 (24 bytes), and nothing else.
@@ -68,6 +73,10 @@ func CheckNames(names []string) error {
 type Result struct {
 	Shard   frame.Shard
 	Version Version
+	// Definition names the definition the shard comes from:
+	// frame.DefaultDefinition unless the server loads several and the
+	// client's key is in a named one (docs/protocol.md §4.4).
+	Definition string
 }
 
 // Fetch runs one coffer/2 session on conn and returns the client's shard
@@ -362,12 +371,20 @@ func (cl *clientSession) readShard() (*Result, error) {
 			return nil, fmt.Errorf("%w: okget numbered %d, want %d", ErrProtocol, p.I, i)
 		}
 		if i == 0 {
-			if p.Serial < cl.cfg.MinSerial {
-				return nil, fmt.Errorf("%w: serial %d, minimum %d", ErrRollback, p.Serial, cl.cfg.MinSerial)
+			floor := cl.cfg.MinSerial
+			if cl.cfg.MinSerialFor != nil {
+				def := p.Def
+				if def == "" {
+					def = frame.DefaultDefinition
+				}
+				floor = max(floor, cl.cfg.MinSerialFor(def))
+			}
+			if p.Serial < floor {
+				return nil, fmt.Errorf("%w: serial %d, minimum %d", ErrRollback, p.Serial, floor)
 			}
 			first = p
 			buf = make([]byte, 0, p.Size)
-		} else if p.Serial != first.Serial || p.Size != first.Size || !bytes.Equal(p.DH, first.DH) {
+		} else if p.Serial != first.Serial || p.Size != first.Size || !bytes.Equal(p.DH, first.DH) || p.Def != first.Def {
 			return nil, fmt.Errorf("%w: okget %d changes serial, definition or size", ErrProtocol, i)
 		}
 		if uint64(len(buf))+uint64(len(p.D)) > first.Size {
@@ -396,7 +413,10 @@ func finishShard(buf []byte, last *frame.OkGetPayload) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
 	}
-	res := &Result{Shard: shard, Version: Version{Serial: last.Serial}}
+	res := &Result{Shard: shard, Version: Version{Serial: last.Serial}, Definition: last.Def}
+	if res.Definition == "" {
+		res.Definition = frame.DefaultDefinition
+	}
 	copy(res.Version.Hash[:], last.DH)
 	return res, nil
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -148,7 +151,8 @@ type Server struct {
 	pub     PublicKey
 	log     *slog.Logger
 	rand    io.Reader
-	snap    atomic.Pointer[Snapshot]
+	snaps   atomic.Pointer[snapSet]
+	swapMu  sync.Mutex // Swap, Install, Remove
 	ladders atomic.Uint64 // scalar multiplications spent in sessions
 	// dummy stands in for K(S,C) when a Hello's key is not in the
 	// definition, so that its proof costs what a known key's does. It
@@ -221,46 +225,208 @@ func setDefault(d *time.Duration, def time.Duration) {
 	}
 }
 
-// Swap installs next as the definition to serve and returns the one it
-// replaces (nil at first). It first computes K(S,C) for every client of
-// next (about 37 µs each, spread over all CPUs), leaving out and logging
-// clients with weak keys. Sessions already running keep the snapshot
-// they started with; prev.Released() is closed when the last of them
-// ends. A nil next makes the server answer Error{unavailable}. Swapping
-// in the snapshot already installed does nothing; a snapshot installed
-// before (here or on another Server) is installed as a fresh copy, which
-// is what a later Swap returns.
+// snapSet is the installed definitions, one snapshot each, sorted by
+// name. It is replaced whole, never changed in place.
+type snapSet []*Snapshot
+
+// Swap installs next as the one definition to serve, in place of every
+// installed one, and returns the one it replaces (nil at first, or when
+// several were installed with Install: those are retired too). It first
+// computes K(S,C) for every client of next (about 37 µs each, spread
+// over all CPUs), leaving out and logging clients with weak keys.
+// Sessions already running keep the snapshot they started with;
+// prev.Released() is closed when the last of them ends. A nil next makes
+// the server answer Error{unavailable}. Swapping in the snapshot already
+// installed does nothing; a snapshot installed before (here or on
+// another Server) is installed as a fresh copy, which is what a later
+// Swap returns.
 func (s *Server) Swap(next *Snapshot) (prev *Snapshot) {
 	s.init()
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	old := s.snaps.Load()
 	if next != nil {
-		if next == s.snap.Load() {
+		if old != nil && len(*old) == 1 && (*old)[0] == next {
 			return next
 		}
-		if !next.claim() {
-			next = &Snapshot{Version: next.Version, Clients: next.Clients, Shards: next.Shards}
-			next.claim()
-		}
-		for _, k := range next.precompute(s.Key) {
-			s.log.Warn("skipping client with a weak key", "client", k.Fingerprint(), "name", next.Clients[k])
-		}
-		s.log.Info("definition installed", "serial", next.Version.Serial, "client_keys", len(next.table))
+		next = s.prepare(next)
 	}
-	prev = s.snap.Swap(next)
-	if prev != nil {
-		prev.retire()
+	var set snapSet
+	if next != nil {
+		set = snapSet{next}
+	}
+	s.snaps.Store(&set)
+	if old == nil {
+		return nil
+	}
+	for _, sn := range *old {
+		sn.retire()
+		if prev == nil || sn.nameOr() == next.nameOr() {
+			prev = sn
+		}
 	}
 	return prev
 }
 
-// acquireSnapshot returns the current snapshot, counted in, or nil.
-func (s *Server) acquireSnapshot() *Snapshot {
-	for {
-		sn := s.snap.Load()
-		if sn == nil || sn.acquire() {
-			return sn
+// nameOr returns the snapshot's definition name, "" for a nil one.
+func (sn *Snapshot) nameOr() string {
+	if sn == nil {
+		return ""
+	}
+	return definitionName(sn.Name)
+}
+
+// definitionName folds "" into frame.DefaultDefinition.
+func definitionName(name string) string {
+	if name == "" {
+		return frame.DefaultDefinition
+	}
+	return name
+}
+
+// ErrClientInTwoDefinitions is returned by Install when a client key of
+// the new snapshot is already served by another installed definition.
+var ErrClientInTwoDefinitions = errors.New("coffer: a client key would be in two definitions")
+
+// Install installs next as the definition named next.Name, beside the
+// other installed definitions, and returns the snapshot of that name it
+// replaces (nil if there was none). The other definitions keep serving
+// untouched; sessions of next's clients that already run keep the
+// snapshot they started with, as with Swap. A client key may be in one
+// installed definition only: if one of next's is in another's, Install
+// installs nothing and returns an error wrapping
+// ErrClientInTwoDefinitions that names both definitions and the key's
+// fingerprint. The name must be a valid definition name
+// (frame.ValidDefinitionName) or "".
+func (s *Server) Install(next *Snapshot) (prev *Snapshot, err error) {
+	s.init()
+	name := definitionName(next.Name)
+	if !frame.ValidDefinitionName(name) {
+		return nil, fmt.Errorf("coffer: %q is not a definition name", name)
+	}
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	var set snapSet
+	if old := s.snaps.Load(); old != nil {
+		set = *old
+	}
+	i, found := slices.BinarySearchFunc(set, name, func(sn *Snapshot, n string) int { return strings.Compare(sn.nameOr(), n) })
+	if found && set[i] == next {
+		return next, nil
+	}
+	for _, other := range set {
+		if other.nameOr() == name {
+			continue
 		}
-		// Retired between Load and acquire: Swap has already stored
-		// its successor, so the next Load sees it.
+		for k := range next.Clients {
+			if _, ok := other.Clients[k]; ok {
+				return nil, fmt.Errorf("%w: client key %s (%q) is in definition %q and in definition %q; remove it from one first",
+					ErrClientInTwoDefinitions, k.Fingerprint(), next.Clients[k], other.nameOr(), name)
+			}
+		}
+	}
+	next = s.prepare(next)
+	ns := make(snapSet, 0, len(set)+1)
+	ns = append(ns, set[:i]...)
+	ns = append(ns, next)
+	if found {
+		prev = set[i]
+		i++
+	}
+	ns = append(ns, set[i:]...)
+	s.snaps.Store(&ns)
+	if prev != nil {
+		prev.retire()
+	}
+	return prev, nil
+}
+
+// Remove stops serving the definition named name and returns its
+// snapshot (nil if none was installed). Its clients get KeyNotFound from
+// then on; running sessions finish on it.
+func (s *Server) Remove(name string) (prev *Snapshot) {
+	s.init()
+	name = definitionName(name)
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	old := s.snaps.Load()
+	if old == nil {
+		return nil
+	}
+	ns := make(snapSet, 0, len(*old))
+	for _, sn := range *old {
+		if sn.nameOr() == name {
+			prev = sn
+			continue
+		}
+		ns = append(ns, sn)
+	}
+	if prev == nil {
+		return nil
+	}
+	s.snaps.Store(&ns)
+	prev.retire()
+	return prev
+}
+
+// Installed returns the name and version of every installed definition,
+// sorted by name.
+func (s *Server) Installed() []InstalledDefinition {
+	s.init()
+	set := s.snaps.Load()
+	if set == nil {
+		return nil
+	}
+	out := make([]InstalledDefinition, 0, len(*set))
+	for _, sn := range *set {
+		out = append(out, InstalledDefinition{Name: sn.nameOr(), Version: sn.Version, ClientKeys: len(sn.table)})
+	}
+	return out
+}
+
+// InstalledDefinition describes one definition the server serves.
+type InstalledDefinition struct {
+	Name       string
+	Version    Version
+	ClientKeys int
+}
+
+// prepare claims next (or a fresh copy of it) and computes its table.
+// The caller holds swapMu.
+func (s *Server) prepare(next *Snapshot) *Snapshot {
+	if !next.claim() {
+		next = &Snapshot{Name: next.Name, Version: next.Version, Clients: next.Clients, Shards: next.Shards}
+		next.claim()
+	}
+	for _, k := range next.precompute(s.Key) {
+		s.log.Warn("skipping client with a weak key", "client", k.Fingerprint(), "name", next.Clients[k])
+	}
+	s.log.Info("definition installed", "definition", next.nameOr(), "serial", next.Version.Serial, "client_keys", len(next.table))
+	return next
+}
+
+// acquireSnapshot returns the installed snapshot that holds client,
+// counted in, with its table entry; or, when no definition holds it,
+// any installed snapshot (so an unknown key's session costs what a known
+// one's does) and a nil entry. It returns nil when nothing is installed.
+func (s *Server) acquireSnapshot(client *PublicKey) (*Snapshot, *clientEntry) {
+	for {
+		set := s.snaps.Load()
+		if set == nil || len(*set) == 0 {
+			return nil, nil
+		}
+		sn, e := (*set)[0], (*clientEntry)(nil)
+		for _, c := range *set {
+			if ce := c.table[*client]; ce != nil {
+				sn, e = c, ce
+				break
+			}
+		}
+		if sn.acquire() {
+			return sn, e
+		}
+		// Retired between Load and acquire: its successor is already
+		// stored, so the next Load sees it.
 	}
 }
 

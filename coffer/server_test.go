@@ -313,7 +313,7 @@ func TestSwap(t *testing.T) {
 	}
 
 	t.Run("reinstall", func(t *testing.T) {
-		cur := fx.srv.snap.Load()
+		cur := (*fx.srv.snaps.Load())[0]
 		if got := fx.srv.Swap(cur); got != cur {
 			t.Errorf("swapping in the current snapshot returned %p, want it back %p", got, cur)
 		}

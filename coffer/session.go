@@ -186,10 +186,10 @@ func (ss *session) openHello(f frame.Frame) error {
 	}
 	ss.helloSeen = true
 	ss.client = h.Client
-	if ss.snap = s.acquireSnapshot(); ss.snap == nil {
+	var e *clientEntry
+	if ss.snap, e = s.acquireSnapshot((*PublicKey)(&h.Client)); ss.snap == nil {
 		return fail(frame.CodeUnavailable, OutcomeError, "no definition loaded")
 	}
-	e := ss.snap.table[h.Client]
 	ss.ss = &s.dummy
 	if e != nil {
 		ss.ss, ss.name, ss.known = &e.ss, e.name, true
@@ -444,6 +444,9 @@ func (ss *session) sendShard(names []string) error {
 	ss.serial, ss.values, ss.shardBytes = ss.snap.Version.Serial, shardValues(shard), len(shard)
 	sh := sha256.Sum256(shard)
 	p := frame.OkGetPayload{H: frame.PurposeOkGet, Serial: ss.serial, DH: ss.snap.Version.Hash[:], Size: uint64(len(shard))}
+	if name := ss.snap.nameOr(); name != frame.DefaultDefinition {
+		p.Def = name
+	}
 	for off := 0; ; p.I++ {
 		end := min(off+frame.MaxChunkBytes, len(shard))
 		p.D, p.Last = shard[off:end], end == len(shard)

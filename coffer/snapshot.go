@@ -29,6 +29,10 @@ type Shards interface {
 // Sessions take the current snapshot when their Hello arrives and keep it
 // to the end, so each session sees one whole definition.
 type Snapshot struct {
+	// Name is the definition's name when the server loads several
+	// (Server.Install); "" and frame.DefaultDefinition both mean the
+	// default one, whose OkGet carries no name.
+	Name    string
 	Version Version
 	Clients map[PublicKey]string // client key -> client name
 	Shards  Shards

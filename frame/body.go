@@ -218,17 +218,47 @@ func ValidName(n string) error {
 }
 
 // OkGetPayload is one chunk of a shard, sealed under k_sc with counter
-// nonce I. Serial, DH and Size are the same in every chunk; SH, the hash
-// of the whole shard, is present in the last chunk only.
+// nonce I. Serial, DH, Def and Size are the same in every chunk; SH, the
+// hash of the whole shard, is present in the last chunk only. Def names
+// the definition the shard comes from when the server loads several
+// (docs/protocol.md §4.4); it is absent for the definition named
+// "default", so a server with one definition sends what it always sent.
 type OkGetPayload struct {
 	H      string `cbor:"h"`
 	I      uint64 `cbor:"i"`
 	Last   bool   `cbor:"last"`
 	Serial uint64 `cbor:"serial"`
 	DH     []byte `cbor:"dh"`
+	Def    string `cbor:"def,omitempty"`
 	Size   uint64 `cbor:"size"`
 	SH     []byte `cbor:"sh,omitempty"`
 	D      []byte `cbor:"d"`
+}
+
+// DefaultDefinition is the name of the definition an OkGet without def
+// comes from.
+const DefaultDefinition = "default"
+
+// maxDefinitionNameBytes bounds a definition name.
+const maxDefinitionNameBytes = 64
+
+// ValidDefinitionName reports whether name is a definition name: 1 to 64
+// of a-z, 0-9, '_' and '-', starting with a letter or digit (the rule
+// of the server config's [[definitions]] names).
+func ValidDefinitionName(name string) bool {
+	if len(name) == 0 || len(name) > maxDefinitionNameBytes {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Validate checks the kind, lengths and bounds of one chunk.
@@ -247,6 +277,9 @@ func (p *OkGetPayload) Validate() error {
 	}
 	if err := checkLens(HashSize, "dh", p.DH); err != nil {
 		return err
+	}
+	if p.Def != "" && (p.Def == DefaultDefinition || !ValidDefinitionName(p.Def)) {
+		return invalid("okget def is not a definition name other than %q", DefaultDefinition)
 	}
 	if p.Last {
 		return checkLens(HashSize, "sh", p.SH)

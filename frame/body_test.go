@@ -155,7 +155,7 @@ func TestOkGetPayloadHostile(t *testing.T) {
 			edit(m)
 		}
 		// Core deterministic order: shorter keys first, then bytewise.
-		order := []string{"d", "h", "i", "dh", "sh", "last", "size", "serial"}
+		order := []string{"d", "h", "i", "dh", "sh", "def", "last", "size", "serial"}
 		var pairs [][]byte
 		for _, k := range order {
 			if v, ok := m[k]; ok {
@@ -195,6 +195,13 @@ func TestOkGetPayloadHostile(t *testing.T) {
 		{"d-as-text", func(m map[string][]byte) { m["d"] = tstr("abc") }},
 		{"wrong-kind", func(m map[string][]byte) { m["h"] = tstr("get") }},
 		{"canary-kind", func(m map[string][]byte) { m["h"] = tstr(canary) }},
+		{"def-default", func(m map[string][]byte) { m["def"] = tstr("default") }},
+		{"def-empty", func(m map[string][]byte) { m["def"] = tstr("") }},
+		{"def-upper", func(m map[string][]byte) { m["def"] = tstr("Team") }},
+		{"def-65", func(m map[string][]byte) { m["def"] = tstr(strings.Repeat("a", 65)) }},
+		{"def-leading-dash", func(m map[string][]byte) { m["def"] = tstr("-a") }},
+		{"def-as-bytes", func(m map[string][]byte) { m["def"] = bstr([]byte("team-a")) }},
+		{"def-canary", func(m map[string][]byte) { m["def"] = tstr(canary) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,6 +216,12 @@ func TestOkGetPayloadHostile(t *testing.T) {
 		p, err := decodeBody[frame.OkGetPayload](valid(func(m map[string][]byte) { m["serial"] = uint_(1<<64 - 1) }))
 		if err != nil || p.Serial != 1<<64-1 {
 			t.Fatalf("got %v, want serial 2^64-1 accepted", err)
+		}
+	})
+	t.Run("def-named", func(t *testing.T) {
+		p, err := decodeBody[frame.OkGetPayload](valid(func(m map[string][]byte) { m["def"] = tstr("team-a_01") }))
+		if err != nil || p.Def != "team-a_01" {
+			t.Fatalf("got %+v, %v; want def team-a_01 accepted", p, err)
 		}
 	})
 	t.Run("chunk-at-max", func(t *testing.T) {
