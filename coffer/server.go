@@ -152,7 +152,7 @@ type Server struct {
 	log     *slog.Logger
 	rand    io.Reader
 	snaps   atomic.Pointer[snapSet]
-	swapMu  sync.Mutex // Swap, Install, Remove
+	swapMu  sync.Mutex    // Swap, Install, Remove
 	ladders atomic.Uint64 // scalar multiplications spent in sessions
 	// dummy stands in for K(S,C) when a Hello's key is not in the
 	// definition, so that its proof costs what a known key's does. It
