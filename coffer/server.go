@@ -384,6 +384,24 @@ func (s *Server) Installed() []InstalledDefinition {
 	return out
 }
 
+// DefinitionOf returns the name of the installed definition that holds
+// client, if any: a loader checks a new definition's keys with it before
+// it imports anything, so that a file that would put a client in two
+// definitions is refused before it changes the store.
+func (s *Server) DefinitionOf(client PublicKey) (name string, ok bool) {
+	s.init()
+	set := s.snaps.Load()
+	if set == nil {
+		return "", false
+	}
+	for _, sn := range *set {
+		if _, ok := sn.Clients[client]; ok {
+			return sn.nameOr(), true
+		}
+	}
+	return "", false
+}
+
 // InstalledDefinition describes one definition the server serves.
 type InstalledDefinition struct {
 	Name       string

@@ -553,6 +553,9 @@ func (st *Store) Current() (v Version, gen uint64, ok bool) {
 	return c.Version, c.Gen, true
 }
 
+// Dir returns the store's directory.
+func (st *Store) Dir() string { return st.dir }
+
 // Condition returns what Open found, or Consistent after an import.
 func (st *Store) Condition() Condition {
 	st.mu.Lock()

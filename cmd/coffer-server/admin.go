@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coffer-project/coffer/coffer"
@@ -50,11 +51,14 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-const reloadUsage = `Usage: coffer-server reload [options]
+const reloadUsage = `Usage: coffer-server reload [options] [NAME]
 
 Make the running server load its sealed definition (the file, or the URL
 it polls) now, wait for the outcome and report it: the serial served, or
 why the definition was refused (the server then serves the previous one).
+A server with several definitions ([[definitions]] in its config) loads
+each of them, one after the other, or only the one named NAME; the
+others keep serving untouched either way.
 It asks through the admin socket (docs/server.md, "Admin socket"); the
 systemd unit's ExecReload runs it, so 'systemctl reload coffer-server'
 succeeds only when the definition was loaded. SIGHUP still reloads,
@@ -64,8 +68,8 @@ Options:
   --timeout D                how long to wait for the outcome (default 2m)
   --json                     the outcome as one JSON object
 ` + "\n" + configUsage + `
-Exit status: 0 loaded (or already current), 1 refused or no server
-running, 2 usage error.
+Exit status: 0 loaded (or already current; every definition, with
+several), 1 refused or no server running, 2 usage error.
 `
 
 func cmdReload(args []string, stdout, stderr io.Writer) error {
@@ -73,8 +77,18 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 	build := configFlags(fs)
 	timeout := fs.Duration("timeout", 2*time.Minute, "wait for the outcome")
 	asJSON := fs.Bool("json", false, "JSON output")
-	if err := parseFlags(fs, args, stderr, reloadUsage); err != nil {
+	if err := parseFlagsArgs(fs, args, stderr, reloadUsage, 1); err != nil {
 		return err
+	}
+	req := adminRequest{Cmd: adminReload}
+	switch rest := fs.Args(); {
+	case len(rest) > 1:
+		return &usageError{cmd: "reload", err: errors.New("at most one definition name")}
+	case len(rest) == 1:
+		if !frame.ValidDefinitionName(rest[0]) {
+			return &usageError{cmd: "reload", err: errors.New("the definition name must be 1 to 64 of a-z, 0-9, '_' and '-', starting with a letter or digit")}
+		}
+		req.Definition = rest[0]
 	}
 	cfg, err := build(os.Getenv)
 	if err != nil {
@@ -88,12 +102,16 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 		return withHint(fmt.Errorf("no coffer-server is running on %s", cfg.DataDir),
 			"start it, or pass the --data-dir, --admin-socket or --config it runs with")
 	}
-	var r reloadResult
-	err = adminCall(c, adminRequest{Cmd: adminReload}, *timeout, func(resp *adminResponse) (bool, error) {
-		if resp.Reload == nil {
+	var rs []reloadResult
+	err = adminCall(c, req, *timeout, func(resp *adminResponse) (bool, error) {
+		switch {
+		case resp.Reloads != nil:
+			rs = resp.Reloads
+		case resp.Reload != nil:
+			rs = []reloadResult{*resp.Reload}
+		default:
 			return false, errors.New("admin socket: the answer holds no reload outcome")
 		}
-		r = *resp.Reload
 		return true, nil
 	})
 	if err != nil {
@@ -102,11 +120,42 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+		var v any = rs
+		if len(rs) == 1 {
+			v = rs[0]
+		}
+		if err := enc.Encode(v); err != nil {
 			return err
 		}
 	}
-	return reloadOutcome(r, *asJSON, stdout)
+	if len(rs) == 1 {
+		return reloadOutcome(rs[0], *asJSON, stdout)
+	}
+	var refused []string
+	for _, r := range rs {
+		if err := reloadOutcome(r, *asJSON, prefixWriter{stdout, r.Definition + ": "}); err != nil {
+			fmt.Fprintf(stdout, "%s: %v\n", r.Definition, err)
+			refused = append(refused, r.Definition)
+		}
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("reload: refused for %s; those definitions keep serving what they served", strings.Join(refused, ", "))
+	}
+	return nil
+}
+
+// prefixWriter writes each Write's bytes after prefix; reloadOutcome
+// writes one line per call.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(p.w, p.prefix); err != nil {
+		return 0, err
+	}
+	return p.w.Write(b)
 }
 
 // reloadOutcome prints a load's outcome and returns the error that makes
@@ -135,6 +184,13 @@ func reloadOutcome(r reloadResult, quiet bool, stdout io.Writer) error {
 // directory's lock, so it fails clearly while the server runs (Badger
 // holds an exclusive flock and has no read-only mode next to a writer).
 func adminStore(cfg *config.Server, role string, stderr io.Writer) (*shard.Store, *lockFile, error) {
+	return adminStoreAt(cfg, cfg.DataDir, role, stderr)
+}
+
+// adminStoreAt is adminStore for the store in dir, the data directory or
+// one definition's directory in it (definitionDir); the lock is always
+// the data directory's.
+func adminStoreAt(cfg *config.Server, dir, role string, stderr io.Writer) (*shard.Store, *lockFile, error) {
 	if _, err := os.Stat(cfg.DataDir); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, withHint(fmt.Errorf("no store at %s", cfg.DataDir), "pass the --data-dir or --config the server runs with")
 	}
@@ -152,7 +208,7 @@ func adminStore(cfg *config.Server, role string, stderr io.Writer) (*shard.Store
 		return nil, nil, err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := openStore(cfg.DataDir, key, cfg, log, false)
+	st, err := openStore(dir, key, cfg, log, false)
 	if err != nil {
 		lock.release()
 		return nil, nil, err

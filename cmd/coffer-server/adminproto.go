@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/coffer-project/coffer/frame"
 )
 
 // The admin protocol (docs/server.md, "Admin socket"): the client sends
@@ -51,6 +53,8 @@ type adminRequest struct {
 	Since  time.Time `json:"since,omitzero"`  // audit: records at or after
 	Limit  int       `json:"limit,omitempty"` // audit: newest N, 0 all
 	Follow bool      `json:"follow,omitempty"`
+	// Definition names the one definition to reload; empty: every one.
+	Definition string `json:"definition,omitempty"`
 }
 
 // errAdminRequest is the class of every refused request; the text sent
@@ -78,7 +82,13 @@ func parseAdminRequest(line []byte) (adminRequest, error) {
 		if !r.Since.IsZero() || r.Limit != 0 || r.Follow {
 			return adminRequest{}, fmt.Errorf("%w: since, limit and follow are for audit only", errAdminRequest)
 		}
+		if r.Definition != "" && (r.Cmd != adminReload || !frame.ValidDefinitionName(r.Definition)) {
+			return adminRequest{}, fmt.Errorf("%w: definition is a definition name, for reload only", errAdminRequest)
+		}
 	case adminAudit:
+		if r.Definition != "" {
+			return adminRequest{}, fmt.Errorf("%w: definition is a definition name, for reload only", errAdminRequest)
+		}
 		if r.Limit < 0 || r.Limit > maxAdminAuditLimit {
 			return adminRequest{}, fmt.Errorf("%w: limit out of range", errAdminRequest)
 		}
@@ -94,6 +104,7 @@ type adminResponse struct {
 	Error   string         `json:"error,omitempty"`
 	Status  *statusReport  `json:"status,omitempty"`
 	Reload  *reloadResult  `json:"reload,omitempty"`
+	Reloads []reloadResult `json:"reloads,omitempty"` // reload of several definitions: one each; Reload is then the first refused, or the first
 	Inspect *inspectReport `json:"inspect,omitempty"`
 	Record  *auditLine     `json:"record,omitempty"`
 	Skipped uint64         `json:"skipped,omitempty"` // follow: records not sent because the peer was slow
@@ -102,13 +113,14 @@ type adminResponse struct {
 
 // reloadResult is the outcome of one load (docs/server.md, "Reload").
 type reloadResult struct {
-	Accepted bool      `json:"accepted"`         // the definition served is the one loaded, or already was
-	Changed  bool      `json:"changed"`          // a new definition was imported
-	Serial   uint64    `json:"serial,omitempty"` // the serial served after the load
-	Hash     string    `json:"hash,omitempty"`   // its hash, hex
-	Reason   string    `json:"reason,omitempty"` // why the definition was refused
-	Source   string    `json:"source,omitempty"` // the file or URL loaded
-	Time     time.Time `json:"time,omitzero"`    // when the load ended
+	Definition string    `json:"definition,omitempty"` // the definition's name
+	Accepted   bool      `json:"accepted"`             // the definition served is the one loaded, or already was
+	Changed    bool      `json:"changed"`              // a new definition was imported
+	Serial     uint64    `json:"serial,omitempty"`     // the serial served after the load
+	Hash       string    `json:"hash,omitempty"`       // its hash, hex
+	Reason     string    `json:"reason,omitempty"`     // why the definition was refused
+	Source     string    `json:"source,omitempty"`     // the file or URL loaded
+	Time       time.Time `json:"time,omitzero"`        // when the load ended
 }
 
 // inspectReport is inspect's answer, the same as its --json output.

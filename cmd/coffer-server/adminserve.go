@@ -44,6 +44,48 @@ type statusReport struct {
 	// over the server's budget for them (coffer.Server.AuditDropped).
 	AuditUnverified uint64 `json:"audit_unverified_dropped"`
 	StoreBytes      int64  `json:"store_bytes"` // on disk
+	// Definitions lists every configured definition when there are
+	// several; the fields above are then the first one's (and the audit
+	// trail's, which the data directory's own store keeps).
+	Definitions []definitionStatus `json:"definitions,omitempty"`
+}
+
+// definitionStatus is one definition in status.
+type definitionStatus struct {
+	Name       string        `json:"name"`
+	Source     string        `json:"source"` // the configured file or URL
+	Serial     uint64        `json:"serial,omitempty"`
+	Hash       string        `json:"hash,omitempty"`
+	Condition  string        `json:"condition"`
+	ClientKeys int           `json:"client_keys"`
+	Values     int           `json:"values"`
+	Authors    []string      `json:"trusted"` // the author keys trusted for it
+	StoreBytes int64         `json:"store_bytes"`
+	LastLoad   *reloadResult `json:"last_load,omitempty"`
+}
+
+// definitionStatuses reports each loader's definition.
+func definitionStatuses(lds []*loader) ([]definitionStatus, error) {
+	out := make([]definitionStatus, 0, len(lds))
+	for _, ld := range lds {
+		s, err := ld.st.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("definition %q: %w", ld.name, err)
+		}
+		ds := definitionStatus{Name: ld.name, Source: ld.path, Condition: s.Condition.String(),
+			ClientKeys: s.Clients, Values: s.Values, StoreBytes: s.DiskBytes, Authors: []string{}}
+		for _, a := range ld.trusted {
+			ds.Authors = append(ds.Authors, a.String())
+		}
+		if v := ld.servedVersion(); v != nil {
+			ds.Serial, ds.Hash = v.Serial, hex.EncodeToString(v.Hash[:])
+		}
+		if last := ld.lastLoad(); !last.Time.IsZero() {
+			ds.LastLoad = &last
+		}
+		out = append(out, ds)
+	}
+	return out, nil
 }
 
 // status builds the running server's report.
@@ -52,6 +94,13 @@ func (d *daemon) status() (*statusReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	as := s
+	if d.audit != d.ld.st {
+		if as, err = d.audit.Stats(); err != nil {
+			return nil, err
+		}
+	}
+	s.AuditRecords, s.AuditDropped = as.AuditRecords, as.AuditDropped
 	now := time.Now()
 	r := &statusReport{Running: true, Pid: os.Getpid(), Version: version(), Started: d.live.start,
 		Uptime: now.Sub(d.live.start).Seconds(), Definition: d.ld.path, Condition: s.Condition.String(),
@@ -66,6 +115,11 @@ func (d *daemon) status() (*statusReport, error) {
 		r.LastLoad = &last
 	}
 	r.Loaded = d.live.installedAt()
+	if len(d.lds) > 1 {
+		if r.Definitions, err = definitionStatuses(d.lds); err != nil {
+			return nil, err
+		}
+	}
 	if d.ld.remote != nil {
 		_, p := d.ld.remote.pollCounts()
 		r.Poll = &p
@@ -89,11 +143,33 @@ func (d *daemon) handleAdmin(req adminRequest, send func(*adminResponse) error, 
 		}
 		return send(&adminResponse{Status: r})
 	case adminReload:
-		r, err := d.requestReload(done)
-		if err != nil {
-			return err
+		lds := d.lds
+		if req.Definition != "" {
+			ld := d.loader(req.Definition)
+			if ld == nil {
+				return fmt.Errorf("%w: no definition of that name is configured", errAdminRequest)
+			}
+			lds = []*loader{ld}
 		}
-		return send(&adminResponse{Reload: &r})
+		var rs []reloadResult
+		for _, ld := range lds {
+			r, err := d.requestReload(ld, done)
+			if err != nil {
+				return err
+			}
+			rs = append(rs, r)
+		}
+		resp := &adminResponse{Reload: &rs[0]}
+		for i := range rs {
+			if !rs[i].Accepted {
+				resp.Reload = &rs[i]
+				break
+			}
+		}
+		if len(rs) > 1 {
+			resp.Reloads = rs
+		}
+		return send(resp)
 	case adminInspect:
 		r, err := inspectStore(d.ld.st)
 		if err != nil {
@@ -109,44 +185,45 @@ func (d *daemon) handleAdmin(req adminRequest, send func(*adminResponse) error, 
 // reloadRequest asks the daemon's loop for a load; the loop answers on
 // reply (buffered, so it never waits for a peer that left).
 type reloadRequest struct {
+	ld    *loader
 	file  []byte // fetched from the definition URL; nil: read the file
 	reply chan reloadResult
 }
 
 // requestReload runs a load in the daemon's loop, serialised with SIGHUP
 // and the definition poller, and returns its outcome.
-func (d *daemon) requestReload(done <-chan struct{}) (reloadResult, error) {
-	if d.ld.remote != nil {
-		return d.reloadRemote(done)
+func (d *daemon) requestReload(ld *loader, done <-chan struct{}) (reloadResult, error) {
+	if ld.remote != nil {
+		return d.reloadRemote(ld, done)
 	}
-	return d.loadInLoop(nil, done)
+	return d.loadInLoop(ld, nil, done)
 }
 
 // reloadRemote fetches the definition URL now and loads what it holds:
 // the outcome of the version loaded last if the origin still holds it,
 // a refusal naming the fetch error if the origin fails.
-func (d *daemon) reloadRemote(done <-chan struct{}) (reloadResult, error) {
+func (d *daemon) reloadRemote(ld *loader, done <-chan struct{}) (reloadResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()
-	body, etag, last, err := d.ld.remote.fetch(ctx)
+	body, etag, last, err := ld.remote.fetch(ctx)
 	switch {
 	case errors.Is(err, errNotModified):
 		return last, nil
 	case err != nil:
-		r := loadResult(d.ld, err)
+		r := loadResult(ld, err)
 		d.live.loaded(r)
 		return r, nil
 	}
-	r, err := d.loadInLoop(body, done)
+	r, err := d.loadInLoop(ld, body, done)
 	if err == nil {
-		d.ld.remote.remember(etag, body, r)
+		ld.remote.remember(etag, body, r)
 	}
 	return r, err
 }
 
 // loadInLoop runs one load in the daemon's loop and waits for it.
-func (d *daemon) loadInLoop(file []byte, done <-chan struct{}) (reloadResult, error) {
-	req := reloadRequest{file: file, reply: make(chan reloadResult, 1)}
+func (d *daemon) loadInLoop(ld *loader, file []byte, done <-chan struct{}) (reloadResult, error) {
+	req := reloadRequest{ld: ld, file: file, reply: make(chan reloadResult, 1)}
 	select {
 	case d.reloads <- req:
 	case <-done:
@@ -191,7 +268,7 @@ func (d *daemon) sendAudit(req adminRequest, send func(*adminResponse) error, do
 		}
 		defer d.feed.unsubscribe(sub)
 	}
-	recs, err := d.ld.st.AuditRecords(req.Since, req.Limit)
+	recs, err := d.audit.AuditRecords(req.Since, req.Limit)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/coffer-project/coffer/coffer"
+	"github.com/coffer-project/coffer/config"
 	"github.com/coffer-project/coffer/shard"
 )
 
@@ -36,19 +37,20 @@ Exit status: 0 ready to serve, 1 not ready, 2 usage error.
 type checkReport struct {
 	w      io.Writer
 	failed bool
+	prefix string // "definition NAME: " while one of several is checked
 }
 
 func (r *checkReport) ok(format string, a ...any) {
-	fmt.Fprintf(r.w, "ok    "+format+"\n", a...)
+	fmt.Fprintf(r.w, "ok    "+r.prefix+format+"\n", a...)
 }
 
 func (r *checkReport) note(format string, a ...any) {
-	fmt.Fprintf(r.w, "note  "+format+"\n", a...)
+	fmt.Fprintf(r.w, "note  "+r.prefix+format+"\n", a...)
 }
 
 func (r *checkReport) fail(what string, err error) {
 	r.failed = true
-	fmt.Fprintf(r.w, "FAIL  %s: %v\n", what, err)
+	fmt.Fprintf(r.w, "FAIL  %s%s: %v\n", r.prefix, what, err)
 	var ce *cliError
 	if errors.As(err, &ce) {
 		for _, h := range ce.hints {
@@ -69,12 +71,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		r.fail("config", err)
 		return exitStatus(1)
 	}
-	r.ok("config: listen %s, data %s, definition %s", cfg.Listen, cfg.DataDir, cfg.Definition)
-	trusted, err := parseTrusted(cfg.Trusted)
-	if err != nil {
-		r.fail("trusted keys", err)
+	defs := cfg.DefinitionList()
+	if len(defs) == 1 {
+		r.ok("config: listen %s, data %s, definition %s", cfg.Listen, cfg.DataDir, defs[0].Path)
 	} else {
-		r.ok("trusted keys: %d", len(trusted))
+		r.ok("config: listen %s, data %s, %d definitions", cfg.Listen, cfg.DataDir, len(defs))
 	}
 	key, err := loadKey(cfg.KeyFile)
 	if err != nil {
@@ -82,12 +83,25 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return exitStatus(1)
 	}
 	r.ok("key file %s: server public key %s", cfg.KeyFile, key.Public())
-	cur, stored, storeOK := checkStore(r, cfg.DataDir, func() (*shard.Store, *lockFile, error) {
-		return adminStore(cfg, "check", stderr)
-	})
-	if trusted != nil {
-		checkSealed(r, cfg.Definition, key, trusted, cur, stored, storeOK)
+	for _, d := range defs {
+		if d.Name != config.DefaultDefinitionName {
+			r.prefix = "definition " + d.Name + ": "
+		}
+		trusted, err := parseTrusted(d.Trusted)
+		if err != nil {
+			r.fail("trusted keys", err)
+		} else {
+			r.ok("trusted keys: %d", len(trusted))
+		}
+		dir := definitionDir(cfg.DataDir, d.Name)
+		cur, stored, storeOK := checkStore(r, dir, cfg.DataDir, func() (*shard.Store, *lockFile, error) {
+			return adminStoreAt(cfg, dir, "check", stderr)
+		})
+		if trusted != nil {
+			checkSealed(r, d.Path, key, trusted, cur, stored, storeOK)
+		}
 	}
+	r.prefix = ""
 	if r.failed {
 		fmt.Fprintln(r.w, "not ready to serve")
 		return exitStatus(1)
@@ -99,7 +113,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 // checkStore reports on the data directory and the store. It returns
 // the current version (nil if none), a digest of the stored definition
 // when the store could be read, and whether the store is usable.
-func checkStore(r *checkReport, dir string, open func() (*shard.Store, *lockFile, error)) (*coffer.Version, map[string]*clientDigest, bool) {
+func checkStore(r *checkReport, dir, dataDir string, open func() (*shard.Store, *lockFile, error)) (*coffer.Version, map[string]*clientDigest, bool) {
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -116,7 +130,10 @@ func checkStore(r *checkReport, dir string, open func() (*shard.Store, *lockFile
 	default:
 		r.ok("data directory %s", dir)
 	}
-	if h, running, err := runningServer(dir); err == nil && running && h.role == "serve" {
+	if h, running, err := runningServer(dataDir); err == nil && running && h.role == "serve" && dir != dataDir {
+		r.ok("store: in use by the running server (pid %d); contents not compared", h.pid)
+		return nil, nil, true
+	} else if err == nil && running && h.role == "serve" {
 		cur := parseHolderVersion(h.version)
 		if cur == nil {
 			r.ok("store: in use by the running server (pid %d), which serves nothing yet", h.pid)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/config"
+	"github.com/coffer-project/coffer/shard"
 )
 
 // daemon is the running server's loop: signals, and loads asked for by
@@ -21,13 +22,15 @@ type daemon struct {
 	log     *slog.Logger
 	sd      *notifier
 	srv     *coffer.Server
-	ld      *loader
+	ld      *loader   // the first definition's: the top-level fields of status and metrics
+	lds     []*loader // every definition's, in the config's order
+	audit   *shard.Store
 	lock    *lockFile
 	sigs    *signals
 	live    *liveStats
 	feed    *auditFeed
 	dataDir string
-	poller  *poller // when the definition is a URL
+	pollers map[*loader]*poller // of the definitions that are URLs
 	reloads chan reloadRequest
 	done    chan struct{} // closed once the loop has returned
 }
@@ -47,7 +50,7 @@ loop:
 	for {
 		select {
 		case req := <-d.reloads:
-			req.reply <- d.reload(req.file)
+			req.reply <- d.reload(req.ld, req.file)
 		case sig := <-d.sigs.ch:
 			if sig == syscall.SIGHUP {
 				d.hup()
@@ -69,41 +72,54 @@ loop:
 	return err
 }
 
-// hup reloads on SIGHUP: the file now, or for a URL a poll now.
+// hup reloads on SIGHUP: each file now, and for a URL a poll now.
 func (d *daemon) hup() {
-	if d.poller != nil {
-		select {
-		case d.poller.kick <- struct{}{}:
-		default: // a poll is already due
+	for _, ld := range d.lds {
+		if p := d.pollers[ld]; p != nil {
+			select {
+			case p.kick <- struct{}{}:
+			default: // a poll is already due
+			}
+			continue
 		}
-		return
+		d.reload(ld, nil)
 	}
-	d.reload(nil)
 }
 
-// reload loads the sealed file again (SIGHUP, coffer-server reload), or
-// file as fetched from the definition URL, and returns the outcome.
-func (d *daemon) reload(file []byte) reloadResult {
+// reload loads ld's sealed file again (SIGHUP, coffer-server reload), or
+// file as fetched from its definition URL, and returns the outcome. The
+// other definitions keep serving, untouched.
+func (d *daemon) reload(ld *loader, file []byte) reloadResult {
 	d.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
-	d.log.Info("reload requested", "path", d.ld.path)
+	ld.log.Info("reload requested", "path", ld.path)
 	var err error
 	if file != nil {
-		err = d.ld.loadSealed(file)
+		err = ld.loadSealed(file)
 	} else {
-		err = d.ld.loadFile()
+		err = ld.loadFile()
 	}
 	switch {
 	case err == nil:
 	case errors.Is(err, errUnchanged):
-		d.log.Info("reload: the sealed definition is already current")
-		d.ld.checkKept() // the file may have been put back to repair the kept copy
+		ld.log.Info("reload: the sealed definition is already current")
+		ld.checkKept() // the file may have been put back to repair the kept copy
 	default:
-		d.log.Error("reload: sealed definition refused; still serving the current one", "reason", err)
+		ld.log.Error("reload: sealed definition refused; still serving the current one", "reason", err)
 	}
-	r := loadResult(d.ld, err)
+	r := loadResult(ld, err)
 	d.live.loaded(r)
 	d.ready()
 	return r
+}
+
+// loader returns the loader of the definition named name.
+func (d *daemon) loader(name string) *loader {
+	for _, ld := range d.lds {
+		if ld.name == name {
+			return ld
+		}
+	}
+	return nil
 }
 
 // ready records the served version in the lock file and tells systemd.
@@ -113,6 +129,17 @@ func (d *daemon) ready() {
 	if v := d.ld.servedVersion(); v != nil {
 		status = fmt.Sprintf("serving serial %d", v.Serial)
 		version = fmt.Sprintf("%d %x", v.Serial, v.Hash)
+	}
+	if len(d.lds) > 1 {
+		var parts []string
+		for _, ld := range d.lds {
+			if v := ld.servedVersion(); v != nil {
+				parts = append(parts, fmt.Sprintf("%s serial %d", ld.name, v.Serial))
+			} else {
+				parts = append(parts, ld.name+" nothing")
+			}
+		}
+		status = "serving " + strings.Join(parts, ", ")
 	}
 	if err := d.lock.write("serve", version); err != nil {
 		d.log.Warn("updating the lock file", "err", err)
@@ -141,12 +168,13 @@ func (d *daemon) startAdmin(b *bindings, group string) *adminServer {
 // loadResult describes a load's outcome: err is loadFile's.
 func loadResult(ld *loader, err error) reloadResult {
 	r := reloadResult{Accepted: err == nil || errors.Is(err, errUnchanged), Changed: err == nil,
-		Source: ld.path, Time: time.Now()}
+		Definition: ld.name, Source: ld.path, Time: time.Now()}
 	if !r.Accepted {
 		r.Reason = err.Error()
 	}
 	if v := ld.servedVersion(); v != nil {
 		r.Serial, r.Hash = v.Serial, hex.EncodeToString(v.Hash[:])
 	}
+	ld.setLastLoad(r)
 	return r
 }

@@ -1,17 +1,28 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/coffer-project/coffer/cmd/internal/e2e"
+	"github.com/coffer-project/coffer/coffer"
 )
 
-// TestDefinitionsTable (issue 19, item 1, the part that is done): a config
-// that lists one [[definitions]] table serves that definition with that
-// table's trusted author; --definition over such a config is refused, and
-// a config listing two definitions is refused with a clear error before
-// anything starts (several definitions per server are not served yet).
+// sealFor seals src for the fixture's server as definition name.
+func sealFor(t *testing.T, f *fixture, name string, author *coffer.AuthorKey, serial uint64, prev [32]byte, src []byte) []byte {
+	t.Helper()
+	return f.Seal(t, author, serial, prev, src)
+}
+
+// TestDefinitionsTable: a config that lists one [[definitions]] table
+// serves that definition with that table's trusted author, and
+// --definition over such a config is refused.
 func TestDefinitionsTable(t *testing.T) {
 	f := newFixture(t, "web")
 	f.next(t, "one", 0)
@@ -25,14 +36,8 @@ func TestDefinitionsTable(t *testing.T) {
 	}
 	base := []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--log-level", "debug", "--config", f.Conf}
 
-	writeConf(table("team-a", f.DefPath+".other") + table("team-b", f.DefPath))
-	out, stderr, code := f.run(t, nil, append([]string{"check"}, base...)...)
-	if code == 0 || !strings.Contains(out+stderr, "2 definitions are listed") {
-		t.Errorf("two definitions: exit %d, stderr %q; want a refusal naming the count", code, stderr)
-	}
-
 	writeConf(table("team-b", f.DefPath))
-	out, stderr, code = f.run(t, nil, append([]string{"check", "--definition", f.DefPath}, base...)...)
+	out, stderr, code := f.run(t, nil, append([]string{"check", "--definition", f.DefPath}, base...)...)
 	if code == 0 || !strings.Contains(out+stderr, "[[definitions]]") {
 		t.Errorf("--definition over [[definitions]]: exit %d, stderr %q; want a refusal", code, stderr)
 	}
@@ -47,5 +52,185 @@ func TestDefinitionsTable(t *testing.T) {
 	if err := wantShard(r, "one"); err != nil || r.Version.Serial != 1 {
 		t.Errorf("served through [[definitions]]: serial %d, %v", r.Version.Serial, err)
 	}
+	p.stop()
+}
+
+// team is one definition of a split fleet: its author, clients, sealed
+// file and chain.
+type team struct {
+	name    string
+	author  *coffer.AuthorKey
+	clients []string
+	path    string
+	serial  uint64
+	last    [32]byte
+}
+
+// seal seals the team's next definition, for its clients plus extra,
+// by author (the team's own when nil), and writes it to the team's path.
+func (tm *team) seal(t *testing.T, f *fixture, tag string, author *coffer.AuthorKey, extra ...string) {
+	t.Helper()
+	if author == nil {
+		author = tm.author
+	}
+	var b strings.Builder
+	b.WriteString("[clients]\n")
+	names := append(append([]string{}, tm.clients...), extra...)
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s = %q\n", n, f.Clients[n].Public().String())
+	}
+	for _, n := range names {
+		fmt.Fprintf(&b, "[%s]\na = \"%s-a\"\nb = \"%s-b\"\ncanary = \"%s %s\"\n", n, tag, tag, canary, tag)
+	}
+	sealed := sealFor(t, f, tm.name, author, tm.serial+1, tm.last, []byte(b.String()))
+	if author == tm.author && len(extra) == 0 {
+		tm.serial++
+		tm.last = sha256.Sum256(sealed)
+	}
+	if err := os.WriteFile(tm.path+".tmp", sealed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tm.path+".tmp", tm.path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// splitFleet writes a config with one [[definitions]] table per team,
+// each trusting only its team's author.
+func splitFleet(t *testing.T, f *fixture, teams ...*team) {
+	t.Helper()
+	conf := testConf
+	for _, tm := range teams {
+		conf += fmt.Sprintf("[[definitions]]\nname = %q\npath = %q\ntrusted = [%q]\n", tm.name, tm.path, tm.author.Public().String())
+	}
+	if err := os.WriteFile(f.Conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSeveralDefinitions (issue 19): one server loads two definitions,
+// each with its own store, serial chain and trusted author.
+//   - Each client gets its own definition's shard, named in the answer.
+//   - Delegated authorship: team-a's author cannot author team-b.
+//   - A file that would put a client in two definitions is refused with
+//     both names, and nothing changes.
+//   - Reloading one definition, by name, while a wave of sessions of the
+//     other runs: every session of the other is served its unchanged
+//     definition.
+//   - status lists both; a restart serves both from their own stores.
+func TestSeveralDefinitions(t *testing.T) {
+	f := newFixture(t, "web", "api", "db")
+	a := &team{name: "team-a", author: f.Author, clients: []string{"web", "api"}, path: filepath.Join(f.Dir, "a.sealed")}
+	b := &team{name: "team-b", author: e2e.GenAuthorKey(t), clients: []string{"db"}, path: filepath.Join(f.Dir, "b.sealed")}
+	a.seal(t, f, "a1", nil)
+	b.seal(t, f, "b1", nil)
+	splitFleet(t, f, a, b)
+	base := []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--log-level", "debug", "--config", f.Conf}
+	if out, stderr, code := f.run(t, nil, append([]string{"check"}, base...)...); code != 0 {
+		t.Fatalf("check of two definitions: exit %d\n%s%s", code, out, stderr)
+	}
+	p := f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
+	p.WaitReady()
+	p.WaitListening()
+	want := func(client, def, tag string, serial uint64) {
+		t.Helper()
+		r, err := p.fetch(client)
+		if err != nil {
+			t.Fatalf("%s: %v", client, err)
+		}
+		if err := wantShard(r, tag); err != nil || r.Definition != def || r.Version.Serial != serial {
+			t.Fatalf("%s: got definition %q serial %d (%v); want %q serial %d tagged %s", client, r.Definition, r.Version.Serial, err, def, serial, tag)
+		}
+	}
+	want("web", "team-a", "a1", 1)
+	want("db", "team-b", "b1", 1)
+	reload := func(args ...string) (string, int) {
+		t.Helper()
+		out, stderr, code := f.run(t, nil, append(append([]string{"reload"}, base...), args...)...)
+		return out + stderr, code
+	}
+
+	t.Run("delegated authorship", func(t *testing.T) {
+		b.seal(t, f, "forged", a.author) // team-a's author signs team-b's file
+		out, code := reload("team-b")
+		if code != 1 || !strings.Contains(out, "refused") {
+			t.Fatalf("reload of a file by another team's author: exit %d\n%s", code, out)
+		}
+		want("db", "team-b", "b1", 1)
+	})
+
+	t.Run("client in two definitions", func(t *testing.T) {
+		a.seal(t, f, "grab", nil, "db") // team-a claims db, which team-b serves
+		out, code := reload("team-a")
+		if code != 1 || !strings.Contains(out, `"team-b"`) || !strings.Contains(out, `"db"`) {
+			t.Fatalf("reload of a file taking another definition's client: exit %d\n%s", code, out)
+		}
+		want("web", "team-a", "a1", 1)
+		want("db", "team-b", "b1", 1)
+		// The refused file stays at team-a's path: the restart below must
+		// refuse it too, though team-a starts before team-b.
+	})
+
+	t.Run("reload one while the other serves", func(t *testing.T) {
+		b.seal(t, f, "b2", nil)
+		const wave = 48
+		var wg sync.WaitGroup
+		errs := make(chan error, wave)
+		start := make(chan struct{})
+		for i := range wave {
+			client := []string{"web", "api"}[i%2]
+			wg.Go(func() {
+				<-start
+				r, err := p.fetch(client)
+				if err == nil {
+					if err = wantShard(r, "a1"); err == nil && (r.Definition != "team-a" || r.Version.Serial != 1) {
+						err = fmt.Errorf("definition %q serial %d", r.Definition, r.Version.Serial)
+					}
+				}
+				if err != nil {
+					errs <- fmt.Errorf("%s during team-b's reload: %w", client, err)
+				}
+			})
+		}
+		close(start)
+		out, code := reload("team-b")
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if code != 0 || !strings.Contains(out, "serial 2") {
+			t.Fatalf("reload team-b: exit %d\n%s", code, out)
+		}
+		want("db", "team-b", "b2", 2)
+	})
+
+	t.Run("status", func(t *testing.T) {
+		out, stderr, code := f.run(t, nil, append([]string{"status", "--json"}, base...)...)
+		if code != 0 {
+			t.Fatalf("status: exit %d\n%s", code, stderr)
+		}
+		var r statusReport
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Definitions) != 2 || r.Definitions[0].Name != "team-a" || r.Definitions[0].Serial != 1 ||
+			r.Definitions[1].Name != "team-b" || r.Definitions[1].Serial != 2 || r.Definitions[1].ClientKeys != 1 ||
+			len(r.Definitions[1].Authors) != 1 || r.Definitions[1].Authors[0] != b.author.Public().String() {
+			t.Fatalf("status definitions: %+v", r.Definitions)
+		}
+	})
+
+	p.stop()
+	for _, name := range []string{"team-a", "team-b"} {
+		if _, err := os.Stat(filepath.Join(f.DataDir, "definitions", name, "state")); err != nil {
+			t.Errorf("definition %s has no store of its own: %v", name, err)
+		}
+	}
+	p = f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
+	p.WaitReady()
+	p.WaitListening()
+	want("api", "team-a", "a1", 1)
+	want("db", "team-b", "b2", 2)
 	p.stop()
 }

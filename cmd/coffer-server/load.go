@@ -44,6 +44,7 @@ func (s storeShards) Shard(client coffer.PublicKey, names []string) ([]byte, err
 // loader moves definitions from sealed files into the store and the
 // store's current generation into the server. One load runs at a time.
 type loader struct {
+	name    string // the definition's name (config.DefaultDefinitionName for the single form)
 	log     *slog.Logger
 	key     *coffer.PrivateKey
 	trusted []coffer.AuthorPublicKey
@@ -54,7 +55,9 @@ type loader struct {
 
 	mu     sync.Mutex
 	served *coffer.Version // the installed snapshot's version; nil before the first
-	drops  sync.WaitGroup  // generations waiting for their sessions to end
+	last   reloadResult    // the outcome of the last load (guarded by lastMu)
+	lastMu sync.Mutex
+	drops  sync.WaitGroup // generations waiting for their sessions to end
 }
 
 // servedVersion returns the version the server serves, or nil.
@@ -62,6 +65,20 @@ func (l *loader) servedVersion() *coffer.Version {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.served
+}
+
+// lastLoad returns the outcome of the definition's last load, zero
+// before the first.
+func (l *loader) lastLoad() reloadResult {
+	l.lastMu.Lock()
+	defer l.lastMu.Unlock()
+	return l.last
+}
+
+func (l *loader) setLastLoad(r reloadResult) {
+	l.lastMu.Lock()
+	defer l.lastMu.Unlock()
+	l.last = r
 }
 
 // storeVersion returns the store's current version in coffer's type, or
@@ -119,6 +136,9 @@ func (l *loader) importLocked(file []byte, cur *coffer.Version, why string) erro
 	if coffer.SealedHash(binary) != ver.Hash {
 		return errors.New("internal error: the sealed file's hash does not match its version")
 	}
+	if err := l.checkOwnClients(def); err != nil {
+		return err
+	}
 	l.log.Info("importing definition", "reason", why, "serial", ver.Serial,
 		"hash", hashPrefix(ver.Hash), "client_names", len(def.Clients), "client_keys", countKeys(def))
 	enc, err := encodeValues(def)
@@ -142,6 +162,22 @@ func (l *loader) importLocked(file []byte, cur *coffer.Version, why string) erro
 		return err
 	}
 	return l.installLocked(prevGen, pre)
+}
+
+// checkOwnClients refuses a definition that holds a client key another
+// installed definition serves, before anything is imported: a client
+// key is in one definition at most (docs/server.md, "Several
+// definitions").
+func (l *loader) checkOwnClients(def *coffer.Definition) error {
+	for i := range def.Clients {
+		for _, k := range def.Clients[i].Keys {
+			if other, ok := l.srv.DefinitionOf(k); ok && other != l.name {
+				return fmt.Errorf("%w: client %q (key %s) is already in definition %q; remove it there first",
+					coffer.ErrClientInTwoDefinitions, def.Clients[i].Name, k.Fingerprint(), other)
+			}
+		}
+	}
+	return nil
 }
 
 // clientNames maps every client key of def to its client's name, as the
@@ -220,9 +256,13 @@ func (l *loader) installLocked(prevGen uint64, pre *coffer.Snapshot) error {
 	if sn == nil || !maps.Equal(sn.Clients, clients) {
 		sn = &coffer.Snapshot{Clients: clients} // Swap computes the table
 	}
+	sn.Name = l.name
 	sn.Version = coffer.Version{Serial: v.Serial, Hash: v.Hash}
 	sn.Shards = storeShards{st: l.st, gen: gen}
-	prev := l.srv.Swap(sn)
+	prev, err := l.srv.Install(sn)
+	if err != nil {
+		return err
+	}
 	l.served = &sn.Version
 	l.log.Info("serving definition", "serial", v.Serial, "hash", hashPrefix(v.Hash), "client_keys", len(clients), "generation", gen)
 	if prevGen == 0 {

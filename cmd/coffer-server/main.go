@@ -184,6 +184,12 @@ func version() string { return buildinfo.Version("coffer-server") }
 // returns flag.ErrHelp for -h, and a *usageError for a flag error or a
 // stray positional argument (printed once, with a pointer to -h).
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, text string) error {
+	return parseFlagsArgs(fs, args, stderr, text, 0)
+}
+
+// parseFlagsArgs is parseFlags for a command that takes up to maxArgs
+// arguments after its options.
+func parseFlagsArgs(fs *flag.FlagSet, args []string, stderr io.Writer, text string, maxArgs int) error {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
@@ -194,8 +200,8 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, text string) 
 		msg, hints := flagerr.Explain(fs, err)
 		return &usageError{cmd: fs.Name(), err: errors.New(msg), hints: hints}
 	}
-	if fs.NArg() > 0 {
-		return &usageError{cmd: fs.Name(), err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	if fs.NArg() > maxArgs {
+		return &usageError{cmd: fs.Name(), err: fmt.Errorf("unexpected argument %q", fs.Arg(maxArgs))}
 	}
 	return nil
 }

@@ -235,26 +235,33 @@ func (p *poller) run(done <-chan struct{}, load func(file []byte) reloadResult) 
 	}
 }
 
-// startPoller starts polling when the definition is a URL; the returned
-// channel is closed once the poller has stopped (after d.done).
+// startPoller starts one poller for each definition that is a URL; the
+// returned channel is closed once they have stopped (after d.done).
 func (d *daemon) startPoller(cfg *config.Server) <-chan struct{} {
 	stopped := make(chan struct{})
-	if d.ld.remote == nil {
-		close(stopped)
-		return stopped
-	}
-	d.poller = &poller{rs: d.ld.remote, interval: cfg.DefinitionPoll, log: d.log, kick: make(chan struct{}, 1)}
-	d.ld.remote.lastPoll.Every = cfg.DefinitionPoll.Seconds()
-	d.log.Info("polling the definition URL", "url", d.ld.path, "interval", cfg.DefinitionPoll.String())
-	go func() {
-		defer close(stopped)
-		d.poller.run(d.done, func(file []byte) reloadResult {
-			r, err := d.loadInLoop(file, d.done)
-			if err != nil {
-				return reloadResult{Reason: err.Error()}
-			}
-			return r
+	d.pollers = map[*loader]*poller{}
+	var wg sync.WaitGroup
+	for _, ld := range d.lds {
+		if ld.remote == nil {
+			continue
+		}
+		p := &poller{rs: ld.remote, interval: cfg.DefinitionPoll, log: ld.log, kick: make(chan struct{}, 1)}
+		d.pollers[ld] = p
+		ld.remote.lastPoll.Every = cfg.DefinitionPoll.Seconds()
+		ld.log.Info("polling the definition URL", "url", ld.path, "interval", cfg.DefinitionPoll.String())
+		wg.Go(func() {
+			p.run(d.done, func(file []byte) reloadResult {
+				r, err := d.loadInLoop(ld, file, d.done)
+				if err != nil {
+					return reloadResult{Definition: ld.name, Reason: err.Error()}
+				}
+				return r
+			})
 		})
+	}
+	go func() {
+		wg.Wait()
+		close(stopped)
 	}()
 	return stopped
 }

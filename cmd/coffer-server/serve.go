@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"syscall"
@@ -269,11 +270,34 @@ func (s *signals) stopping(log *slog.Logger) bool {
 	}
 }
 
+// definitionsDir holds the stores of the named definitions, one
+// directory each, inside the data directory.
+const definitionsDir = "definitions"
+
+// definitionDir is the store directory of the definition named name:
+// the data directory itself for the default one (where a server with one
+// definition has always kept it), definitions/NAME for the others. Names
+// are plain (config's rule), so the path stays inside dataDir.
+func definitionDir(dataDir, name string) string {
+	if name == config.DefaultDefinitionName {
+		return dataDir
+	}
+	return filepath.Join(dataDir, definitionsDir, name)
+}
+
 // serve runs the daemon until SIGTERM or SIGINT.
 func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sigs *signals) error {
-	trusted, err := parseTrusted(cfg.Trusted)
-	if err != nil {
-		return asUsage("serve", err)
+	defs := cfg.DefinitionList()
+	trusted := make([][]coffer.AuthorPublicKey, len(defs))
+	for i, d := range defs {
+		t, err := parseTrusted(d.Trusted)
+		if err != nil {
+			if len(defs) > 1 {
+				err = fmt.Errorf("definition %q: %w", d.Name, err)
+			}
+			return asUsage("serve", err)
+		}
+		trusted[i] = t
 	}
 	key, err := loadKey(cfg.KeyFile)
 	if err != nil {
@@ -299,50 +323,79 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 	if err := b.bindAdmin(cfg, log); err != nil {
 		return err
 	}
-	st, err := openStore(cfg.DataDir, key, cfg, log, true)
+	// The data directory's own store holds the audit trail and the
+	// default definition; each named definition has a store of its own,
+	// so a load or a crash in one never touches another's files.
+	root, err := openStore(cfg.DataDir, key, cfg, log, true)
 	if err != nil {
 		return err
 	}
-	if sigs.stopping(log) {
-		if err := st.Close(); err != nil {
-			log.Error("closing the store", "err", err)
+	stores := []*shard.Store{root}
+	var lds []*loader
+	closeStores := func() {
+		for _, ld := range lds {
+			ld.drops.Wait()
 		}
-		return nil
+		for _, st := range stores {
+			if err := st.Close(); err != nil {
+				log.Error("closing the store", "dir", st.Dir(), "err", err)
+			}
+		}
 	}
 	live, feed := newLiveStats(time.Now()), &auditFeed{}
-	srv := newServer(cfg, key, st, log, live, feed)
-	ld := &loader{log: log, key: key, trusted: trusted, path: cfg.Definition, st: st, srv: srv}
-	if config.IsDefinitionURL(cfg.Definition) {
-		u, err := config.CheckDefinitionURL(cfg.Definition)
-		if err != nil {
-			st.Close()
-			return err
+	srv := newServer(cfg, key, root, log, live, feed)
+	for i, d := range defs {
+		dlog := log
+		if d.Name != config.DefaultDefinitionName {
+			dlog = log.With("definition", d.Name)
 		}
-		ld.remote, ld.path = newRemoteSource(u), redactedURL(u)
-	}
-	closeStore := func() {
-		ld.drops.Wait()
-		if err := st.Close(); err != nil {
-			log.Error("closing the store", "err", err)
+		st := root
+		if dir := definitionDir(cfg.DataDir, d.Name); dir != cfg.DataDir {
+			if st, err = openStore(dir, key, cfg, dlog, true); err != nil {
+				closeStores()
+				return fmt.Errorf("definition %q: %w", d.Name, err)
+			}
+			stores = append(stores, st)
 		}
-	}
-	loadErr, err := ld.start()
-	if err != nil {
-		closeStore()
-		return err
-	}
-	live.loaded(loadResult(ld, loadErr))
-	if ld.servedVersion() != nil {
-		live.markInstalled(time.Now())
+		ld := &loader{name: d.Name, log: dlog, key: key, trusted: trusted[i], path: d.Path, st: st, srv: srv}
+		if config.IsDefinitionURL(d.Path) {
+			u, err := config.CheckDefinitionURL(d.Path)
+			if err != nil {
+				closeStores()
+				return err
+			}
+			ld.remote, ld.path = newRemoteSource(u), redactedURL(u)
+		}
+		lds = append(lds, ld)
 	}
 	if sigs.stopping(log) {
-		closeStore()
+		closeStores()
 		return nil
 	}
-	d := &daemon{log: log, sd: sd, srv: srv, ld: ld, lock: lock, sigs: sigs, live: live, feed: feed, dataDir: cfg.DataDir,
+	for _, ld := range lds {
+		if err := ld.startStored(); err != nil {
+			closeStores()
+			if len(lds) > 1 {
+				err = fmt.Errorf("definition %q: %w", ld.name, err)
+			}
+			return err
+		}
+	}
+	for _, ld := range lds {
+		loadErr := ld.loadAtStart()
+		live.loaded(loadResult(ld, loadErr))
+		if ld.servedVersion() != nil {
+			live.markInstalled(time.Now())
+		}
+		if sigs.stopping(log) {
+			closeStores()
+			return nil
+		}
+	}
+	d := &daemon{log: log, sd: sd, srv: srv, ld: lds[0], lds: lds, audit: root, lock: lock, sigs: sigs, live: live, feed: feed, dataDir: cfg.DataDir,
 		reloads: make(chan reloadRequest), done: make(chan struct{})}
 	err = d.serveUntilStopped(cfg, b)
-	closeStore()
+	closeStores()
 	log.Info("stopped")
 	return err
 }
@@ -435,12 +488,13 @@ func lockHint(err error) error {
 	return withHint(err, "the data directory must be a directory the server's user can create and write: check data_dir (--data-dir), its owner and its mode")
 }
 
-// start brings the store up to date at startup: it rebuilds a store that
-// is behind its state file, loads the configured file if it is newer, and
-// installs what the store holds. It fails only when the store cannot be
-// brought to a state that is not older than what was served before;
-// loadErr is the configured file's load error, which start logs.
-func (l *loader) start() (loadErr, err error) {
+// startStored brings the store up to date at startup and installs what
+// it holds: it rebuilds a store that is behind its state file. It fails
+// only when the store cannot be brought to a state that is not older
+// than what was served before. Every definition's stored state is
+// installed before any configured file is loaded (loadAtStart), so that
+// a new file is checked against every definition served, as a reload is.
+func (l *loader) startStored() error {
 	switch c := l.st.Condition(); c {
 	case shard.FirstRun:
 		l.log.Warn("first run: no state file and an empty store; the first valid definition is trusted as is (TOFU)")
@@ -448,9 +502,28 @@ func (l *loader) start() (loadErr, err error) {
 		l.log.Warn("store and state file disagreed; state file rewritten from the store", "condition", c.String())
 	case shard.NeedsRebuild:
 		if err := l.rebuild(); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, _, ok := l.st.Current(); !ok || l.served != nil {
+		return nil
+	}
+	l.checkKept()
+	err := l.installLocked(0, nil)
+	if errors.Is(err, coffer.ErrClientInTwoDefinitions) {
+		// Two stores were accepted apart (the config changed since):
+		// serve the others rather than none.
+		l.log.Error("stored definition not served", "reason", err)
+		return nil
+	}
+	return err
+}
+
+// loadAtStart loads the configured file if it is newer than the store's
+// and returns its load error, which it logs.
+func (l *loader) loadAtStart() (loadErr error) {
 	loadErr = l.loadConfigured()
 	switch err := loadErr; {
 	case err == nil:
@@ -463,17 +536,10 @@ func (l *loader) start() (loadErr, err error) {
 	default:
 		l.log.Error("sealed definition refused; serving the stored one", refusalAttrs(l, err)...)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, _, ok := l.st.Current(); !ok {
+	if l.servedVersion() == nil {
 		l.log.Warn("nothing to serve: clients get Error{unavailable} until a definition is loaded (coffer-server reload)")
-		return loadErr, nil
 	}
-	l.checkKept()
-	if l.served == nil {
-		return loadErr, l.installLocked(0, nil)
-	}
-	return loadErr, nil
+	return loadErr
 }
 
 // rebuild imports the definition the state file names, from the kept

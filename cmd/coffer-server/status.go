@@ -141,6 +141,19 @@ func printStatus(w io.Writer, r *statusReport, now time.Time) {
 		}
 		fmt.Fprintf(w, "last load:   %s, %s\n", l.Time.UTC().Format(time.RFC3339), what)
 	}
+	if len(r.Definitions) > 0 {
+		fmt.Fprintf(w, "definitions: %d\n", len(r.Definitions))
+		for _, d := range r.Definitions {
+			served := "nothing"
+			if d.Hash != "" {
+				served = fmt.Sprintf("serial %d, hash %s", d.Serial, d.Hash)
+			}
+			fmt.Fprintf(w, "  %-20s %s; %s, %d client keys; from %s; trusted %s\n", d.Name, served, d.Condition, d.ClientKeys, d.Source, strings.Join(d.Authors, " "))
+			if l := d.LastLoad; l != nil && !l.Accepted {
+				fmt.Fprintf(w, "  %-20s last load refused: %s\n", "", l.Reason)
+			}
+		}
+	}
 	fmt.Fprintf(w, "store:       %s, %d client keys, %d stored values (a copy per client key), %d bytes on disk\n", r.Condition, r.ClientKeys, r.Values, r.StoreBytes)
 	fmt.Fprintf(w, "audit:       %d records kept", r.AuditKept)
 	if r.Running {
