@@ -35,6 +35,10 @@ var ErrCacheOpen = errors.New("coffer: cache file does not open with this client
 type CacheEntry struct {
 	Server  PublicKey // the pinned server key the shard was fetched from
 	Version Version   // the definition the shard came from
+	// Definition names it (Result.Definition); "" and
+	// frame.DefaultDefinition are the default one, which a cache written
+	// before several definitions per server leaves out.
+	Definition string
 	Fetched time.Time // when the shard was fetched, to the second
 	Shard   frame.Shard
 }
@@ -49,6 +53,7 @@ type cacheBody struct {
 	Hash    []byte `cbor:"hash"`
 	Fetched int64  `cbor:"fetched"`
 	Shard   []byte `cbor:"shard"`
+	Def     string `cbor:"def,omitempty"` // absent for the default definition
 }
 
 // cacheKey derives the box key from the client's private key.
@@ -78,6 +83,9 @@ func SealCache(k *PrivateKey, e *CacheEntry, rand io.Reader) ([]byte, error) {
 	pub := k.Public()
 	body := cacheBody{Client: pub[:], Server: e.Server[:], Serial: e.Version.Serial, Hash: e.Version.Hash[:],
 		Fetched: e.Fetched.Unix(), Shard: shard}
+	if e.Definition != frame.DefaultDefinition {
+		body.Def = e.Definition
+	}
 	plain, err := frame.Marshal(&body)
 	if err != nil {
 		return nil, fmt.Errorf("coffer: cache: %w", err)
@@ -138,7 +146,13 @@ func OpenCache(k *PrivateKey, file []byte) (*CacheEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coffer: cache: %w", err)
 	}
-	e := &CacheEntry{Version: Version{Serial: body.Serial}, Fetched: time.Unix(body.Fetched, 0), Shard: shard}
+	if body.Def == frame.DefaultDefinition || (body.Def != "" && !frame.ValidDefinitionName(body.Def)) {
+		return nil, errors.New("coffer: cache: bad definition name")
+	}
+	e := &CacheEntry{Version: Version{Serial: body.Serial}, Definition: body.Def, Fetched: time.Unix(body.Fetched, 0), Shard: shard}
+	if e.Definition == "" {
+		e.Definition = frame.DefaultDefinition
+	}
 	copy(e.Server[:], body.Server)
 	copy(e.Version.Hash[:], body.Hash)
 	return e, nil

@@ -34,9 +34,10 @@ func cacheTestKeys(t testing.TB) (client, other *coffer.PrivateKey, server coffe
 
 func cacheTestEntry(server coffer.PublicKey) *coffer.CacheEntry {
 	return &coffer.CacheEntry{
-		Server:  server,
-		Version: coffer.Version{Serial: 42, Hash: [32]byte{1, 2, 3}},
-		Fetched: time.Unix(1700000000, 0),
+		Server:     server,
+		Version:    coffer.Version{Serial: 42, Hash: [32]byte{1, 2, 3}},
+		Definition: "default",
+		Fetched:    time.Unix(1700000000, 0),
 		Shard: frame.Shard{
 			"db.password": {Kind: frame.KindString, Text: []byte(cacheCanary)},
 			"port":        {Kind: frame.KindInt, Int: 5432},
@@ -54,7 +55,8 @@ func TestCacheRoundTrip(t *testing.T) {
 		e    *coffer.CacheEntry
 	}{
 		{"values", cacheTestEntry(server)},
-		{"empty shard", &coffer.CacheEntry{Server: server, Version: coffer.Version{Serial: 1}, Fetched: time.Unix(5, 0), Shard: frame.Shard{}}},
+		{"empty shard", &coffer.CacheEntry{Server: server, Version: coffer.Version{Serial: 1}, Definition: "default", Fetched: time.Unix(5, 0), Shard: frame.Shard{}}},
+		{"named definition", &coffer.CacheEntry{Server: server, Version: coffer.Version{Serial: 3}, Definition: "team-a", Fetched: time.Unix(5, 0), Shard: frame.Shard{}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			file, err := coffer.SealCache(client, tt.e, rand.Reader)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/coffer-project/coffer/coffer"
@@ -75,11 +77,20 @@ func (e *env) check(args []string) error {
 			fmt.Fprintf(out, "state:      %v\n", err)
 			return err
 		}
-		s.floor = max(s.floor, s.seen[st.serverKey])
-		fmt.Fprintf(out, "state:      %s: serial %d remembered for this server key\n", st.state, s.seen[st.serverKey])
+		var seen []string
+		for k, serial := range s.seen {
+			if k.server == st.serverKey {
+				seen = append(seen, fmt.Sprintf("serial %d (definition %s)", serial, k.def))
+			}
+		}
+		slices.Sort(seen)
+		if len(seen) == 0 {
+			seen = []string{"no serial"}
+		}
+		fmt.Fprintf(out, "state:      %s: %s remembered for this server key\n", st.state, strings.Join(seen, ", "))
 	}
 	if st.cache != "" {
-		p := cachePolicy{server: st.serverKey, minSerial: s.floor, maxAge: st.maxAge, now: time.Now()}
+		p := cachePolicy{server: st.serverKey, floorFor: s.floorFor, maxAge: st.maxAge, now: time.Now()}
 		if ce, err := readCache(st.cache, key, p); err != nil {
 			fmt.Fprintf(out, "cache:      %v\n", err)
 		} else {
@@ -93,7 +104,7 @@ func (e *env) check(args []string) error {
 // checkServers tries every server once and sums up the outcome as the
 // exit status.
 func (e *env) checkServers(s *session) error {
-	f := &fetcher{cfg: coffer.ClientConfig{Key: s.key, Server: s.serverKey, MinSerial: s.floor}, timeout: s.timeout}
+	f := &fetcher{cfg: coffer.ClientConfig{Key: s.key, Server: s.serverKey, MinSerial: s.floor, MinSerialFor: s.floorFor}, timeout: s.timeout}
 	ok, auth := 0, 0
 	for _, addr := range s.servers {
 		res, err := f.once(context.Background(), addr, time.Time{})
@@ -101,8 +112,8 @@ func (e *env) checkServers(s *session) error {
 		switch {
 		case err == nil:
 			ok++
-			fmt.Fprintf(e.stdout, "server %s: ok: knows this client; definition serial %d, %d values\n",
-				addr, res.Version.Serial, len(res.Shard))
+			fmt.Fprintf(e.stdout, "server %s: ok: knows this client; definition %s serial %d, %d values\n",
+				addr, res.Definition, res.Version.Serial, len(res.Shard))
 		case errors.Is(err, coffer.ErrServerAuth), errors.Is(err, coffer.ErrAuth), errors.Is(err, coffer.ErrUnknownClient):
 			auth++
 			fmt.Fprintf(e.stdout, "server %s: AUTHENTICATION FAILED: %v\n", addr, err)
@@ -111,7 +122,7 @@ func (e *env) checkServers(s *session) error {
 			auth++
 			fmt.Fprintf(e.stdout, "server %s: AUTHENTICATION FAILED (unauthenticated reply; wrong --server-key, or forged on the path): %v\n", addr, err)
 		case errors.Is(err, coffer.ErrRollback):
-			fmt.Fprintf(e.stdout, "server %s: STALE: %v (below serial %d)\n", addr, err, s.floor)
+			fmt.Fprintf(e.stdout, "server %s: STALE: %v\n", addr, err)
 		default:
 			fmt.Fprintf(e.stdout, "server %s: FAILED: %v\n", addr, err)
 		}

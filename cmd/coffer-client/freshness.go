@@ -27,10 +27,18 @@ const maxStateBytes = 64 << 10
 // must not make an old cache look fresh.
 const cacheClockSkew = time.Minute
 
-const stateHeader = "# coffer-client state: the highest definition serial seen from each pinned server key\n"
+const stateHeader = "# coffer-client state: the highest definition serial seen from each pinned server key (and definition, when not the default one)\n"
 
-// state maps a pinned server key to the highest serial seen from it.
-type state map[coffer.PublicKey]uint64
+// stateKey is a pinned server key and a definition name: a server that
+// loads several definitions numbers each on its own.
+type stateKey struct {
+	server coffer.PublicKey
+	def    string // frame.DefaultDefinition for the default one
+}
+
+// state maps a pinned server key and definition to the highest serial
+// seen from it.
+type state map[stateKey]uint64
 
 // readState reads the state file; an absent file is an empty state.
 func readState(path string) (state, error) {
@@ -53,8 +61,10 @@ func readState(path string) (state, error) {
 	return st, nil
 }
 
-// parseState parses `cofferpk1... SERIAL` lines; '#' lines and blank
-// lines are ignored. A key given twice is an error.
+// parseState parses `cofferpk1... SERIAL` lines, and `cofferpk1... SERIAL
+// DEFINITION` lines for a definition other than the default one; '#'
+// lines and blank lines are ignored. A key and definition given twice is
+// an error.
 func parseState(data []byte) (state, error) {
 	if len(data) > maxStateBytes {
 		return nil, fmt.Errorf("larger than %d bytes", maxStateBytes)
@@ -67,8 +77,14 @@ func parseState(data []byte) (state, error) {
 			continue
 		}
 		fields := strings.Fields(text)
-		if len(fields) != 2 {
-			return nil, fmt.Errorf("line %d: want `SERVER-KEY SERIAL`", line)
+		if len(fields) != 2 && len(fields) != 3 {
+			return nil, fmt.Errorf("line %d: want `SERVER-KEY SERIAL [DEFINITION]`", line)
+		}
+		def := frame.DefaultDefinition
+		if len(fields) == 3 {
+			if def = fields[2]; def == frame.DefaultDefinition || !frame.ValidDefinitionName(def) {
+				return nil, fmt.Errorf("line %d: bad definition name (a-z, 0-9, '_' and '-'; the default one is written without a name)", line)
+			}
 		}
 		k, err := coffer.ParsePublicKey(fields[0])
 		if err != nil {
@@ -78,10 +94,11 @@ func parseState(data []byte) (state, error) {
 		if err != nil {
 			return nil, fmt.Errorf("line %d: bad serial %q", line, fields[1])
 		}
-		if _, dup := st[k]; dup {
-			return nil, fmt.Errorf("line %d: server key given twice", line)
+		sk := stateKey{k, def}
+		if _, dup := st[sk]; dup {
+			return nil, fmt.Errorf("line %d: server key and definition given twice", line)
 		}
-		st[k] = serial
+		st[sk] = serial
 	}
 	return st, sc.Err()
 }
@@ -91,18 +108,22 @@ func parseState(data []byte) (state, error) {
 func (st state) encode() []byte {
 	lines := make([]string, 0, len(st))
 	for k, serial := range st {
-		lines = append(lines, k.String()+" "+strconv.FormatUint(serial, 10)+"\n")
+		line := k.server.String() + " " + strconv.FormatUint(serial, 10)
+		if k.def != frame.DefaultDefinition {
+			line += " " + k.def
+		}
+		lines = append(lines, line+"\n")
 	}
 	slices.Sort(lines)
 	return []byte(stateHeader + strings.Join(lines, ""))
 }
 
-// recordSerial raises the serial remembered for server to serial,
+// recordSerial raises the serial remembered for server and definition def to serial,
 // rereading the file first so a concurrent run's higher serial is kept.
 // It never lowers a serial: the read, compare and write happen under an
 // exclusive lock on path+".lock", so two units sharing one state file
 // cannot write a lower serial over a higher one.
-func recordSerial(path string, server coffer.PublicKey, serial uint64) error {
+func recordSerial(path string, server coffer.PublicKey, def string, serial uint64) error {
 	unlock, err := lockState(path)
 	if err != nil {
 		return err
@@ -112,10 +133,11 @@ func recordSerial(path string, server coffer.PublicKey, serial uint64) error {
 	if err != nil {
 		return err
 	}
-	if prev, ok := st[server]; ok && prev >= serial {
+	k := stateKey{server, def}
+	if prev, ok := st[k]; ok && prev >= serial {
 		return nil
 	}
-	st[server] = serial
+	st[k] = serial
 	return writeFileAtomic(path, st.encode(), privateFile)
 }
 
@@ -144,7 +166,7 @@ func lockState(path string) (unlock func(), err error) {
 // writeCache seals a fetched shard to the client's key and replaces the
 // cache file with it.
 func writeCache(path string, key *coffer.PrivateKey, server coffer.PublicKey, res *coffer.Result, fetched time.Time) error {
-	e := &coffer.CacheEntry{Server: server, Version: res.Version, Fetched: fetched, Shard: res.Shard}
+	e := &coffer.CacheEntry{Server: server, Version: res.Version, Definition: res.Definition, Fetched: fetched, Shard: res.Shard}
 	file, err := coffer.SealCache(key, e, rand.Reader)
 	if err != nil {
 		return err
@@ -154,11 +176,11 @@ func writeCache(path string, key *coffer.PrivateKey, server coffer.PublicKey, re
 
 // cachePolicy is what a cache must satisfy to be used.
 type cachePolicy struct {
-	server    coffer.PublicKey
-	minSerial uint64 // the larger of --min-serial and the remembered serial
-	maxAge    time.Duration
-	names     []string
-	now       time.Time
+	server   coffer.PublicKey
+	floorFor func(def string) uint64 // the least serial of a definition: --min-serial or the remembered one
+	maxAge   time.Duration
+	names    []string
+	now      time.Time
 }
 
 // readCache opens the cache and checks it against p. The error says why
@@ -182,8 +204,8 @@ func readCache(path string, key *coffer.PrivateKey, p cachePolicy) (*coffer.Cach
 	switch {
 	case e.Server != p.server:
 		err = fmt.Errorf("it was fetched from another server key (%s)", e.Server.Fingerprint())
-	case e.Version.Serial < p.minSerial:
-		err = fmt.Errorf("its serial %d is below the required %d", e.Version.Serial, p.minSerial)
+	case e.Version.Serial < p.floorFor(e.Definition):
+		err = fmt.Errorf("its serial %d is below the required %d", e.Version.Serial, p.floorFor(e.Definition))
 	case age > p.maxAge:
 		err = fmt.Errorf("it is %s old, more than --max-age %s", age.Round(time.Second), p.maxAge)
 	case age < -cacheClockSkew:

@@ -26,7 +26,7 @@ func TestRecordSerialConcurrent(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make(chan error, runs)
 		for serial := uint64(1); serial <= runs; serial++ {
-			wg.Go(func() { errs <- recordSerial(path, server, serial) })
+			wg.Go(func() { errs <- recordSerial(path, server, "default", serial) })
 		}
 		wg.Wait()
 		close(errs)
@@ -39,7 +39,7 @@ func TestRecordSerialConcurrent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := st[server]; got != runs {
+		if got := st[stateKey{server, "default"}]; got != runs {
 			t.Errorf("round %d: remembered serial %d, want %d", round, got, runs)
 		}
 		if round > 0 {

@@ -177,7 +177,13 @@ type session struct {
 	*settings
 	key   *coffer.PrivateKey
 	seen  state  // the state file's contents
-	floor uint64 // the larger of --min-serial and the remembered serial
+	floor uint64 // the least serial of any definition: --min-serial (and in watch mode the one in use)
+}
+
+// floorFor is the least serial accepted from the definition named def:
+// floor, or the serial remembered for the pinned key and def if higher.
+func (s *session) floorFor(def string) uint64 {
+	return max(s.floor, s.seen[stateKey{s.serverKey, def}])
 }
 
 // open resolves the configuration, loads the key file and the state.
@@ -197,7 +203,6 @@ func (e *env) open(fs *flag.FlagSet, c *commonFlags) (*session, error) {
 		if s.seen, err = readState(st.state); err != nil {
 			return nil, err
 		}
-		s.floor = max(s.floor, s.seen[st.serverKey])
 	}
 	return s, nil
 }
@@ -218,14 +223,14 @@ type shard struct {
 func (e *env) fetchShard(s *session, names []string) (*shard, error) {
 	f := &fetcher{
 		servers: s.servers,
-		cfg:     coffer.ClientConfig{Key: s.key, Server: s.serverKey, Names: names, MinSerial: s.floor},
+		cfg:     coffer.ClientConfig{Key: s.key, Server: s.serverKey, Names: names, MinSerial: s.floor, MinSerialFor: s.floorFor},
 		timeout: s.timeout,
 		wait:    s.wait,
 		log:     e.stderr,
 	}
 	res, err := f.fetch(context.Background())
 	if err == nil {
-		if res.Version.Serial < s.floor {
+		if res.Version.Serial < s.floorFor(res.Definition) {
 			return nil, fmt.Errorf("%s: %w", res.addr, coffer.ErrRollback)
 		}
 		if err := checkNames(res.Shard, names); err != nil {
@@ -237,7 +242,7 @@ func (e *env) fetchShard(s *session, names []string) (*shard, error) {
 	if !errors.As(err, &na) || s.cache == "" {
 		return nil, err
 	}
-	ce, cerr := readCache(s.cache, s.key, cachePolicy{server: s.serverKey, minSerial: s.floor,
+	ce, cerr := readCache(s.cache, s.key, cachePolicy{server: s.serverKey, floorFor: s.floorFor,
 		maxAge: s.maxAge, names: names, now: time.Now()})
 	if cerr != nil {
 		var xe *exitError
@@ -265,7 +270,7 @@ func (e *env) commit(s *session, sh *shard) error {
 				return fmt.Errorf("state directory: %w", err)
 			}
 		}
-		if err := recordSerial(s.state, s.serverKey, sh.res.Version.Serial); err != nil {
+		if err := recordSerial(s.state, s.serverKey, sh.res.Definition, sh.res.Version.Serial); err != nil {
 			return err
 		}
 	}

@@ -156,18 +156,27 @@ state = "/file.state"
 func TestParseState(t *testing.T) {
 	k1, _ := coffer.GenerateKey(rand.Reader)
 	k2, _ := coffer.GenerateKey(rand.Reader)
-	st := state{k1.Public(): 3, k2.Public(): 1 << 63}
+	def := func(k *coffer.PrivateKey) stateKey { return stateKey{k.Public(), "default"} }
+	teamA := stateKey{k1.Public(), "team-a"}
+	st := state{def(k1): 3, def(k2): 1 << 63, teamA: 2}
 	got, err := parseState(st.encode())
-	if err != nil || len(got) != 2 || got[k1.Public()] != 3 || got[k2.Public()] != 1<<63 {
+	if err != nil || len(got) != 3 || got[def(k1)] != 3 || got[def(k2)] != 1<<63 || got[teamA] != 2 {
 		t.Errorf("round trip: got %v, %v", got, err)
 	}
+	if !strings.Contains(string(st.encode()), k1.Public().String()+" 2 team-a\n") {
+		t.Errorf("a named definition's line: %q", st.encode())
+	}
 	for name, in := range map[string]string{
-		"fields":    k1.Public().String() + "\n",
-		"serial":    k1.Public().String() + " x\n",
-		"negative":  k1.Public().String() + " -1\n",
-		"key":       "cofferpk1abc 1\n",
-		"duplicate": k1.Public().String() + " 1\n" + k1.Public().String() + " 2\n",
-		"too long":  strings.Repeat("#", maxStateBytes+1),
+		"fields":          k1.Public().String() + "\n",
+		"serial":          k1.Public().String() + " x\n",
+		"negative":        k1.Public().String() + " -1\n",
+		"key":             "cofferpk1abc 1\n",
+		"duplicate":       k1.Public().String() + " 1\n" + k1.Public().String() + " 2\n",
+		"duplicate named": k1.Public().String() + " 1 team-a\n" + k1.Public().String() + " 2 team-a\n",
+		"default named":   k1.Public().String() + " 1 default\n",
+		"bad name":        k1.Public().String() + " 1 Team\n",
+		"four fields":     k1.Public().String() + " 1 team-a x\n",
+		"too long":        strings.Repeat("#", maxStateBytes+1),
 	} {
 		if _, err := parseState([]byte(in)); err == nil {
 			t.Errorf("%s: got no error", name)
@@ -177,7 +186,7 @@ func TestParseState(t *testing.T) {
 
 func FuzzParseState(f *testing.F) {
 	k, _ := coffer.GenerateKey(rand.Reader)
-	f.Add(state{k.Public(): 5}.encode())
+	f.Add(state{{k.Public(), "default"}: 5, {k.Public(), "team-a"}: 7}.encode())
 	f.Add([]byte("# x\n\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := parseState(data)
