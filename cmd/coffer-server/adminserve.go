@@ -115,10 +115,11 @@ func (d *daemon) status() (*statusReport, error) {
 		r.LastLoad = &last
 	}
 	r.Loaded = d.live.installedAt()
-	if len(d.lds) > 1 {
+	if len(d.lds)+len(d.unserved) > 1 {
 		if r.Definitions, err = definitionStatuses(d.lds); err != nil {
 			return nil, err
 		}
+		r.Definitions = append(r.Definitions, d.unserved...)
 	}
 	if d.ld.remote != nil {
 		_, p := d.ld.remote.pollCounts()
@@ -146,6 +147,11 @@ func (d *daemon) handleAdmin(req adminRequest, send func(*adminResponse) error, 
 		lds := d.lds
 		if req.Definition != "" {
 			ld := d.loader(req.Definition)
+			for _, u := range d.unserved {
+				if u.Name == req.Definition {
+					return fmt.Errorf("admin: definition %q is not served: its store did not open at start (%s); restart the server once it is repaired", u.Name, u.Condition)
+				}
+			}
 			if ld == nil {
 				return fmt.Errorf("%w: no definition of that name is configured", errAdminRequest)
 			}

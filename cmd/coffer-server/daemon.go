@@ -19,20 +19,22 @@ import (
 // daemon is the running server's loop: signals, and loads asked for by
 // the admin socket or the definition poller, one at a time.
 type daemon struct {
-	log     *slog.Logger
-	sd      *notifier
-	srv     *coffer.Server
-	ld      *loader   // the first definition's: the top-level fields of status and metrics
-	lds     []*loader // every definition's, in the config's order
-	audit   *shard.Store
-	lock    *lockFile
-	sigs    *signals
-	live    *liveStats
-	feed    *auditFeed
-	dataDir string
-	pollers map[*loader]*poller // of the definitions that are URLs
-	reloads chan reloadRequest
-	done    chan struct{} // closed once the loop has returned
+	log *slog.Logger
+	sd  *notifier
+	srv *coffer.Server
+	ld  *loader   // the first definition's: the top-level fields of status and metrics
+	lds []*loader // every definition's, in the config's order
+	// unserved are the definitions whose store did not open at start.
+	unserved []definitionStatus
+	audit    *shard.Store
+	lock     *lockFile
+	sigs     *signals
+	live     *liveStats
+	feed     *auditFeed
+	dataDir  string
+	pollers  map[*loader]*poller // of the definitions that are URLs
+	reloads  chan reloadRequest
+	done     chan struct{} // closed once the loop has returned
 }
 
 func (d *daemon) run(listeners []net.Listener, cfg *config.Server) error {

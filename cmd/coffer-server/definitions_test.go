@@ -317,3 +317,83 @@ func TestKillDuringOneDefinitionLoad(t *testing.T) {
 	t.Logf("6 kills during team-a's reload (about %v long): team-b served unchanged every time; team-a served old %d, new %d times",
 		reload.Round(time.Millisecond), served[false], served[true])
 }
+
+// TestDamagedDefinitionStore (issue 19): damage to one definition's
+// store never stops the others. A removed database is rebuilt from the
+// definition's own kept sealed file; a state file that does not verify
+// (which could hide a rollback) leaves that definition unserved, named
+// in status, while the other serves.
+func TestDamagedDefinitionStore(t *testing.T) {
+	f := newFixture(t, "web", "db")
+	a := &team{name: "team-a", author: f.Author, clients: []string{"web"}, path: filepath.Join(f.Dir, "a.sealed")}
+	b := &team{name: "team-b", author: e2e.GenAuthorKey(t), clients: []string{"db"}, path: filepath.Join(f.Dir, "b.sealed")}
+	a.seal(t, f, "a1", nil)
+	b.seal(t, f, "b1", nil)
+	a.seal(t, f, "a2", nil)
+	splitFleet(t, f, a, b)
+	base := []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--log-level", "debug", "--config", f.Conf}
+	start := func() *proc {
+		p := f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
+		p.WaitReady()
+		p.WaitListening()
+		return p
+	}
+	p := start()
+	p.stop()
+	// From here on the servers read the stores alone.
+	for _, tm := range []*team{a, b} {
+		if err := os.Remove(tm.path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bdir := filepath.Join(f.DataDir, "definitions", "team-b")
+
+	t.Run("database removed", func(t *testing.T) {
+		if err := os.RemoveAll(filepath.Join(bdir, "db")); err != nil {
+			t.Fatal(err)
+		}
+		p := start()
+		defer p.stop()
+		for _, c := range []struct{ client, def, tag string }{{"web", "team-a", "a2"}, {"db", "team-b", "b1"}} {
+			r, err := p.fetch(c.client)
+			if err != nil || wantShard(r, c.tag) != nil || r.Definition != c.def {
+				t.Fatalf("%s after team-b's database was removed: %v, %v", c.client, r, err)
+			}
+		}
+	})
+
+	t.Run("state file damaged", func(t *testing.T) {
+		state := filepath.Join(bdir, "state")
+		data, err := os.ReadFile(state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[len(data)-1] ^= 1
+		if err := os.WriteFile(state, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := start()
+		defer p.stop()
+		if r, err := p.fetch("web"); err != nil || wantShard(r, "a2") != nil {
+			t.Fatalf("web while team-b's store is refused: %v, %v", r, err)
+		}
+		if _, err := p.fetch("db"); err == nil {
+			t.Fatal("db was served from a store whose state file does not verify")
+		}
+		out, stderr, code := f.run(t, nil, append([]string{"status", "--json"}, base...)...)
+		var r statusReport
+		if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
+			t.Fatalf("status: exit %d\n%s%s", code, out, stderr)
+		}
+		if len(r.Definitions) != 2 || r.Definitions[1].Name != "team-b" || !strings.HasPrefix(r.Definitions[1].Condition, "not served") {
+			t.Fatalf("status does not name team-b as not served: %+v", r.Definitions)
+		}
+		out, _ = runOut(f.run(t, nil, append(append([]string{"reload"}, base...), "team-b")...))
+		if !strings.Contains(out, "not served") {
+			t.Errorf("reload team-b: %s", out)
+		}
+	})
+}
+
+// runOut joins run's two outputs.
+func runOut(stdout, stderr string, code int) (string, int) { return stdout + stderr, code }

@@ -332,6 +332,7 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 	}
 	stores := []*shard.Store{root}
 	var lds []*loader
+	var unserved []definitionStatus // definitions whose store did not open
 	closeStores := func() {
 		for _, ld := range lds {
 			ld.drops.Wait()
@@ -352,8 +353,12 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 		st := root
 		if dir := definitionDir(cfg.DataDir, d.Name); dir != cfg.DataDir {
 			if st, err = openStore(dir, key, cfg, dlog, true); err != nil {
-				closeStores()
-				return fmt.Errorf("definition %q: %w", d.Name, err)
+				// One definition's damaged store must not take the
+				// others down: they are served, this one is not, and
+				// status says why.
+				dlog.Error("definition not served: its store does not open", "dir", dir, "err", err)
+				unserved = append(unserved, definitionStatus{Name: d.Name, Source: d.Path, Condition: "not served: " + err.Error(), Authors: d.Trusted})
+				continue
 			}
 			stores = append(stores, st)
 		}
@@ -392,7 +397,11 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 			return nil
 		}
 	}
-	d := &daemon{log: log, sd: sd, srv: srv, ld: lds[0], lds: lds, audit: root, lock: lock, sigs: sigs, live: live, feed: feed, dataDir: cfg.DataDir,
+	if len(lds) == 0 {
+		closeStores()
+		return errors.New("no definition can be served: every definition's store failed to open (see the errors above)")
+	}
+	d := &daemon{log: log, sd: sd, srv: srv, ld: lds[0], lds: lds, unserved: unserved, audit: root, lock: lock, sigs: sigs, live: live, feed: feed, dataDir: cfg.DataDir,
 		reloads: make(chan reloadRequest), done: make(chan struct{})}
 	err = d.serveUntilStopped(cfg, b)
 	closeStores()
