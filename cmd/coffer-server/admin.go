@@ -258,7 +258,23 @@ func inspectReportOf(cfg *config.Server, stderr io.Writer) (*inspectReport, erro
 		}
 		defer lock.release()
 		defer st.Close()
-		return inspectStore(st)
+		r, err := inspectStore(st)
+		if err != nil {
+			return nil, err
+		}
+		defs := cfg.DefinitionList()
+		if len(defs) == 1 && defs[0].Name == config.DefaultDefinitionName {
+			return r, nil
+		}
+		for _, d := range defs {
+			dr, err := inspectDefinitionStore(cfg, d, st, stderr)
+			if err != nil {
+				dr = &inspectReport{Condition: "not readable: " + err.Error(), Clients: []inspectClient{}}
+			}
+			dr.Name, dr.Trusted = d.Name, d.Trusted
+			r.Definitions = append(r.Definitions, dr)
+		}
+		return r, nil
 	}
 	var r *inspectReport
 	err = adminCall(c, adminRequest{Cmd: adminInspect}, adminCallTimeout, func(resp *adminResponse) (bool, error) {
@@ -268,6 +284,30 @@ func inspectReportOf(cfg *config.Server, stderr io.Writer) (*inspectReport, erro
 		return true, nil
 	})
 	return r, err
+}
+
+// inspectDefinitionStore reads definition d's store of a stopped server
+// whose data directory's lock the caller holds; root is the data
+// directory's own store, already open.
+func inspectDefinitionStore(cfg *config.Server, d config.ServerDefinition, root *shard.Store, stderr io.Writer) (*inspectReport, error) {
+	dir := definitionDir(cfg.DataDir, d.Name)
+	if dir == cfg.DataDir {
+		return inspectStore(root)
+	}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return &inspectReport{Condition: "no store", Clients: []inspectClient{}}, nil
+	}
+	key, err := loadKey(cfg.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	st, err := openStore(dir, key, cfg, log, false)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return inspectStore(st)
 }
 
 // adminCallTimeout bounds status and inspect through the admin socket.
@@ -325,6 +365,18 @@ func cmpString(a, b string) int {
 }
 
 func printInspect(w io.Writer, r *inspectReport) {
+	if r.Definitions != nil {
+		fmt.Fprintf(w, "data directory store (audit trail):\n")
+		fmt.Fprintf(w, "audit:      %d records (%d dropped since start)\n", r.Audit, r.Dropped)
+		if r.AuditLost > 0 {
+			fmt.Fprintf(w, "audit lost: %d records lost to damage or to a kill, found at this open\n", r.AuditLost)
+		}
+		for _, d := range r.Definitions {
+			fmt.Fprintf(w, "\n== definition %s (trusted: %s)\n", d.Name, strings.Join(d.Trusted, " "))
+			printInspect(w, d)
+		}
+		return
+	}
 	fmt.Fprintf(w, "condition:  %s\n", r.Condition)
 	if r.Hash == "" {
 		fmt.Fprintln(w, "definition: none")
@@ -340,7 +392,9 @@ func printInspect(w io.Writer, r *inspectReport) {
 	fmt.Fprintf(w, "clients:    %d names, %d keys\nvalues:     %d in the definition, %d stored (a copy per client key; %d bytes sealed)\n",
 		len(r.Clients), clientKeys(r.Clients), defValues, r.Values, r.ShardBytes)
 	fmt.Fprintf(w, "disk:       %d bytes (tables %d, value log %d)\n", r.DiskBytes, r.LSMBytes, r.VLogBytes)
-	fmt.Fprintf(w, "audit:      %d records (%d dropped since start)\n", r.Audit, r.Dropped)
+	if r.Name == "" || r.Audit > 0 {
+		fmt.Fprintf(w, "audit:      %d records (%d dropped since start)\n", r.Audit, r.Dropped)
+	}
 	if r.AuditLost > 0 {
 		fmt.Fprintf(w, "audit lost: %d records lost to damage or to a kill, found at this open\n", r.AuditLost)
 	}

@@ -125,6 +125,10 @@ type reloadResult struct {
 
 // inspectReport is inspect's answer, the same as its --json output.
 type inspectReport struct {
+	// Name and Trusted are set in the entries of Definitions: the
+	// definition's name and the author keys trusted for it.
+	Name       string          `json:"name,omitempty"`
+	Trusted    []string        `json:"trusted,omitempty"`
 	Condition  string          `json:"condition"`
 	Serial     uint64          `json:"serial,omitempty"`
 	Hash       string          `json:"hash,omitempty"`
@@ -139,4 +143,9 @@ type inspectReport struct {
 	Dropped    uint64          `json:"audit_dropped"`
 	AuditLost  uint64          `json:"audit_lost,omitempty"` // records lost to damage or to a kill, found at this open
 	Kept       string          `json:"kept_file,omitempty"`  // the kept sealed file's state when not sound
+	// Definitions, with several definitions or a named one, reports each
+	// definition's store; the fields above are then the data
+	// directory's own store (the audit trail, and the default definition
+	// if there is one).
+	Definitions []*inspectReport `json:"definitions,omitempty"`
 }

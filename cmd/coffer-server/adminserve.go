@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coffer-project/coffer/coffer"
+	"github.com/coffer-project/coffer/config"
 	"github.com/coffer-project/coffer/shard"
 )
 
@@ -177,9 +178,25 @@ func (d *daemon) handleAdmin(req adminRequest, send func(*adminResponse) error, 
 		}
 		return send(resp)
 	case adminInspect:
-		r, err := inspectStore(d.ld.st)
+		r, err := inspectStore(d.audit)
 		if err != nil {
 			return err
+		}
+		if len(d.lds)+len(d.unserved) > 1 || d.ld.name != config.DefaultDefinitionName {
+			for _, ld := range d.lds {
+				dr, err := inspectStore(ld.st)
+				if err != nil {
+					return fmt.Errorf("definition %q: %w", ld.name, err)
+				}
+				dr.Name = ld.name
+				for _, a := range ld.trusted {
+					dr.Trusted = append(dr.Trusted, a.String())
+				}
+				r.Definitions = append(r.Definitions, dr)
+			}
+			for _, u := range d.unserved {
+				r.Definitions = append(r.Definitions, &inspectReport{Name: u.Name, Trusted: u.Authors, Condition: u.Condition, Clients: []inspectClient{}})
+			}
 		}
 		return send(&adminResponse{Inspect: r})
 	case adminAudit:

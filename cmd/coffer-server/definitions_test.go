@@ -231,7 +231,24 @@ func TestSeveralDefinitions(t *testing.T) {
 		}
 	})
 
+	inspect := func(when string) {
+		t.Helper()
+		out, stderr, code := f.run(t, nil, append([]string{"inspect", "--json"}, base...)...)
+		var r inspectReport
+		if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
+			t.Fatalf("inspect (%s): exit %d\n%s%s", when, code, out, stderr)
+		}
+		if len(r.Definitions) != 2 || r.Definitions[0].Name != "team-a" || r.Definitions[0].Serial != 1 || len(r.Definitions[0].Clients) != 2 ||
+			r.Definitions[1].Name != "team-b" || r.Definitions[1].Serial != 2 || r.Definitions[1].Trusted[0] != b.author.Public().String() {
+			t.Fatalf("inspect (%s) definitions: %+v", when, r.Definitions)
+		}
+		if r.Audit == 0 {
+			t.Errorf("inspect (%s): the data directory's store holds no audit record after sessions of both definitions", when)
+		}
+	}
+	inspect("running")
 	p.stop()
+	inspect("stopped")
 	for _, name := range []string{"team-a", "team-b"} {
 		if _, err := os.Stat(filepath.Join(f.DataDir, "definitions", name, "state")); err != nil {
 			t.Errorf("definition %s has no store of its own: %v", name, err)
