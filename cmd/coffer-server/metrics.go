@@ -45,6 +45,7 @@ type metricsSnapshot struct {
 	store       shard.Live
 	diskBytes   int64
 	serial      uint64
+	definitions []definitionSerial // with several definitions (or a named one): each one's serial
 	served      bool
 	installed   time.Time
 	last        reloadResult
@@ -68,11 +69,26 @@ func (d *daemon) metricsSnapshot() metricsSnapshot {
 	if v := d.ld.servedVersion(); v != nil {
 		m.serial, m.served = v.Serial, true
 	}
+	if len(d.lds) > 1 || d.ld.name != config.DefaultDefinitionName {
+		for _, ld := range d.lds {
+			ds := definitionSerial{name: ld.name}
+			if v := ld.servedVersion(); v != nil {
+				ds.serial = v.Serial
+			}
+			m.definitions = append(m.definitions, ds)
+		}
+	}
 	m.last, m.loads = d.live.lastLoad()
 	if d.ld.remote != nil {
 		m.polls, _ = d.ld.remote.pollCounts()
 	}
 	return m
+}
+
+// definitionSerial is one definition's served serial, 0 when none.
+type definitionSerial struct {
+	name   string // a definition name: plain, needs no escaping in a label
+	serial uint64
 }
 
 // writeMetrics writes m in the text exposition format.
@@ -113,8 +129,13 @@ func writeMetrics(w io.Writer, m *metricsSnapshot) error {
 	sample("coffer_audit_unverified_dropped_total", "", float64(m.unverified))
 	family("coffer_audit_records", "gauge", "Audit records kept in the store.")
 	sample("coffer_audit_records", "", float64(m.store.AuditRecords))
-	family("coffer_definition_serial", "gauge", "Serial of the definition served; 0 when none is.")
-	sample("coffer_definition_serial", "", float64(m.serial))
+	family("coffer_definition_serial", "gauge", "Serial of the definition served; 0 when none is. With several definitions, one sample per definition, labelled with its name.")
+	if m.definitions == nil {
+		sample("coffer_definition_serial", "", float64(m.serial))
+	}
+	for _, ds := range m.definitions {
+		sample("coffer_definition_serial", `definition="`+ds.name+`"`, float64(ds.serial))
+	}
 	family("coffer_definition_loaded_timestamp_seconds", "gauge", "When this process installed the definition served (Unix time); 0 when none is.")
 	sample("coffer_definition_loaded_timestamp_seconds", "", unixSeconds(m.installed))
 	family("coffer_definition_last_load_timestamp_seconds", "gauge", "When the last load (start-up, reload, SIGHUP or poll) ended (Unix time).")

@@ -82,7 +82,7 @@ func parseExposition(text string) (*exposition, error) {
 					return nil, fmt.Errorf("line %d: label %q", n, l)
 				}
 				switch m[1] {
-				case "outcome", "bucket", "result", "part", "le":
+				case "outcome", "bucket", "result", "part", "le", "definition": // a definition name is the operator's, not a client's
 				default:
 					return nil, fmt.Errorf("line %d: label %q is not one of the fixed sets", n, m[1])
 				}
@@ -197,6 +197,31 @@ func TestWriteMetrics(t *testing.T) {
 	}
 	if got := e.series["coffer_session_duration_seconds_sum"]; math.Abs(got-45.3044) > 1e-6 {
 		t.Errorf("duration sum: got %v, want 45.3044", got)
+	}
+}
+
+// TestWriteMetricsDefinitions: with several definitions the serial is
+// one sample per definition, labelled with its name, and the exposition
+// still parses strictly.
+func TestWriteMetricsDefinitions(t *testing.T) {
+	m := testSnapshot()
+	m.definitions = []definitionSerial{{"team-a", 3}, {"team-b", 0}}
+	var b bytes.Buffer
+	if err := writeMetrics(&b, m); err != nil {
+		t.Fatal(err)
+	}
+	e, err := parseExposition(b.String())
+	if err != nil {
+		t.Fatalf("%v in\n%s", err, b.String())
+	}
+	if e.series[`coffer_definition_serial{definition="team-a"}`] != 3 {
+		t.Errorf("team-a's serial: %v", e.series)
+	}
+	if v, ok := e.series[`coffer_definition_serial{definition="team-b"}`]; !ok || v != 0 {
+		t.Errorf("team-b's serial: %v, %v", v, ok)
+	}
+	if _, ok := e.series["coffer_definition_serial"]; ok {
+		t.Error("an unlabelled serial beside the labelled ones")
 	}
 }
 
