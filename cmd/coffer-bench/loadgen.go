@@ -43,6 +43,9 @@ type phaseResult struct {
 	ErrorSamples []string      `json:"error_samples,omitempty"`
 }
 
+// perSecond is the phase's rate of completed sessions.
+func (r *phaseResult) perSecond() float64 { return perSecond(r.Sessions, r.Elapsed) }
+
 // loadgen holds one phase's parameters.
 type loadgen struct {
 	target   string      // coffer, tls, tls-x25519, mtls or tcp

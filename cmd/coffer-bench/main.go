@@ -34,6 +34,14 @@ Options:
   -companion PATH    coffer-companion binary used to seal; "" seals in
                      process with coffer.SealDefinition (default bin/coffer-companion)
   -clients N         clients in the definition (default 10000)
+  -definitions N     split the clients into N definitions of about equal
+                     size, each sealed on its own and listed as a
+                     [[definitions]] table in a server config (default 1)
+  -scale LIST        instead of the comparison with TLS, the scale run of
+                     issue 19: for each fleet size in LIST (e.g.
+                     1000,10000,100000), split into -definitions, seal,
+                     start, boot storm, load at concurrency 16, and reload
+                     one definition while the others are under load
   -secrets M         secrets per client (default 10)
   -value-size B      bytes per secret value (default 40)
   -duration D        length of each load phase (default 5s)
@@ -61,12 +69,15 @@ Examples:
   make bench
   bin/coffer-bench -server bin/coffer-server -client bin/coffer-client -quick
   bin/coffer-bench -clients 10000 -duration 10s -rounds 5
+  bin/coffer-bench -scale 1000,10000,100000 -definitions 4
 `
 
 // options are the benchmark's settings.
 type options struct {
 	serverBin, clientBin, companionBin string
 	clients, secrets, valueSize        int
+	definitions                        int   // the fleet is split into this many definitions (issue 19)
+	scale                              []int // -scale: the fleet sizes of a scale run (scale.go)
 	duration                           time.Duration
 	rounds                             int
 	conc                               []int
@@ -125,6 +136,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	b := newBench(opt, stdout, stderr)
+	if opt.scale != nil {
+		return b.runScaleMain(ctx)
+	}
 	figs, err := b.run(ctx)
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "coffer-bench: interrupted; every child process stopped")
@@ -149,6 +163,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&opt.clientBin, "client", "bin/coffer-client", "")
 	fs.StringVar(&opt.companionBin, "companion", "bin/coffer-companion", "")
 	fs.IntVar(&opt.clients, "clients", 10000, "")
+	fs.IntVar(&opt.definitions, "definitions", 1, "")
+	scaleList := fs.String("scale", "", "")
 	fs.IntVar(&opt.secrets, "secrets", 10, "")
 	fs.IntVar(&opt.valueSize, "value-size", 40, "")
 	fs.DurationVar(&opt.duration, "duration", 5*time.Second, "")
@@ -191,9 +207,16 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	if opt.conc, err = parseConc(*concList); err != nil {
 		return nil, err
 	}
+	if *scaleList != "" {
+		if opt.scale, err = parseScale(*scaleList, opt.definitions); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case opt.clients < 1 || opt.clients > maxClients:
 		return nil, fmt.Errorf("-clients %d out of range 1..%d", opt.clients, maxClients)
+	case opt.definitions < 1 || opt.definitions > maxDefinitions || opt.definitions > opt.clients:
+		return nil, fmt.Errorf("-definitions %d out of range 1..%d (and at most -clients)", opt.definitions, maxDefinitions)
 	case opt.secrets < 1 || opt.secrets > maxSecrets:
 		return nil, fmt.Errorf("-secrets %d out of range 1..%d", opt.secrets, maxSecrets)
 	case opt.valueSize < 1 || opt.valueSize > maxValueSize:

@@ -227,8 +227,11 @@ func (b *bench) serverArgs(addr string, f *figures) []string {
 		"--listen", addr,
 		"--key", b.fx.serverKey,
 		"--data-dir", b.fx.data,
-		"--definition", b.fx.sealed,
-		"--trusted", b.fx.companionPub.String(),
+	}
+	if b.fx.config != "" {
+		args = append(args, "--config", b.fx.config)
+	} else {
+		args = append(args, "--definition", b.fx.sealed, "--trusted", b.fx.companionPub.String())
 	}
 	args = append(args, b.opt.serverFlags...)
 	if b.opt.cpuprofile != "" && serverHasFlag(b.opt.serverBin, "cpuprofile") {
@@ -319,6 +322,17 @@ func (b *bench) startBaselines(ctx context.Context) error {
 // measures the server's CPU and memory around it. With count > 0 every
 // client fetches once (a boot storm) instead.
 func (b *bench) phase(ctx context.Context, target string, conc, count int, dur time.Duration) (*phaseOut, error) {
+	return b.phaseKeysWith(ctx, target, b.fx.clientKeys, conc, count, dur, nil)
+}
+
+// phaseKeys is phase with the coffer clients of the keys file keys.
+func (b *bench) phaseKeys(ctx context.Context, target, keys string, conc, count int, dur time.Duration) (*phaseOut, error) {
+	return b.phaseKeysWith(ctx, target, keys, conc, count, dur, nil)
+}
+
+// phaseKeysWith is phaseKeys that calls started, if not nil, right after
+// the phase has started.
+func (b *bench) phaseKeysWith(ctx context.Context, target, keys string, conc, count int, dur time.Duration, started func()) (*phaseOut, error) {
 	srv := b.servers[target]
 	args := []string{"loadgen", "-target", target, "-addr", srv.addr,
 		"-c", strconv.Itoa(conc), "-duration", dur.String(), "-clients", strconv.Itoa(b.opt.clients)}
@@ -328,7 +342,7 @@ func (b *bench) phase(ctx context.Context, target string, conc, count int, dur t
 	cf := b.fx.certs
 	switch target {
 	case "coffer":
-		args = append(args, "-keys", b.fx.clientKeys, "-server-key", b.fx.serverPub.String())
+		args = append(args, "-keys", keys, "-server-key", b.fx.serverPub.String())
 	case "tls", "tls-x25519":
 		args = append(args, "-ca", cf.CA)
 	case "mtls":
@@ -351,6 +365,9 @@ func (b *bench) phase(ctx context.Context, target string, conc, count int, dur t
 	}
 	if _, err := io.WriteString(lg.stdin, "go\n"); err != nil {
 		return nil, err
+	}
+	if started != nil {
+		started()
 	}
 	line, err := lg.readLine(ctx, dur+2*sessionTimeout+time.Minute)
 	if err != nil {

@@ -32,8 +32,10 @@ type fixture struct {
 	serverSealing  *coffer.SealingKey
 	companionPub   coffer.AuthorPublicKey
 	companionPriv  *coffer.AuthorKey
-	defBytes       int // size of the TOML definition
-	shardBytes     int // size of one encoded shard (the first client's)
+	defBytes       int     // size of the TOML definition
+	shardBytes     int     // size of one encoded shard (the first client's)
+	parts          []*part // with -definitions N > 1: the definitions (split.go)
+	config         string  // with parts: the server config listing them
 }
 
 // valueAlphabet makes printable secret values that need no TOML escaping.
@@ -95,6 +97,14 @@ func newFixture(dir string, opt *options) (*fixture, error) {
 	fx.defBytes, fx.shardBytes = len(toml), len(shards[0])
 	if err := os.WriteFile(fx.definition, toml, 0o600); err != nil {
 		return nil, err
+	}
+	if opt.definitions > 1 {
+		if err := fx.writeParts(toml, opt.clients, opt.definitions); err != nil {
+			return nil, err
+		}
+		if err := fx.writeServerConfig(); err != nil {
+			return nil, err
+		}
 	}
 	if err := writeShards(fx.shards, shards); err != nil {
 		return nil, err
@@ -190,9 +200,17 @@ func definition(pubs []coffer.PublicKey, opt *options) ([]byte, [][]byte, error)
 // it), or in process with the companion's code. It returns how long that
 // took and how it was done.
 func (fx *fixture) seal(companionBin string) (time.Duration, string, error) {
+	if fx.parts != nil {
+		return fx.sealParts(companionBin)
+	}
+	return sealFile(fx, companionBin, fx.definition, fx.sealed)
+}
+
+// sealFile seals the TOML file at src to sealed, as seal describes.
+func sealFile(fx *fixture, companionBin, src, sealed string) (time.Duration, string, error) {
 	if companionBin != "" {
 		cmd := exec.Command(companionBin, "seal", "--key", fx.companionKey,
-			"--server", fx.serverSealing.String(), "-o", fx.sealed, fx.definition)
+			"--server", fx.serverSealing.String(), "-o", sealed, src)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		start := time.Now()
@@ -203,16 +221,16 @@ func (fx *fixture) seal(companionBin string) (time.Duration, string, error) {
 		}
 		return d, "coffer-companion seal", nil
 	}
-	toml, err := os.ReadFile(fx.definition)
+	toml, err := os.ReadFile(src)
 	if err != nil {
 		return 0, "", err
 	}
 	start := time.Now()
-	sealed, err := sealInProcess(fx.companionPriv, fx.serverSealing, toml)
+	out, err := sealInProcess(fx.companionPriv, fx.serverSealing, toml)
 	if err != nil {
 		return 0, "", err
 	}
-	if err := os.WriteFile(fx.sealed, sealed, 0o600); err != nil {
+	if err := os.WriteFile(sealed, out, 0o600); err != nil {
 		return 0, "", err
 	}
 	return time.Since(start), "coffer.SealDefinition in process", nil
