@@ -32,6 +32,10 @@ type Definition struct {
 	Author  AuthorPublicKey // the author key that signed it
 	Created time.Time       // informational; never used for ordering
 	Forced  bool            // sealed with --force: the previous hash was not checked
+	// Name is the signed definition name (Envelope.Name), set by
+	// OpenDefinition: DefaultDefinitionName for a file sealed without
+	// one. A server loads a file only as the definition of that name.
+	Name string
 }
 
 // Clear zeroes every value's text. The caller calls it once the values are

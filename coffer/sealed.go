@@ -114,7 +114,18 @@ type Envelope struct {
 	Force    bool      // skip the previous-hash check; the serial must still go up
 	Created  time.Time // seconds; informational only
 	TOML     []byte    // the definition source
+	// Name is the definition's name on a server that loads several
+	// (docs/definition.md, "Splitting a fleet"). It is signed with the
+	// rest, and a server loads the file only as the definition of that
+	// name. "" and DefaultDefinitionName are the default one, which is
+	// sealed without a name: files sealed before names existed are
+	// default ones.
+	Name string
 }
+
+// DefaultDefinitionName is the name of the definition a file without a
+// name belongs to.
+const DefaultDefinitionName = frame.DefaultDefinition
 
 // envelopeBody is the CBOR form of an Envelope.
 type envelopeBody struct {
@@ -127,6 +138,7 @@ type envelopeBody struct {
 	Force   bool   `cbor:"force,omitempty"`
 	Created *int64 `cbor:"created"`
 	TOML    []byte `cbor:"toml"`
+	Name    string `cbor:"name,omitempty"` // absent for the default definition
 }
 
 // validate checks the kind, version, lengths and the serial/prev rules.
@@ -147,6 +159,8 @@ func (b *envelopeBody) validate() error {
 		return malformed("no creation time")
 	case b.TOML == nil:
 		return malformed("no definition")
+	case b.Name != "" && (b.Name == DefaultDefinitionName || !frame.ValidDefinitionName(b.Name)):
+		return malformed("definition name is not 1 to 64 of a-z, 0-9, '_' and '-' (the default definition is sealed without one)")
 	}
 	return checkPrev(b.Serial, b.Force, len(b.Prev) > 0, len(b.Prev) == 32)
 }
@@ -211,6 +225,9 @@ func signedPayload(author *AuthorKey, env *Envelope) ([]byte, error) {
 	created := env.Created.Unix()
 	body := envelopeBody{H: envelopeKind, V: envelopeVersion, A: env.Author[:], S: env.Server[:],
 		Serial: env.Serial, Force: env.Force, Created: &created, TOML: env.TOML}
+	if env.Name != DefaultDefinitionName {
+		body.Name = env.Name
+	}
 	if env.Serial > 1 && !env.Force {
 		body.Prev = env.Previous[:]
 	}
@@ -271,6 +288,12 @@ func (env *Envelope) fill(author AuthorPublicKey, server PublicKey) error {
 		return errors.New("coffer: envelope keys differ from the sealing keys")
 	}
 	env.Author, env.Server = author, server
+	if env.Name == "" {
+		env.Name = DefaultDefinitionName
+	}
+	if !frame.ValidDefinitionName(env.Name) {
+		return fmt.Errorf("coffer: definition name %q is not 1 to 64 of a-z, 0-9, '_' and '-', starting with a letter or digit", env.Name)
+	}
 	if env.Created.IsZero() {
 		env.Created = time.Now()
 	}
@@ -477,7 +500,10 @@ func decodeEnvelope(pt []byte) (*Envelope, error) {
 		clear(b.TOML)
 		return nil, err
 	}
-	env := &Envelope{Serial: b.Serial, Force: b.Force, Created: time.Unix(*b.Created, 0).UTC(), TOML: b.TOML}
+	env := &Envelope{Serial: b.Serial, Force: b.Force, Created: time.Unix(*b.Created, 0).UTC(), TOML: b.TOML, Name: b.Name}
+	if env.Name == "" {
+		env.Name = DefaultDefinitionName
+	}
 	copy(env.Author[:], b.A)
 	copy(env.Server[:], b.S)
 	copy(env.Previous[:], b.Prev)
@@ -549,7 +575,7 @@ func openDefinition(server *PrivateKey, trusted []AuthorPublicKey, file []byte, 
 		def.Clear()
 		return nil, Version{}, err
 	}
-	def.Author, def.Created, def.Forced = env.Author, env.Created, env.Force
+	def.Author, def.Created, def.Forced, def.Name = env.Author, env.Created, env.Force, env.Name
 	return def, v, nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -20,7 +21,16 @@ import (
 // sealFor seals src for the fixture's server as definition name.
 func sealFor(t *testing.T, f *fixture, name string, author *coffer.AuthorKey, serial uint64, prev [32]byte, src []byte) []byte {
 	t.Helper()
-	return f.Seal(t, author, serial, prev, src)
+	sk, err := f.Server.SealingKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &coffer.Envelope{Serial: serial, Previous: prev, Created: time.Now(), TOML: src, Name: name}
+	sealed, err := coffer.SealDefinition(author, sk, env, rand.Reader)
+	if err != nil {
+		t.Fatalf("sealing %s serial %d: %v", name, serial, err)
+	}
+	return sealed
 }
 
 // TestDefinitionsTable: a config that lists one [[definitions]] table
@@ -28,7 +38,6 @@ func sealFor(t *testing.T, f *fixture, name string, author *coffer.AuthorKey, se
 // --definition over such a config is refused.
 func TestDefinitionsTable(t *testing.T) {
 	f := newFixture(t, "web")
-	f.next(t, "one", 0)
 	table := func(name, path string) string {
 		return fmt.Sprintf("[[definitions]]\nname = %q\npath = %q\ntrusted = [%q]\n", name, path, f.Author.Public().String())
 	}
@@ -39,6 +48,8 @@ func TestDefinitionsTable(t *testing.T) {
 	}
 	base := []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--log-level", "debug", "--config", f.Conf}
 
+	// The table's name is signed into the file: seal it for team-b.
+	f.Write(t, sealFor(t, f, "team-b", f.Author, 1, [32]byte{}, f.defTOML("one", 0)))
 	writeConf(table("team-b", f.DefPath))
 	out, stderr, code := f.run(t, nil, append([]string{"check", "--definition", f.DefPath}, base...)...)
 	if code == 0 || !strings.Contains(out+stderr, "[[definitions]]") {
@@ -165,6 +176,20 @@ func TestSeveralDefinitions(t *testing.T) {
 		out, code := reload("team-b")
 		if code != 1 || !strings.Contains(out, "refused") {
 			t.Fatalf("reload of a file by another team's author: exit %d\n%s", code, out)
+		}
+		want("db", "team-b", "b1", 1)
+	})
+
+	t.Run("file sealed for another definition", func(t *testing.T) {
+		// team-b's own author seals its next file, but for team-a's
+		// name: an author trusted for both could otherwise move a file
+		// from one definition to the other.
+		if err := os.WriteFile(b.path, sealFor(t, f, "team-a", b.author, b.serial+1, b.last, []byte("[clients]\n")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, code := reload("team-b")
+		if code != 1 || !strings.Contains(out, `sealed for definition \"team-a\"`) && !strings.Contains(out, `sealed for definition "team-a"`) {
+			t.Fatalf("reload of a file sealed for team-a into team-b: exit %d\n%s", code, out)
 		}
 		want("db", "team-b", "b1", 1)
 	})

@@ -91,6 +91,9 @@ func storeVersion(st *shard.Store) *coffer.Version {
 	return &coffer.Version{Serial: v.Serial, Hash: v.Hash}
 }
 
+// errWrongDefinition: a sealed file signed for another definition's name.
+var errWrongDefinition = errors.New("sealed for another definition")
+
 // errUnchanged reports that the file holds the definition already served.
 var errUnchanged = errors.New("the definition is already current")
 
@@ -129,6 +132,10 @@ func (l *loader) importLocked(file []byte, cur *coffer.Version, why string) erro
 		return err
 	}
 	defer def.Clear()
+	if def.Name != l.name {
+		return fmt.Errorf("%w: the file was sealed for definition %q, and this is definition %q (seal it with coffer-companion seal --definition %s)",
+			errWrongDefinition, def.Name, l.name, l.name)
+	}
 	binary, err := coffer.SealedBinary(file)
 	if err != nil {
 		return err
