@@ -71,3 +71,34 @@ func TestSealChainsFromOutput(t *testing.T) {
 
 // hexHash is the hash inspect prints for a binary sealed file.
 func hexHash(bin []byte) string { return fmt.Sprintf("%x", coffer.SealedHash(bin)) }
+
+// TestSealDefinitionName (issue 19): seal --definition signs the name
+// into the file; a chain keeps its name through seal, edit and set;
+// --definition that disagrees with the chain's file is refused and
+// writes nothing; inspect and diff print the name; a bad name is a usage
+// error.
+func TestSealDefinitionName(t *testing.T) {
+	s := newSetup(t)
+	companion(t, s.dir, s.env, "seal", "--definition", "team-a", "-o", "a.sealed", "secrets.toml").want(t, 0, "serial 1 of definition team-a")
+	companion(t, s.dir, s.env, "seal", "-o", "a.sealed", "secrets.toml").want(t, 0, "serial 2 of definition team-a")
+	ed := writeEditor(t, s, `echo 'added = "x"' >> "$1"`)
+	companion(t, s.dir, append(s.env, "EDITOR="+ed), "edit", "a.sealed").want(t, 0, "serial 3 of definition team-a")
+	companionIn(t, s, "v\n", "set", "--client", "web", "a.sealed", "password").want(t, 0, "serial 4 of definition team-a")
+	r := companion(t, s.dir, s.env, "inspect", "a.sealed")
+	if !strings.Contains(r.stdout, "definition: team-a") || !strings.Contains(r.stdout, "serial:   4") {
+		t.Errorf("inspect of a team-a file:\n%s", r.stdout)
+	}
+
+	before := s.read(t, "a.sealed")
+	companion(t, s.dir, s.env, "seal", "--definition", "team-b", "-o", "a.sealed", "secrets.toml").want(t, 1, "sealed for definition team-a", "nothing was written")
+	if !bytes.Equal(before, s.read(t, "a.sealed")) {
+		t.Error("a refused --definition changed the file")
+	}
+	companion(t, s.dir, s.env, "seal", "--definition", "Team B", "-o", "b.sealed", "secrets.toml").want(t, 2, "not a definition name")
+
+	companion(t, s.dir, s.env, "seal", "-o", "d.sealed", "secrets.toml").want(t, 0, "serial 1 of definition default")
+	r = companion(t, s.dir, s.env, "diff", "d.sealed", "a.sealed")
+	if !strings.Contains(r.stdout, "definition changed: default -> team-a") {
+		t.Errorf("diff across definitions:\n%s", r.stdout)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coffer-project/coffer/coffer"
 	"github.com/coffer-project/coffer/config"
+	"github.com/coffer-project/coffer/frame"
 )
 
 const keygenUsage = `usage: coffer-companion keygen [--author] -o FILE
@@ -206,6 +207,10 @@ options:
   --serial N        the serial, with --force or for a --previous sealed by another key
   --force           seal without a previous hash (see above)
   --new-chain       serial 1 even if -o exists (a new server, a new chain)
+  --definition NAME the definition this file is for, on a server that loads
+                    several ([[definitions]] in its config); signed into the
+                    file, and the server loads it only as that definition.
+                    Default: the previous file's, or "default" (no name)
   --armor           write the text form (safe to commit) instead of binary
   -o FILE           write here (atomically) instead of stdout
   --mode MODE       the mode of the -o file, octal; default: the existing
@@ -226,12 +231,16 @@ func (c *cli) seal(args []string) error {
 	force := fs.Bool("force", false, "")
 	newChain := fs.Bool("new-chain", false, "")
 	armor := fs.Bool("armor", false, "")
+	definition := fs.String("definition", "", "")
 	var mode modeFlag
 	mode.register(fs)
 	out := fs.String("o", "", "")
 	path, err := parseOne(fs, args, "definition file")
 	if err != nil {
 		return err
+	}
+	if *definition != "" && !frame.ValidDefinitionName(*definition) {
+		return usagef("--definition %q is not a definition name: 1 to 64 of a-z, 0-9, '_' and '-', starting with a letter or digit", *definition)
 	}
 	switch {
 	case *newChain && (*force || *previous != "" || *serial != 0):
@@ -263,7 +272,7 @@ func (c *cli) seal(args []string) error {
 		return err
 	}
 	defer clear(src)
-	env := coffer.Envelope{Serial: 1, Force: *force, TOML: src, Created: time.Now()}
+	env := coffer.Envelope{Serial: 1, Force: *force, TOML: src, Created: time.Now(), Name: *definition}
 	if *force {
 		env.Serial = *serial
 		fmt.Fprintf(c.stderr, "%s: warning: --force: serial %d will replace whatever definition the server holds, without checking it is based on it; a change made meanwhile is lost\n", prog, *serial)
@@ -276,11 +285,20 @@ func (c *cli) seal(args []string) error {
 		if implicit {
 			what = "-o"
 		}
-		if env.Serial, env.Previous, err = c.previous(k, server, what, *previous, *serial); err != nil {
+		var prevName string
+		if env.Serial, env.Previous, prevName, err = c.previous(k, server, what, *previous, *serial); err != nil {
 			if implicit {
 				return implicitChainError(*out, err)
 			}
 			return err
+		}
+		switch {
+		case prevName == "": // sealed by another author: its name cannot be read
+		case *definition == "":
+			env.Name = prevName // a chain stays in its definition
+		case *definition != prevName:
+			return withHints(fmt.Errorf("--definition %s, but %s %s was sealed for definition %s; nothing was written", *definition, what, *previous, prevName),
+				"a definition's chain keeps its name: drop --definition, or start the other definition's chain with its own -o")
 		}
 	}
 	if implicit {
@@ -329,35 +347,35 @@ func implicitChainError(out string, err error) error {
 // previous reads the file a new seal replaces: its hash, and the serial
 // after it (from inside, or given when another author sealed it).
 // what names the flag that gave path, for errors.
-func (c *cli) previous(k *coffer.AuthorKey, server *coffer.SealingKey, what, path string, serial uint64) (uint64, [32]byte, error) {
+func (c *cli) previous(k *coffer.AuthorKey, server *coffer.SealingKey, what, path string, serial uint64) (uint64, [32]byte, string, error) {
 	bin, err := coffer.ReadSealedFile(path)
 	if err != nil {
-		return 0, [32]byte{}, err
+		return 0, [32]byte{}, "", err
 	}
 	h := coffer.SealedHash(bin)
 	env, err := coffer.OpenEnvelope(k, bin)
 	if err != nil {
 		if errors.Is(err, coffer.ErrNotOwnFile) && serial > 1 {
-			return serial, h, nil // sealed by another author: trust the given serial
+			return serial, h, "", nil // sealed by another author: trust the given serial
 		}
 		if errors.Is(err, coffer.ErrNotOwnFile) {
-			return 0, h, withHints(fmt.Errorf("%s %s: %w", what, path, err),
+			return 0, h, "", withHints(fmt.Errorf("%s %s: %w", what, path, err),
 				"it was sealed by another author key, so its serial cannot be read here; add --serial N with its serial plus one")
 		}
-		return 0, h, fmt.Errorf("%s %s: %w", what, path, err)
+		return 0, h, "", fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	clear(env.TOML)
 	if env.Server != server.X25519 {
-		return 0, h, withHints(fmt.Errorf("%s %s was sealed for server %s, not for --server-key %s", what, path, env.Server, server.X25519),
+		return 0, h, "", withHints(fmt.Errorf("%s %s was sealed for server %s, not for --server-key %s", what, path, env.Server, server.X25519),
 			"give the sealing key of the server the previous file was sealed to")
 	}
 	if serial != 0 && serial <= env.Serial {
-		return 0, h, usagef("--serial %d is not above the previous serial %d", serial, env.Serial)
+		return 0, h, "", usagef("--serial %d is not above the previous serial %d", serial, env.Serial)
 	}
 	if serial == 0 {
 		serial = env.Serial + 1
 	}
-	return serial, h, nil
+	return serial, h, env.Name, nil
 }
 
 // sealOut seals env and writes it to out, or stdout when out is empty.
@@ -378,7 +396,7 @@ func (c *cli) sealOut(k *coffer.AuthorKey, server *coffer.SealingKey, env *coffe
 	if err := writeFileAtomic(out, data, mode); err != nil {
 		return fmt.Errorf("writing %s: %w", out, err)
 	}
-	fmt.Fprintf(c.stderr, "%s: sealed serial %d to %s (hash %s)\n", prog, env.Serial, out, shortHash(coffer.SealedHash(bin)))
+	fmt.Fprintf(c.stderr, "%s: sealed serial %d of definition %s to %s (hash %s)\n", prog, env.Serial, env.Name, out, shortHash(coffer.SealedHash(bin)))
 	return nil
 }
 
@@ -561,6 +579,7 @@ func (c *cli) inspect(args []string) error {
 func (c *cli) printEnvelope(env *coffer.Envelope) {
 	fmt.Fprintf(c.stdout, "author:   %s (signature verified)\n", env.Author)
 	fmt.Fprintf(c.stdout, "server:   %s\n", env.Server)
+	fmt.Fprintf(c.stdout, "definition: %s\n", env.Name)
 	fmt.Fprintf(c.stdout, "serial:   %d\n", env.Serial)
 	switch {
 	case env.Force:

@@ -73,8 +73,11 @@ func (c *cli) diff(args []string) error {
 		defer def.Clear()
 		defs[i], envs[i] = def, env
 	}
-	fmt.Fprintf(c.stdout, "--- %s (serial %d)\n", pos[0], envs[0].Serial)
-	fmt.Fprintf(c.stdout, "+++ %s (serial %d)\n", pos[1], envs[1].Serial)
+	fmt.Fprintf(c.stdout, "--- %s (definition %s, serial %d)\n", pos[0], envs[0].Name, envs[0].Serial)
+	fmt.Fprintf(c.stdout, "+++ %s (definition %s, serial %d)\n", pos[1], envs[1].Name, envs[1].Serial)
+	if envs[0].Name != envs[1].Name {
+		fmt.Fprintf(c.stdout, "definition changed: %s -> %s\n", envs[0].Name, envs[1].Name)
+	}
 	n := 0
 	if envs[0].Server != envs[1].Server {
 		fmt.Fprintf(c.stdout, "server changed: %s -> %s\n", envs[0].Server, envs[1].Server)

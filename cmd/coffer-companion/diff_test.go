@@ -25,8 +25,8 @@ func TestDiff(t *testing.T) {
 	r := companion(t, s.dir, s.env, "diff", "v1.sealed", "v2.sealed")
 	r.want(t, 1)
 	want := []string{
-		"--- v1.sealed (serial 1)",
-		"+++ v2.sealed (serial 1)",
+		"--- v1.sealed (definition default, serial 1)",
+		"+++ v2.sealed (definition default, serial 1)",
 		"client added: api (1 public key, 1 value)",
 		"worker: public key added: " + w2,
 		"web: value changed: password",

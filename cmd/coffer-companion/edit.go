@@ -85,7 +85,7 @@ func (c *cli) edit(args []string) error {
 	if err := c.writeInPlace(f, out, *armor, &mode); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stderr, "%s: sealed serial %d to %s\n", prog, next.Serial, f.path)
+	fmt.Fprintf(c.stderr, "%s: sealed serial %d of definition %s to %s\n", prog, next.Serial, next.Name, f.path)
 	return nil
 }
 

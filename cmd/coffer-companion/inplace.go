@@ -41,9 +41,9 @@ func openInPlace(k *coffer.AuthorKey, server *coffer.SealingKey, path string) (*
 }
 
 // next is the envelope of the file that replaces f: the next serial, f's
-// hash as the previous one. The caller sets TOML.
+// hash as the previous one, f's definition name. The caller sets TOML.
 func (f *inPlace) next() coffer.Envelope {
-	return coffer.Envelope{Serial: f.env.Serial + 1, Previous: coffer.SealedHash(f.bin), Created: time.Now()}
+	return coffer.Envelope{Serial: f.env.Serial + 1, Previous: coffer.SealedHash(f.bin), Created: time.Now(), Name: f.env.Name}
 }
 
 // writeInPlace replaces f's file with the sealed file out, in f's form

@@ -132,7 +132,7 @@ func (c *cli) change(ch *change, path, name string, set bool) error {
 	if set {
 		verb = "set"
 	}
-	fmt.Fprintf(c.stderr, "%s: %s %q of %s; sealed serial %d to %s\n", prog, verb, name, table, next.Serial, path)
+	fmt.Fprintf(c.stderr, "%s: %s %q of %s; sealed serial %d of definition %s to %s\n", prog, verb, name, table, next.Serial, next.Name, path)
 	return nil
 }
 
