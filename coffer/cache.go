@@ -39,8 +39,8 @@ type CacheEntry struct {
 	// frame.DefaultDefinition are the default one, which a cache written
 	// before several definitions per server leaves out.
 	Definition string
-	Fetched time.Time // when the shard was fetched, to the second
-	Shard   frame.Shard
+	Fetched    time.Time // when the shard was fetched, to the second
+	Shard      frame.Shard
 }
 
 // cacheBody is the CBOR plaintext inside the box. Client repeats the

@@ -203,14 +203,18 @@ func (fx *fixture) seal(companionBin string) (time.Duration, string, error) {
 	if fx.parts != nil {
 		return fx.sealParts(companionBin)
 	}
-	return sealFile(fx, companionBin, fx.definition, fx.sealed)
+	return sealFile(fx, companionBin, fx.definition, fx.sealed, "")
 }
 
-// sealFile seals the TOML file at src to sealed, as seal describes.
-func sealFile(fx *fixture, companionBin, src, sealed string) (time.Duration, string, error) {
+// sealFile seals the TOML file at src to sealed, as seal describes, as
+// the definition named name ("": the default one).
+func sealFile(fx *fixture, companionBin, src, sealed, name string) (time.Duration, string, error) {
 	if companionBin != "" {
-		cmd := exec.Command(companionBin, "seal", "--key", fx.companionKey,
-			"--server", fx.serverSealing.String(), "-o", sealed, src)
+		args := []string{"seal", "--key", fx.companionKey, "--server", fx.serverSealing.String(), "-o", sealed}
+		if name != "" {
+			args = append(args, "--definition", name)
+		}
+		cmd := exec.Command(companionBin, append(args, src)...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		start := time.Now()
@@ -226,7 +230,7 @@ func sealFile(fx *fixture, companionBin, src, sealed string) (time.Duration, str
 		return 0, "", err
 	}
 	start := time.Now()
-	out, err := sealInProcess(fx.companionPriv, fx.serverSealing, toml)
+	out, err := sealInProcess(fx.companionPriv, fx.serverSealing, toml, name)
 	if err != nil {
 		return 0, "", err
 	}
@@ -246,7 +250,7 @@ func firstLine(s string) string {
 
 // sealInProcess parses the definition as the companion does and seals it
 // with serial 1 for the server.
-func sealInProcess(author *coffer.AuthorKey, server *coffer.SealingKey, toml []byte) ([]byte, error) {
+func sealInProcess(author *coffer.AuthorKey, server *coffer.SealingKey, toml []byte, name string) ([]byte, error) {
 	if _, err := coffer.ParseDefinition(toml); err != nil {
 		return nil, fmt.Errorf("parsing the generated definition: %w", err)
 	}
@@ -256,6 +260,7 @@ func sealInProcess(author *coffer.AuthorKey, server *coffer.SealingKey, toml []b
 		Serial:  1,
 		Created: time.Now(),
 		TOML:    toml,
+		Name:    name,
 	}
 	return coffer.SealDefinition(author, server, env, rand.Reader)
 }

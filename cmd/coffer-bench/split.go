@@ -120,7 +120,7 @@ func (fx *fixture) sealParts(companionBin string) (time.Duration, string, error)
 	var total time.Duration
 	how := ""
 	for _, p := range fx.parts {
-		d, h, err := sealFile(fx, companionBin, p.toml, p.sealed)
+		d, h, err := sealFile(fx, companionBin, p.toml, p.sealed, p.name)
 		if err != nil {
 			return 0, "", fmt.Errorf("%s: %w", p.name, err)
 		}
@@ -147,7 +147,7 @@ func (fx *fixture) resealNext(p *part) error {
 	// each line changes every value and keeps the TOML valid.
 	changed := []byte(strings.ReplaceAll(string(toml), "secret_00 = \"", "secret_00 = \"x"))
 	env := &coffer.Envelope{Author: fx.companionPub, Server: fx.serverSealing.X25519, Serial: p.serial + 1,
-		Previous: p.prev, Created: time.Now(), TOML: changed}
+		Previous: p.prev, Created: time.Now(), TOML: changed, Name: p.name}
 	sealed, err := coffer.SealDefinition(fx.companionPriv, fx.serverSealing, env, rand.Reader)
 	if err != nil {
 		return err
