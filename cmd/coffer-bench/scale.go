@@ -29,6 +29,7 @@ type scaleFig struct {
 	Definitions     int     `json:"definitions"`
 	DefinitionBytes int     `json:"definition_bytes"` // all TOML files together
 	SealMs          float64 `json:"seal_ms"`
+	SealMethod      string  `json:"seal_method"`
 	ReadyMs         float64 `json:"ready_ms"`
 	LoadTotalMs     float64 `json:"load_total_ms"`
 	LoadHWMMiB      float64 `json:"load_hwm_mib"` // peak RSS while loading every definition
@@ -153,11 +154,11 @@ func (b *bench) scaleSize(ctx context.Context, dir string, n int) (*scaleFig, er
 		}
 	}
 	b.logf("%d clients: sealing...", n)
-	d, _, err := fx.seal(b.opt.companionBin)
+	d, how, err := fx.seal(b.opt.companionBin)
 	if err != nil {
 		return nil, fmt.Errorf("sealing: %w", err)
 	}
-	fig.SealMs = ms(d)
+	fig.SealMs, fig.SealMethod = ms(d), how
 	b.logf("%d clients: starting coffer-server...", n)
 	d, _, err = b.startCoffer(ctx, &figures{})
 	if err != nil {
@@ -337,6 +338,9 @@ func printScale(w io.Writer, sf *scaleFigures) error {
 			st.ElapsedMs/1000, st.SessionsPerS, st.Errors, c.CPUPerSession, c.SessionsPerS, s.ReloadMs/1000, s.OthersSPS, s.DuringSPS, s.ReloadHWMMiB)
 	}
 	tw.Flush()
+	for _, s := range sf.Sizes {
+		fmt.Fprintf(w, "seal of %d clients: %s\n", s.Clients, s.SealMethod)
+	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "target\twant\tgot\t\n")
