@@ -1,6 +1,7 @@
 package coffer
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -158,4 +159,77 @@ func TestMinSerialPerDefinition(t *testing.T) {
 	if strings.Join(asked, ",") != "default,team-a" {
 		t.Fatalf("MinSerialFor asked for %q, want default then team-a", asked)
 	}
+}
+
+// TestPrecomputeFrom: a reload's snapshot copies K(S,C) of the keys the
+// installed one holds and computes the others; the table is the one a
+// full computation gives, every client is served from it, and a
+// released snapshot is never read (its table is zeroed).
+func TestPrecomputeFrom(t *testing.T) {
+	fx := newFixture(t, 4, noLimits)
+	key := func(i int) PublicKey { return fx.clients[i].Public() }
+	names := func(is ...int) map[PublicKey]string {
+		m := map[PublicKey]string{}
+		for _, i := range is {
+			m[key(i)] = fmt.Sprintf("client-%d", i)
+		}
+		return m
+	}
+	old := &Snapshot{Version: Version{Serial: 8}, Clients: names(0, 1, 2), Shards: fx.shards}
+	fx.srv.Swap(old)
+	next := &Snapshot{Version: Version{Serial: 9}, Clients: names(1, 2, 3), Shards: fx.shards}
+	next.PrecomputeFrom(fx.key, old)
+	want := &Snapshot{Clients: names(1, 2, 3)}
+	want.Precompute(fx.key)
+	for k, e := range want.table {
+		if got := next.table[k]; got == nil || got.ss != e.ss || got.name != e.name {
+			t.Fatalf("entry of %s differs from a full computation", k.Fingerprint())
+		}
+	}
+	if prev := fx.srv.Swap(next); prev == nil {
+		t.Fatal("no previous snapshot")
+	} else {
+		<-prev.Released()
+	}
+	for _, i := range []int{1, 2, 3} {
+		if r, err := fx.fetch(t, fx.config(i)); err != nil || r.Version.Serial != 9 {
+			t.Fatalf("client %d after the reload: %v, %v", i, r, err)
+		}
+	}
+	// old is released now and its table zeroed: a snapshot computed
+	// from it must not copy zeros.
+	third := &Snapshot{Clients: names(1, 2)}
+	third.PrecomputeFrom(fx.key, old)
+	for k, e := range third.table {
+		if e.ss != want.table[k].ss {
+			t.Fatal("PrecomputeFrom read a released snapshot's zeroed table")
+		}
+	}
+}
+
+// BenchmarkPrecomputeFrom: the K(S,C) table of a 2,000-client reload
+// that keeps every key, computed (full) or copied from the installed
+// snapshot (from).
+func BenchmarkPrecomputeFrom(b *testing.B) {
+	fx := newFixture(b, 1, noLimits)
+	clients := map[PublicKey]string{}
+	for i := range 2000 {
+		k, err := GenerateKey(rand.Reader)
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients[k.Public()] = fmt.Sprint(i)
+	}
+	old := &Snapshot{Version: Version{Serial: 8}, Clients: clients, Shards: fx.shards}
+	fx.srv.Swap(old)
+	b.Run("full", func(b *testing.B) {
+		for b.Loop() {
+			(&Snapshot{Clients: clients}).Precompute(fx.key)
+		}
+	})
+	b.Run("from", func(b *testing.B) {
+		for b.Loop() {
+			(&Snapshot{Clients: clients}).PrecomputeFrom(fx.key, old)
+		}
+	})
 }

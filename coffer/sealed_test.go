@@ -721,6 +721,7 @@ func FuzzOpenEnvelope(f *testing.F) {
 	v1 := fx.seal(f, Envelope{Serial: 1})
 	body := fx.body(f, func(b *envelopeBody) { b.Serial, b.Prev, b.TOML = 3, make([]byte, 32), []byte("[clients]\n") })
 	f.Add(v1, body)
+	f.Add(fx.seal(f, Envelope{Serial: 1, Name: "team-a"}), fx.body(f, func(b *envelopeBody) { b.Name = "team-a" }))
 	f.Add(Armor(v1), []byte{0xa0})
 	f.Add([]byte(sealedMagic), []byte("not cbor"))
 	f.Fuzz(func(t *testing.T, file, body []byte) {
@@ -760,7 +761,7 @@ func checkReseal(t *testing.T, fx *sealedFixture, env *Envelope) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Serial != env.Serial || got.Previous != env.Previous || got.Force != env.Force ||
+	if got.Serial != env.Serial || got.Previous != env.Previous || got.Force != env.Force || got.Name != env.Name ||
 		!got.Created.Equal(env.Created) || !bytes.Equal(got.TOML, env.TOML) {
 		t.Fatalf("resealed envelope differs: %+v vs %+v", got, env)
 	}

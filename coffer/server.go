@@ -416,7 +416,7 @@ func (s *Server) prepare(next *Snapshot) *Snapshot {
 		next = &Snapshot{Name: next.Name, Version: next.Version, Clients: next.Clients, Shards: next.Shards}
 		next.claim()
 	}
-	for _, k := range next.precompute(s.Key) {
+	for _, k := range next.precompute(s.Key, nil) {
 		s.log.Warn("skipping client with a weak key", "client", k.Fingerprint(), "name", next.Clients[k])
 	}
 	s.log.Info("definition installed", "definition", next.nameOr(), "serial", next.Version.Serial, "client_keys", len(next.table))

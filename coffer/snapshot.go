@@ -138,15 +138,34 @@ func (sn *Snapshot) releaseLocked() {
 // with another key it computes a new one. Precompute must return before
 // the snapshot is passed to Swap, and must not be called after.
 func (sn *Snapshot) Precompute(key *PrivateKey) {
-	sn.precompute(key)
+	sn.precompute(key, nil)
+}
+
+// PrecomputeFrom is Precompute that copies K(S,C) for every client key
+// that prev's table holds for the same server key, and computes only the
+// others: a reload that changes values but few keys then spends almost
+// no ladders (BenchmarkPrecomputeFrom). prev must be installed and stay
+// installed until PrecomputeFrom returns (its table is cleared once it
+// is released); nil prev is Precompute.
+func (sn *Snapshot) PrecomputeFrom(key *PrivateKey, prev *Snapshot) {
+	sn.precompute(key, prev)
 }
 
 // precompute fills the K(S,C) table with every client key, in parallel,
 // unless Precompute already did for key. Clients with weak keys are left
 // out and returned as skipped.
-func (sn *Snapshot) precompute(key *PrivateKey) (skipped []PublicKey) {
+func (sn *Snapshot) precompute(key *PrivateKey, from *Snapshot) (skipped []PublicKey) {
 	if sn.table != nil && sn.tableFor == key.Public() {
 		return sn.skipped
+	}
+	var known map[PublicKey]*clientEntry
+	if from != nil && from.acquire() {
+		// Counted in like a session, so its table is not cleared
+		// while it is read; a retired one is not read at all.
+		defer from.release()
+		if from.table != nil && from.tableFor == key.Public() {
+			known = from.table
+		}
 	}
 	keys := make([]PublicKey, 0, len(sn.Clients))
 	for k := range sn.Clients {
@@ -158,6 +177,10 @@ func (sn *Snapshot) precompute(key *PrivateKey) (skipped []PublicKey) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < len(keys); i += workers {
+				if e := known[keys[i]]; e != nil {
+					entries[i] = &clientEntry{ss: e.ss, name: sn.Clients[keys[i]]}
+					continue
+				}
 				if CheckPublicKey(&keys[i]) != nil {
 					continue
 				}

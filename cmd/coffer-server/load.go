@@ -54,8 +54,9 @@ type loader struct {
 	srv     *coffer.Server
 
 	mu     sync.Mutex
-	served *coffer.Version // the installed snapshot's version; nil before the first
-	last   reloadResult    // the outcome of the last load (guarded by lastMu)
+	served *coffer.Version  // the installed snapshot's version; nil before the first
+	snap   *coffer.Snapshot // the installed snapshot, whose K(S,C) a reload reuses
+	last   reloadResult     // the outcome of the last load (guarded by lastMu)
 	lastMu sync.Mutex
 	drops  sync.WaitGroup // generations waiting for their sessions to end
 }
@@ -163,7 +164,7 @@ func (l *loader) importLocked(file []byte, cur *coffer.Version, why string) erro
 	ladders := make(chan struct{})
 	go func() {
 		defer close(ladders)
-		pre.Precompute(l.key)
+		pre.PrecomputeFrom(l.key, l.snap)
 	}()
 	prevGen, err := l.st.Import(shard.Version{Serial: ver.Serial, Hash: ver.Hash}, binary, storeClients(def, enc))
 	clearEncoded(enc)
@@ -273,7 +274,7 @@ func (l *loader) installLocked(prevGen uint64, pre *coffer.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	l.served = &sn.Version
+	l.served, l.snap = &sn.Version, sn
 	l.log.Info("serving definition", "serial", v.Serial, "hash", hashPrefix(v.Hash), "client_keys", len(clients), "generation", gen)
 	if prevGen == 0 {
 		return nil
