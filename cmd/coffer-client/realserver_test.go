@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -166,3 +167,65 @@ func startRealServer(t *testing.T, bin string, args ...string) string {
 }
 
 var listeningRE = regexp.MustCompile(`msg=listening addr=([0-9.:]+)`)
+
+// TestRealServerNamedDefinition (issue 19): against the real coffer-server
+// serving the client from a definition named team-a, the client's floor
+// is the serial it remembers for team-a: a higher serial remembered for
+// the server's default definition does not refuse team-a's serial 5, the
+// state file gains a `KEY 5 team-a` line, and a team-a serial remembered
+// above 5 refuses the server as rolled back.
+func TestRealServerNamedDefinition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds coffer-server")
+	}
+	bin := buildServer(t)
+	dir := t.TempDir()
+	client, _ := coffer.GenerateKey(rand.Reader)
+	server, _ := coffer.GenerateKey(rand.Reader)
+	author, _ := coffer.GenerateAuthorKey(rand.Reader)
+	clientKey, serverKey := filepath.Join(dir, "client.key"), filepath.Join(dir, "server.key")
+	for path, k := range map[string]*coffer.PrivateKey{clientKey: client, serverKey: server} {
+		if err := coffer.WriteKeyFile(path, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	def := []byte(strings.Replace(realDefinition, "CLIENT", client.Public().String(), 1))
+	sealing, err := server.SealingKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := coffer.SealDefinition(author, sealing, &coffer.Envelope{Serial: 5, Force: true, Created: time.Now(), TOML: def, Name: "team-a"}, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defPath, conf := filepath.Join(dir, "team-a.sealed"), filepath.Join(dir, "server.toml")
+	if err := os.WriteFile(defPath, sealed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	table := fmt.Sprintf("[[definitions]]\nname = \"team-a\"\npath = %q\ntrusted = [%q]\n", defPath, author.Public().String())
+	if err := os.WriteFile(conf, []byte(table), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := startRealServer(t, bin, "serve", "--key", serverKey, "--data-dir", filepath.Join(dir, "data"),
+		"--config", conf, "--listen", "127.0.0.1:0")
+
+	fx := &fixture{t: t, dir: dir, client: client, keyFile: clientKey, server: server, config: filepath.Join(dir, "empty.toml")}
+	os.WriteFile(fx.config, nil, 0o644)
+	state := filepath.Join(dir, "state")
+	pk := server.Public().String()
+	os.WriteFile(state, []byte(pk+" 9\n"), 0o600) // the default definition's serial
+	get := func() result {
+		return fx.run(nil, append([]string{"get", "--format", "json", "port"}, fx.base("--server", addr, "--state", state)...)...)
+	}
+	get().want(t, exitOK)
+	data, err := os.ReadFile(state)
+	if err != nil || !bytes.Contains(data, []byte(pk+" 9\n")) || !bytes.Contains(data, []byte(pk+" 5 team-a\n")) {
+		t.Fatalf("state file after a team-a fetch: %v\n%s", err, data)
+	}
+	os.WriteFile(state, []byte(pk+" 6 team-a\n"), 0o600)
+	r := get()
+	r.want(t, exitFailure)
+	if len(r.stdout) != 0 || !bytes.Contains(r.stderr, []byte("older")) {
+		t.Errorf("a team-a serial below the remembered one: stdout %q, stderr:\n%s", r.stdout, r.stderr)
+	}
+}
