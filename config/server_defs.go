@@ -1,7 +1,7 @@
 package config
 
 import (
-	"regexp"
+	"github.com/coffer-project/coffer/frame"
 )
 
 // Several sealed definitions per server (issue 19, docs/server.md,
@@ -18,13 +18,9 @@ const DefaultDefinitionName = "default"
 // maxServerDefinitions bounds the [[definitions]] tables.
 const maxServerDefinitions = 256
 
-// definitionName is the syntax of a definition's name: it appears in
-// logs, status output and file names, so it is short and plain.
-var definitionName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-
 // ServerDefinition is one sealed definition the server loads.
 type ServerDefinition struct {
-	Name    string   // unique in the config; definitionName syntax
+	Name    string   // unique in the config; frame.ValidDefinitionName
 	Path    string   // file path or https:// URL of the sealed file
 	Trusted []string // the authors' signing public keys for this definition only
 }
@@ -79,7 +75,7 @@ func (c *Server) validateDefinitions() error {
 	}
 	names, paths := map[string]bool{}, map[string]string{}
 	for i, d := range c.Definitions {
-		if !definitionName.MatchString(d.Name) {
+		if !frame.ValidDefinitionName(d.Name) {
 			return invalidServer("definitions entry %d: name %q is not 1 to 64 of a-z, 0-9, '_' and '-' starting with a letter or digit", i+1, d.Name)
 		}
 		if names[d.Name] {
