@@ -3,6 +3,7 @@ package frame
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"strings"
@@ -118,4 +119,66 @@ func TestFirstMarshalChild(t *testing.T) {
 		t.Fatal(err1, err2)
 	}
 	fmt.Printf("first-marshal-ns %d\n", d.Nanoseconds())
+}
+
+// FuzzValueAppendCBOR: Value.AppendCBOR appends exactly MarshalCBOR's
+// bytes, for every kind and for strings whose lengths cross each CBOR
+// head size, and leaves what b held before untouched.
+func FuzzValueAppendCBOR(f *testing.F) {
+	for _, n := range []int{0, 1, 23, 24, 255, 256, 65535, 65536} {
+		f.Add(uint8(KindString), bytes.Repeat([]byte{'s'}, n), int64(0), 0.0, false, []byte("prefix"))
+	}
+	f.Add(uint8(KindInt), []byte(nil), int64(-1)<<40, 0.0, false, []byte{})
+	f.Add(uint8(KindFloat), []byte(nil), int64(0), math.Inf(-1), false, []byte{1})
+	f.Add(uint8(KindFloat), []byte(nil), int64(0), 1.5, false, []byte{})
+	f.Add(uint8(KindBool), []byte(nil), int64(0), 0.0, true, []byte{})
+	f.Add(uint8(KindDateTime), []byte("1979-05-27T07:32:00Z"), int64(0), 0.0, false, []byte{})
+	f.Add(uint8(KindLocalTime), []byte("07:32:00"), int64(0), 0.0, false, []byte{})
+	f.Add(uint8(KindInvalid), []byte("x"), int64(0), 0.0, false, []byte{})
+	f.Fuzz(func(t *testing.T, kind uint8, text []byte, i int64, fl float64, bo bool, prefix []byte) {
+		v := Value{Kind: Kind(kind % 10), Text: text, Int: i, Float: fl, Bool: bo}
+		want, werr := v.MarshalCBOR()
+		b := append([]byte(nil), prefix...)
+		got, gerr := v.AppendCBOR(b)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("kind %d: MarshalCBOR error %v, AppendCBOR error %v", kind, werr, gerr)
+		}
+		if !bytes.Equal(got[:len(prefix)], prefix) {
+			t.Fatalf("kind %d: the prefix changed", kind)
+		}
+		if werr != nil {
+			if len(got) != len(prefix) {
+				t.Fatalf("kind %d: %d bytes appended on an error", kind, len(got)-len(prefix))
+			}
+			return
+		}
+		if !bytes.Equal(got[len(prefix):], want) {
+			t.Fatalf("kind %d: AppendCBOR %x, MarshalCBOR %x", kind, got[len(prefix):], want)
+		}
+	})
+}
+
+// BenchmarkAppendValue encodes a 40-byte string value, the common case
+// of a definition's load: MarshalCBOR against AppendCBOR into a reused
+// buffer.
+func BenchmarkAppendValue(b *testing.B) {
+	v := Value{Kind: KindString, Text: bytes.Repeat([]byte{'s'}, 40)}
+	b.Run("marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := v.MarshalCBOR(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("append", func(b *testing.B) {
+		b.ReportAllocs()
+		buf := make([]byte, 0, 64)
+		for b.Loop() {
+			var err error
+			if buf, err = v.AppendCBOR(buf[:0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

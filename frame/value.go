@@ -84,6 +84,22 @@ func (v Value) MarshalCBOR() ([]byte, error) {
 	return nil, fmt.Errorf("frame: cannot encode a value of kind %s", v.Kind)
 }
 
+// AppendCBOR appends MarshalCBOR's bytes to b. A string, the common kind,
+// is written directly from Text: MarshalCBOR's path copies it into a Go
+// string, which nobody can clear, and allocates for every value, which
+// was most of a large definition's encoding at load
+// (BenchmarkAppendValue).
+func (v Value) AppendCBOR(b []byte) ([]byte, error) {
+	if v.Kind == KindString {
+		return append(appendHead(b, majorText, uint64(len(v.Text))), v.Text...), nil
+	}
+	enc, err := v.MarshalCBOR()
+	if err != nil {
+		return b, err
+	}
+	return append(b, enc...), nil
+}
+
 // UnmarshalCBOR decodes one value, dispatching on the CBOR major type.
 func (v *Value) UnmarshalCBOR(data []byte) error {
 	if len(data) == 0 {

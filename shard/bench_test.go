@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coffer-project/coffer/shard"
 	"github.com/dgraph-io/badger/v4"
@@ -172,4 +176,93 @@ func BenchmarkOpen(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkImportStores imports a fleet split the way a server with
+// several definitions holds it: 4 stores, 25,000 clients of 10 values of
+// 40 bytes each, one after the other, clients made as the import asks
+// for them so that the test data weighs nothing. retained-MiB is the
+// live heap right after the last import (a forced GC), less the heap
+// before the first store opened: what Badger holds on to once the loads
+// are done, table-builder buffers in its pools included (each instance
+// keeps up to 8 and frees one every 2 s once idle). peak-heap-MiB is the
+// largest heap in use sampled every 2 ms during the imports.
+func BenchmarkImportStores(b *testing.B) {
+	const stores, perStore, values = 4, 25_000, 10
+	gen := func(base int) iter.Seq2[shard.Client, error] {
+		return func(yield func(shard.Client, error) bool) {
+			c := shard.Client{Values: map[string][]byte{}}
+			buf := make([]byte, 0, values*40)
+			for i := range perStore {
+				c.Key, c.Name = clientKey(base+i), fmt.Sprintf("client-%d", base+i)
+				buf = buf[:0]
+				for j := range values {
+					start := len(buf)
+					buf = fmt.Appendf(buf, "%s c%d v%d ", canary, base+i, j)
+					buf = append(buf, bytes.Repeat([]byte{'x'}, 40)...)[:start+40]
+					c.Values[fmt.Sprintf("VALUE_%d", j)] = buf[start : start+40]
+				}
+				if !yield(c, nil) {
+					return
+				}
+			}
+		}
+	}
+	var retained, peak []float64
+	for b.Loop() {
+		b.StopTimer()
+		dirs := make([]string, stores)
+		for i := range dirs {
+			dirs[i] = b.TempDir()
+		}
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		before := m.HeapAlloc
+		stop, sampled := make(chan struct{}), make(chan uint64)
+		go func() {
+			var top uint64
+			t := time.NewTicker(2 * time.Millisecond)
+			defer t.Stop()
+			s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+			for {
+				select {
+				case <-stop:
+					sampled <- top
+					return
+				case <-t.C:
+					metrics.Read(s)
+					top = max(top, s[0].Value.Uint64())
+				}
+			}
+		}()
+		b.StartTimer()
+		var open []*shard.Store
+		for i, dir := range dirs {
+			st, err := shard.Open(dir, &badgerKey, &sealKey, shard.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			open = append(open, st)
+			sealed := fmt.Appendf(nil, "store %d", i)
+			v := shard.Version{Serial: 1, Hash: sha256.Sum256(sealed)}
+			if _, err := st.Import(v, sealed, gen(i*perStore)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		close(stop)
+		peak = append(peak, float64(<-sampled-before)/(1<<20))
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		retained = append(retained, (float64(m.HeapAlloc)-float64(before))/(1<<20))
+		for _, st := range open {
+			st.Close()
+		}
+		b.StartTimer()
+	}
+	slices.Sort(retained)
+	slices.Sort(peak)
+	b.ReportMetric(retained[len(retained)/2], "retained-MiB")
+	b.ReportMetric(peak[len(peak)/2], "peak-heap-MiB")
 }

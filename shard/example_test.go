@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"slices"
 
 	"github.com/coffer-project/coffer/shard"
 )
@@ -24,7 +23,8 @@ func Example() {
 	sealed := []byte("the binary sealed definition file")
 	v := shard.Version{Serial: 1, Hash: sha256.Sum256(sealed)}
 	client := shard.Client{Key: [32]byte{1}, Name: "web-1", Values: map[string][]byte{"DB_PASSWORD": []byte("encoded value")}}
-	prev, err := st.Import(v, sealed, slices.Values([]shard.Client{client}))
+	clients := func(yield func(shard.Client, error) bool) { yield(client, nil) }
+	prev, err := st.Import(v, sealed, clients)
 	if err != nil {
 		log.Fatal(err)
 	}

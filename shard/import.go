@@ -47,6 +47,10 @@ func (a *arena) take(n int) []byte {
 // the state's own version is accepted, so the kept file can be imported.
 // The caller checks the chain (the file's previous hash) before calling.
 //
+// clients yields each client key's part once. Its values are read only
+// during the yield (the caller may reuse or clear them afterwards); an
+// error it yields stops the import, which then changes nothing.
+//
 // Import writes generation g+1 in many batches, syncs, flips the current
 // pointer in one transaction, syncs, writes the state file and removes
 // older kept files. A crash at any point leaves either the old or the
@@ -54,7 +58,7 @@ func (a *arena) take(n int) []byte {
 // the new generation when Import returns; prev is the generation it
 // replaced (0 if none), which the caller drops with DropGeneration once
 // no session reads it. Only one Import or DropGeneration runs at a time.
-func (st *Store) Import(v Version, sealed []byte, clients iter.Seq[Client]) (prev uint64, err error) {
+func (st *Store) Import(v Version, sealed []byte, clients iter.Seq2[Client, error]) (prev uint64, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.closed.Load() {
@@ -160,7 +164,7 @@ func (st *Store) checkVersion(v Version, sealed []byte) error {
 // writeGen writes every client of gen through a WriteBatch, which
 // commits whenever a transaction reaches Badger's size limit, then syncs.
 // It returns the number of clients.
-func (st *Store) writeGen(gen uint64, clients iter.Seq[Client]) (uint64, error) {
+func (st *Store) writeGen(gen uint64, clients iter.Seq2[Client, error]) (uint64, error) {
 	st.dropMu.RLock()
 	defer st.dropMu.RUnlock()
 	wb := st.db.NewWriteBatch()
@@ -175,7 +179,10 @@ func (st *Store) writeGen(gen uint64, clients iter.Seq[Client]) (uint64, error) 
 		seen  = map[[32]byte]bool{}
 	)
 	defer func() { clear(plain) }()
-	for c := range clients {
+	for c, err := range clients {
+		if err != nil {
+			return 0, fmt.Errorf("shard: writing generation %d: %w", gen, err)
+		}
 		if err := checkClient(&c, seen); err != nil {
 			return 0, err
 		}

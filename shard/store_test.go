@@ -53,7 +53,26 @@ func makeDef(serial uint64, nClients, nValues int) *def {
 	return d
 }
 
-func (d *def) seq() iter.Seq[shard.Client] { return slices.Values(d.clients) }
+func (d *def) seq() iter.Seq2[shard.Client, error] { return d.seqFailing(-1) }
+
+// seqFailing yields d's clients, and an error in place of client n (none
+// when n < 0).
+func (d *def) seqFailing(n int) iter.Seq2[shard.Client, error] {
+	return func(yield func(shard.Client, error) bool) {
+		for i, c := range d.clients {
+			if i == n {
+				yield(shard.Client{}, errEncode)
+				return
+			}
+			if !yield(c, nil) {
+				return
+			}
+		}
+	}
+}
+
+// errEncode stands for the caller failing to produce a client mid-import.
+var errEncode = errors.New("cannot encode a value")
 
 func open(t testing.TB, dir string, opt shard.Options) *shard.Store {
 	t.Helper()
@@ -205,9 +224,14 @@ func TestImportRefusals(t *testing.T) {
 		{"duplicate client", dup, nil},
 		{"long name", long, nil},
 		{"shard too large", huge, nil},
+		{"the caller's error mid-import", makeDef(3, 3000, 4), errEncode},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := st.Import(tc.d.v, tc.d.sealed, tc.d.seq())
+			seq := tc.d.seq()
+			if tc.want == errEncode {
+				seq = tc.d.seqFailing(2500) // after Badger has committed some of its batches
+			}
+			_, err := st.Import(tc.d.v, tc.d.sealed, seq)
 			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}

@@ -149,13 +149,6 @@ func (l *loader) importLocked(file []byte, cur *coffer.Version, why string) erro
 	}
 	l.log.Info("importing definition", "reason", why, "serial", ver.Serial,
 		"hash", hashPrefix(ver.Hash), "client_names", len(def.Clients), "client_keys", countKeys(def))
-	enc, err := encodeValues(def)
-	if err != nil {
-		return err
-	}
-	// The import reads the encoded copies; the parsed values can go now,
-	// which lowers the load's peak heap (docs/benchmarks.md, "Scale").
-	def.Clear()
 	// The K(S,C) ladders (about 0.4 s of CPU for 10,000 keys) run beside
 	// the import, whose fsyncs and flushes leave a core idle at times: the
 	// two take about 0.05 s less than one after the other (docs/server.md,
@@ -166,8 +159,7 @@ func (l *loader) importLocked(file []byte, cur *coffer.Version, why string) erro
 		defer close(ladders)
 		pre.PrecomputeFrom(l.key, l.snap)
 	}()
-	prevGen, err := l.st.Import(shard.Version{Serial: ver.Serial, Hash: ver.Hash}, binary, storeClients(def, enc))
-	clearEncoded(enc)
+	prevGen, err := l.st.Import(shard.Version{Serial: ver.Serial, Hash: ver.Hash}, binary, storeClients(def))
 	<-ladders
 	if err != nil {
 		return err
@@ -207,47 +199,59 @@ func clientNames(def *coffer.Definition) map[coffer.PublicKey]string {
 	return names
 }
 
-// encodeValues encodes every client's values as the store keeps them,
-// before the import starts, so an import never stops half-way on a value
-// that cannot be encoded. clearEncoded zeroes them afterwards.
-func encodeValues(def *coffer.Definition) ([]map[string][]byte, error) {
-	out := make([]map[string][]byte, len(def.Clients))
-	for i := range def.Clients {
-		c := &def.Clients[i]
-		out[i] = make(map[string][]byte, len(c.Values))
-		for name, v := range c.Values {
-			b, err := v.MarshalCBOR()
-			if err != nil {
-				clearEncoded(out)
-				return nil, fmt.Errorf("client %q, value %q: %w", c.Name, name, err)
-			}
-			out[i][name] = b
-		}
-	}
-	return out, nil
-}
-
-func clearEncoded(enc []map[string][]byte) {
-	for _, m := range enc {
-		for _, b := range m {
-			clear(b)
-		}
-	}
-}
-
 // storeClients yields one store client per client key; keys of one name
-// share its encoded values.
-func storeClients(def *coffer.Definition, enc []map[string][]byte) iter.Seq[shard.Client] {
-	return func(yield func(shard.Client) bool) {
+// share its values. Each client's values are encoded as the store keeps
+// them when the import reaches it, into one buffer that is cleared and
+// reused for the next client, and its parsed values are cleared once
+// its keys are written: encoding the whole definition first held a
+// second copy of every value, about 22 MiB of a 25,000-client load's
+// live heap (docs/benchmarks.md, "Scale"). A value that cannot be
+// encoded stops the import, which then changes nothing.
+func storeClients(def *coffer.Definition) iter.Seq2[shard.Client, error] {
+	return func(yield func(shard.Client, error) bool) {
+		var buf []byte
+		enc := map[string][]byte{}
+		defer func() { clear(buf) }()
 		for i := range def.Clients {
-			for _, k := range def.Clients[i].Keys {
-				if !yield(shard.Client{Key: k, Name: def.Clients[i].Name, Values: enc[i]}) {
+			c := &def.Clients[i]
+			clear(buf)
+			clear(enc)
+			// Room for every value, so that appending never moves the
+			// buffer and leaves a copy behind that is not cleared.
+			need := 0
+			for _, v := range c.Values {
+				need += maxEncodingExtra + len(v.Text)
+			}
+			if cap(buf) < need {
+				buf = make([]byte, 0, need)
+			}
+			buf = buf[:0]
+			for name, v := range c.Values {
+				start := len(buf)
+				var err error
+				if buf, err = v.AppendCBOR(buf); err != nil {
+					yield(shard.Client{}, fmt.Errorf("client %q, value %q: %w", c.Name, name, err))
+					return
+				}
+				enc[name] = buf[start:len(buf):len(buf)]
+			}
+			for _, k := range c.Keys {
+				if !yield(shard.Client{Key: k, Name: c.Name, Values: enc}, nil) {
 					return
 				}
 			}
+			for name, v := range c.Values {
+				clear(v.Text)
+				delete(c.Values, name)
+			}
 		}
 	}
 }
+
+// maxEncodingExtra bounds what encoding adds to a value's text: a head of
+// at most 9 bytes, or the map {t: kind, v: text} with the kind's name and
+// a non-finite float's text (frame.Value.MarshalCBOR).
+const maxEncodingExtra = 64
 
 // installLocked makes the store's current generation the server's
 // snapshot; prevGen, if not 0, is dropped from the store once the last
