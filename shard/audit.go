@@ -265,7 +265,7 @@ func (st *Store) AuditRecords(since time.Time, limit int) ([]AuditRecord, error)
 	st.audit.flush()
 	var out []AuditRecord
 	floor := auditTime(since)
-	err := st.db.View(func(txn *badger.Txn) error {
+	err := st.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAudit), Reverse: true, PrefetchValues: true, PrefetchSize: 16})
 		defer it.Close()
 		for it.Seek([]byte(prefixAudit + "\xff")); it.Valid(); it.Next() {
@@ -382,7 +382,7 @@ func (a *auditor) write(batch []AuditRecord) {
 		var e auditEntry
 		a.buf, e = appendAuditBatch(a.buf[:0], batch, seq)
 		a.st.dropMu.RLock()
-		err = a.st.db.Update(func(txn *badger.Txn) error {
+		err = a.st.update(func(txn *badger.Txn) error {
 			return txn.Set(e.key(), a.buf)
 		})
 		a.st.dropMu.RUnlock()
@@ -427,7 +427,7 @@ func (a *auditor) stop() {
 // scan counts the stored records, continues the sequence after the
 // last one and finds the oldest record's time.
 func (a *auditor) scan() {
-	a.st.db.View(func(txn *badger.Txn) error {
+	a.st.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAudit)})
 		defer it.Close()
 		var n int64
@@ -485,7 +485,7 @@ func (a *auditor) prune() (pruned bool) {
 	}
 	var p auditPrune
 	oldest := noAudit
-	a.st.db.View(func(txn *badger.Txn) error {
+	a.st.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAudit)})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -500,7 +500,7 @@ func (a *auditor) prune() (pruned bool) {
 	}
 	a.st.dropMu.RLock()
 	defer a.st.dropMu.RUnlock()
-	if err := p.apply(a.st.db); err != nil {
+	if err := a.st.withDB(p.apply); err != nil {
 		a.st.log.Error("shard: pruning audit records", "err", err)
 		return false
 	}

@@ -3,6 +3,8 @@ package shard_test
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -186,5 +188,51 @@ func TestAuditEarlierEntries(t *testing.T) {
 	}
 	if got[0].Name != "old-2" || got[1].Name != "client-3" {
 		t.Fatalf("names %q, %q", got[0].Name, got[1].Name)
+	}
+}
+
+// TestAuditDuringFirstImport: a wave of sessions auditing while a
+// store's first import has Badger closed to reopen it loses no record
+// without counting it: stored plus dropped is what was sent, also after
+// the store is opened again.
+func TestAuditDuringFirstImport(t *testing.T) {
+	dir := t.TempDir()
+	st := open(t, dir, shard.Options{})
+	const senders, each = 16, 200
+	var sent atomic.Int64
+	shard.SetHook(st, func(step string) {
+		if step != "reopen" { // Badger closed, not yet opened again
+			return
+		}
+		var wg sync.WaitGroup
+		for g := range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					st.Audit(auditRec(g*each+i, time.Now()))
+					sent.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+	})
+	mustImport(t, st, makeDef(1, 3000, 4))
+	if sent.Load() != senders*each {
+		t.Fatalf("%d records sent during the reopen, want %d: the import did not reopen", sent.Load(), senders*each)
+	}
+	got, err := st.AuditRecords(time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := st.Stats()
+	if len(got)+int(s.AuditDropped) != senders*each || len(got) == 0 {
+		t.Fatalf("stored %d, dropped %d, sent %d", len(got), s.AuditDropped, senders*each)
+	}
+	checkServes(t, st, makeDef(1, 3000, 4))
+	st.Close()
+	st = open(t, dir, shard.Options{})
+	if s2, _ := st.Stats(); s2.AuditRecords != len(got) {
+		t.Fatalf("reopened: %d audit records, want %d", s2.AuditRecords, len(got))
 	}
 }

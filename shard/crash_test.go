@@ -178,3 +178,49 @@ func runCrashChild(t *testing.T, dir string, serial uint64, step int, delay time
 	t.Fatalf("child (serial %d, step %d): %v\n%s", serial, step, err, out.String())
 	return ""
 }
+
+// TestCrashFirstImport kills a process at every crash point of a store's
+// first import, which also closes and reopens Badger to return its build
+// buffers ("reopen": closed, not yet opened again), then checks that the
+// store opens and serves either nothing or the whole definition.
+func TestCrashFirstImport(t *testing.T) {
+	if os.Getenv(envCrashDir) != "" {
+		t.Skip("in the subprocess")
+	}
+	points := []string{"start", "kept", "batch", "batch", "batch", "written", "flipped", "state", "reopen", "reopened", "done"}
+	for step := range len(points) + 1 {
+		dir := t.TempDir()
+		outcome := runCrashChild(t, dir, 1, step, 0)
+		want := "completed"
+		if step < len(points) {
+			want = "killed at " + points[step]
+		}
+		if outcome != want {
+			t.Fatalf("step %d: child %s, want %s", step, outcome, want)
+		}
+		st, err := shard.Open(dir, &badgerKey, &sealKey, shard.Options{})
+		if err != nil {
+			t.Fatalf("step %d (%s): Open: %v", step, want, err)
+		}
+		v, gen, ok := st.Current()
+		switch {
+		case !ok && step < slices.Index(points, "flipped"):
+			// killed before the flip: nothing is served, and the next
+			// import starts clean
+			if gens, _ := shard.Generations(st); len(gens) != 0 {
+				t.Fatalf("step %d: generations %v with nothing current", step, gens)
+			}
+			mustImport(t, st, crashDef(1))
+		case ok && v.Serial == 1:
+			if gens, _ := shard.Generations(st); !slices.Equal(gens, []uint64{gen}) {
+				t.Fatalf("step %d: generations %v, want [%d]", step, gens, gen)
+			}
+		default:
+			t.Fatalf("step %d (%s): serving %v (ok %v)", step, want, v, ok)
+		}
+		checkServes(t, st, crashDef(1))
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

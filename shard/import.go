@@ -91,8 +91,9 @@ func (st *Store) Import(v Version, sealed []byte, clients iter.Seq2[Client, erro
 	if err := st.flip(next); err != nil {
 		return 0, err
 	}
-	if old := st.cur.Load(); old != nil {
-		prev = old.Gen
+	first := st.cur.Load() == nil
+	if !first {
+		prev = st.cur.Load().Gen
 	} else {
 		prev, st.staleGen = st.staleGen, 0
 	}
@@ -109,11 +110,22 @@ func (st *Store) Import(v Version, sealed []byte, clients iter.Seq2[Client, erro
 	if err := pruneKept(st.dir, [][32]byte{v.Hash}); err != nil {
 		st.log.Warn("shard: removing older kept sealed files", "err", err)
 	}
+	if err := st.settle(); err != nil {
+		st.log.Warn("shard: waiting for the import's memtable flushes", "err", err)
+	}
+	var rerr error
+	if first {
+		rerr = st.reopen()
+	}
+	// After the flushes and the reopen, which create files.
 	if err := fixModes(st.dir); err != nil {
 		st.log.Warn("shard: tightening file modes", "err", err)
 	}
-	if err := st.settle(); err != nil {
-		st.log.Warn("shard: waiting for the import's memtable flushes", "err", err)
+	if rerr != nil {
+		return prev, rerr
+	}
+	if first {
+		st.step("reopened")
 	}
 	st.step("done")
 	return prev, nil
@@ -129,7 +141,7 @@ func (st *Store) Import(v Version, sealed []byte, clients iter.Seq2[Client, erro
 func (st *Store) settle() error {
 	st.dropMu.Lock()
 	defer st.dropMu.Unlock()
-	return st.db.DropPrefix([]byte(prefixSettle))
+	return st.withDB(func(db *badger.DB) error { return db.DropPrefix([]byte(prefixSettle)) })
 }
 
 // checkVersion applies the rollback rules before anything is written.
@@ -167,6 +179,11 @@ func (st *Store) checkVersion(v Version, sealed []byte) error {
 func (st *Store) writeGen(gen uint64, clients iter.Seq2[Client, error]) (uint64, error) {
 	st.dropMu.RLock()
 	defer st.dropMu.RUnlock()
+	st.dbMu.RLock()
+	defer st.dbMu.RUnlock()
+	if st.db == nil {
+		return 0, errNoDB
+	}
 	wb := st.db.NewWriteBatch()
 	defer wb.Cancel()
 	var (
@@ -238,11 +255,11 @@ func checkClient(c *Client, seen map[[32]byte]bool) error {
 func (st *Store) flip(next *current) error {
 	st.dropMu.RLock()
 	defer st.dropMu.RUnlock()
-	err := st.db.Update(func(txn *badger.Txn) error {
+	err := st.update(func(txn *badger.Txn) error {
 		return txn.Set([]byte(keyCur), st.sealCur(next))
 	})
 	if err == nil {
-		err = st.db.Sync()
+		err = st.withDB((*badger.DB).Sync)
 	}
 	if err != nil {
 		return fmt.Errorf("shard: switching to generation %d: %w", next.Gen, err)
@@ -277,15 +294,17 @@ func (st *Store) DropGeneration(g uint64) error {
 func (st *Store) dropGen(g uint64) error {
 	st.dropMu.Lock()
 	defer st.dropMu.Unlock()
-	if err := st.db.DropPrefix(genPrefix(nil, prefixShard, g), genPrefix(nil, prefixClient, g)); err != nil {
-		return fmt.Errorf("shard: dropping generation %d: %w", g, err)
-	}
-	// Shards above the value threshold live in the value log, which
-	// DropPrefix does not shrink. Rewrite files that are mostly garbage.
-	for range maxVlogGC {
-		if err := st.db.RunValueLogGC(0.5); err != nil {
-			break // badger.ErrNoRewrite: nothing (more) worth rewriting
+	return st.withDB(func(db *badger.DB) error {
+		if err := db.DropPrefix(genPrefix(nil, prefixShard, g), genPrefix(nil, prefixClient, g)); err != nil {
+			return fmt.Errorf("shard: dropping generation %d: %w", g, err)
 		}
-	}
-	return nil
+		// Shards above the value threshold live in the value log, which
+		// DropPrefix does not shrink. Rewrite files that are mostly garbage.
+		for range maxVlogGC {
+			if err := db.RunValueLogGC(0.5); err != nil {
+				break // badger.ErrNoRewrite: nothing (more) worth rewriting
+			}
+		}
+		return nil
+	})
 }

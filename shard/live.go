@@ -1,5 +1,7 @@
 package shard
 
+import "github.com/dgraph-io/badger/v4"
+
 // Live is what a running server reports about its store on every metrics
 // scrape: counters and Badger's size estimates, without reading a key.
 type Live struct {
@@ -17,6 +19,9 @@ func (st *Store) Live() (Live, error) {
 		return Live{}, ErrClosed
 	}
 	l := Live{AuditRecords: int(st.audit.count.Load()), AuditDropped: st.audit.dropped.Load()}
-	l.LSMBytes, l.VLogBytes = st.db.Size()
+	st.withDB(func(db *badger.DB) error {
+		l.LSMBytes, l.VLogBytes = db.Size()
+		return nil
+	})
 	return l, nil
 }

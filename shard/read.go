@@ -23,7 +23,7 @@ func (st *Store) Shard(gen uint64, client [32]byte, names []string) (map[string]
 		return nil, ErrClosed
 	}
 	var plain []byte
-	err := st.db.View(func(txn *badger.Txn) error {
+	err := st.view(func(txn *badger.Txn) error {
 		var kb [len(prefixShard) + 8 + 32]byte
 		item, err := txn.Get(shardKey(kb[:0], gen, &client))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -79,7 +79,7 @@ func (st *Store) Clients(gen uint64, fn func(key [32]byte, name string)) error {
 		return ErrClosed
 	}
 	var n uint64
-	err := st.db.View(func(txn *badger.Txn) error {
+	err := st.view(func(txn *badger.Txn) error {
 		prefix := genPrefix(nil, prefixClient, gen)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
 		defer it.Close()
@@ -148,7 +148,10 @@ func (st *Store) Stats() (Stats, error) {
 		return Stats{}, ErrClosed
 	}
 	s := Stats{Condition: st.Condition()}
-	s.LSMBytes, s.VLogBytes = st.db.Size()
+	st.withDB(func(db *badger.DB) error {
+		s.LSMBytes, s.VLogBytes = db.Size()
+		return nil
+	})
 	s.AuditRecords = int(st.audit.count.Load())
 	s.AuditDropped = st.audit.dropped.Load()
 	s.AuditLost = st.audit.lost
@@ -162,7 +165,7 @@ func (st *Store) Stats() (Stats, error) {
 		default:
 			s.Kept = "damaged"
 		}
-		err := st.db.View(func(txn *badger.Txn) error {
+		err := st.view(func(txn *badger.Txn) error {
 			s.Clients, s.Values = st.countClients(txn, c.Gen)
 			s.ShardBytes = sizePrefix(txn, genPrefix(nil, prefixShard, c.Gen))
 			return nil

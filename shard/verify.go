@@ -21,7 +21,7 @@ func (st *Store) verifyGen(c *current) (err error) {
 		}
 	}()
 	var shards, clients uint64
-	err = st.db.View(func(txn *badger.Txn) error {
+	err = st.view(func(txn *badger.Txn) error {
 		var err error
 		if shards, err = st.verifyPrefix(txn, prefixShard, c.Gen, shardAAD); err != nil {
 			return err
