@@ -241,7 +241,14 @@ func (st *Store) reopen() error {
 		return fmt.Errorf("shard: closing the database to reopen it: %w", err)
 	}
 	st.step("reopen")
-	db, err := openBadger(filepath.Join(st.dir, dbDir), st.bkey, st.opt.Logger)
+	o := badgerOptions(filepath.Join(st.dir, dbDir), st.bkey, st.opt.Logger)
+	// The import's tables were verified block by block when this process
+	// wrote them (Badger opens each new table in the daemon's mode);
+	// reading them all again would only map every page of them back in
+	// (about 22 MiB of RSS per 25,000 clients). Every block is still
+	// verified when it is read, and the next start verifies every table.
+	o = o.WithChecksumVerificationMode(options.OnBlockRead)
+	db, err := openBadger(o)
 	if err != nil {
 		return fmt.Errorf("shard: reopening the database: %w", err)
 	}
@@ -300,7 +307,7 @@ func Open(dir string, badgerKey, sealKey *[32]byte, opt Options) (*Store, error)
 		sl.clear()
 		return nil, err
 	}
-	if st.db, err = openBadger(filepath.Join(dir, dbDir), st.bkey, opt.Logger); err != nil {
+	if st.db, err = openBadger(badgerOptions(filepath.Join(dir, dbDir), st.bkey, opt.Logger)); err != nil {
 		clear(st.bkey)
 		sl.clear()
 		return nil, err
@@ -410,13 +417,13 @@ func removeEmptyLogs(path string) error {
 
 // openBadger opens Badger, turning a panic on a damaged directory into
 // ErrCorrupt.
-func openBadger(path string, key []byte, log *slog.Logger) (db *badger.DB, err error) {
+func openBadger(o badger.Options) (db *badger.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			db, err = nil, fmt.Errorf("%w: badger panicked while opening: %v", ErrCorrupt, r)
 		}
 	}()
-	db, err = badger.Open(badgerOptions(path, key, log))
+	db, err = badger.Open(o)
 	if err == nil {
 		return db, nil
 	}
