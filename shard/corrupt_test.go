@@ -124,3 +124,58 @@ func TestCorruptStore(t *testing.T) {
 		}
 	}
 }
+
+// TestDamageAfterFirstImport: the reopen after a store's first import
+// does not read its tables whole again, so every read must still check
+// its block. With bytes of every table flipped behind the store's back,
+// each read returns the client's exact values or an error, never other
+// values; and the next Open, which verifies every table, refuses the
+// database.
+func TestDamageAfterFirstImport(t *testing.T) {
+	dir := t.TempDir()
+	d := makeDef(1, 2000, 4)
+	st, err := shard.Open(dir, &badgerKey, &sealKey, shard.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustImport(t, st, d)
+	tables, _ := filepath.Glob(filepath.Join(dir, "db", "*.sst"))
+	if len(tables) == 0 {
+		t.Fatal("no table files after the import")
+	}
+	for _, p := range tables {
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := f.Stat()
+		b := make([]byte, fi.Size())
+		f.ReadAt(b, 0)
+		for off := int64(100); off < fi.Size()*3/4; off += 1500 { // in the blocks, before the index
+			b[off] ^= 0x55
+		}
+		f.WriteAt(b, 0)
+		f.Close()
+	}
+	_, gen, _ := st.Current()
+	failed := 0
+	for _, c := range d.clients {
+		got, err := st.Shard(gen, c.Key, nil)
+		if err != nil {
+			failed++
+			noCanary(t, err)
+			continue
+		}
+		if !maps.EqualFunc(got, c.Values, bytes.Equal) {
+			t.Fatalf("client %s: a damaged table gave other values", c.Name)
+		}
+	}
+	if failed == 0 {
+		t.Fatal("every read succeeded on damaged tables: the damage missed the blocks")
+	}
+	st.Close()
+	if _, err := shard.Open(dir, &badgerKey, &sealKey, shard.Options{}); !errors.Is(err, shard.ErrCorrupt) {
+		t.Fatalf("Open after the damage: %v, want ErrCorrupt", err)
+	}
+	t.Logf("%d of %d reads refused", failed, len(d.clients))
+}

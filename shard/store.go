@@ -194,12 +194,24 @@ var errNoDB = fmt.Errorf("%w: the database did not reopen after an import", ErrC
 
 // view runs fn in a read transaction. view, update and withDB never
 // nest: a pending reopen would wait for the outer one forever.
-func (st *Store) view(fn func(txn *badger.Txn) error) error {
+//
+// Badger panics on some damage it meets while reading a table (a block
+// whose offsets are garbage, before its checksum is checked); view turns
+// that into an error wrapping ErrCorrupt, so that a table damaged while
+// the server runs costs the sessions that read it an error, not the
+// process (TestDamageAfterFirstImport). The next Open verifies every
+// table and reports the damage.
+func (st *Store) view(fn func(txn *badger.Txn) error) (err error) {
 	st.dbMu.RLock()
 	defer st.dbMu.RUnlock()
 	if st.db == nil {
 		return errNoDB
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: badger panicked while reading: %v", ErrCorrupt, r)
+		}
+	}()
 	return st.db.View(fn)
 }
 
