@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"maps"
 	"math"
 	"os"
 	"runtime/debug"
@@ -240,10 +239,10 @@ func storeClients(def *coffer.Definition) iter.Seq2[shard.Client, error] {
 					return
 				}
 			}
-			for name, v := range c.Values {
+			for _, v := range c.Values {
 				clear(v.Text)
-				delete(c.Values, name)
 			}
+			c.Values = nil // the map too: most of a parsed client's heap
 		}
 	}
 }
@@ -263,13 +262,29 @@ func (l *loader) installLocked(prevGen uint64, pre *coffer.Snapshot) error {
 	if !ok {
 		return errors.New("internal error: the store has no current definition after an import")
 	}
-	clients := make(map[coffer.PublicKey]string)
-	if err := l.st.Clients(gen, func(key [32]byte, name string) { clients[key] = name }); err != nil {
-		return fmt.Errorf("reading the stored clients: %w", err)
-	}
 	sn := pre
-	if sn == nil || !maps.Equal(sn.Clients, clients) {
-		sn = &coffer.Snapshot{Clients: clients} // Swap computes the table
+	if sn != nil {
+		// Compared in place: a second map of every client was about 3 MiB
+		// of a 25,000-client load's peak heap.
+		n, same := 0, true
+		if err := l.st.Clients(gen, func(key [32]byte, name string) {
+			n++
+			if got, ok := pre.Clients[key]; !ok || got != name {
+				same = false
+			}
+		}); err != nil {
+			return fmt.Errorf("reading the stored clients: %w", err)
+		}
+		if !same || n != len(pre.Clients) {
+			sn = nil
+		}
+	}
+	if sn == nil {
+		clients := make(map[coffer.PublicKey]string)
+		if err := l.st.Clients(gen, func(key [32]byte, name string) { clients[key] = name }); err != nil {
+			return fmt.Errorf("reading the stored clients: %w", err)
+		}
+		sn = &coffer.Snapshot{Clients: clients} // Install computes the table
 	}
 	sn.Name = l.name
 	sn.Version = coffer.Version{Serial: v.Serial, Hash: v.Hash}
@@ -279,7 +294,7 @@ func (l *loader) installLocked(prevGen uint64, pre *coffer.Snapshot) error {
 		return err
 	}
 	l.served, l.snap = &sn.Version, sn
-	l.log.Info("serving definition", "serial", v.Serial, "hash", hashPrefix(v.Hash), "client_keys", len(clients), "generation", gen)
+	l.log.Info("serving definition", "serial", v.Serial, "hash", hashPrefix(v.Hash), "client_keys", len(sn.Clients), "generation", gen)
 	if prevGen == 0 {
 		return nil
 	}

@@ -65,8 +65,8 @@ func TestStoreClients(t *testing.T) {
 		t.Fatalf("%d clients yielded, want 3 (one per key)", seen)
 	}
 	for _, c := range def.Clients {
-		if len(c.Values) != 0 {
-			t.Fatalf("client %q keeps %d parsed values after the import", c.Name, len(c.Values))
+		if c.Values != nil {
+			t.Fatalf("client %q keeps its parsed values (%d) after the import", c.Name, len(c.Values))
 		}
 	}
 	for _, b := range texts {
