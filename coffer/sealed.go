@@ -249,6 +249,23 @@ func signedMessage(body []byte) []byte {
 	return append(append(m, signatureLabel...), body...)
 }
 
+// signedInPlace returns a copy of sig and the signed message
+// (signatureLabel || body). When body directly follows sig in one buffer,
+// as in the payload openPayload opens, the label is written over the
+// signature's last bytes and the message is that buffer: copying a
+// 25,000-client body was about 15 MiB and a fifth of opening it
+// (BenchmarkOpenDefinitionFleet/signed). Otherwise body is copied.
+func signedInPlace(sig, body []byte) (s [ed25519.SignatureSize]byte, msg []byte) {
+	copy(s[:], sig)
+	n := len(sig)
+	if n == ed25519.SignatureSize && len(body) > 0 && cap(sig) > n && &sig[:n+1][n] == &body[0] {
+		msg = sig[n-len(signatureLabel) : n+len(body)]
+		copy(msg, signatureLabel)
+		return s, msg
+	}
+	return s, signedMessage(body)
+}
+
 // sealPayload encrypts pt (sig || body) to the server and to author's
 // copy, names hint as the author, and returns the file (of size bytes).
 func sealPayload(author *AuthorKey, hint AuthorPublicKey, server *SealingKey, pt []byte, size int, rand io.Reader) ([]byte, error) {
@@ -411,7 +428,8 @@ func OpenEnvelope(author *AuthorKey, file []byte) (*Envelope, error) {
 		return nil, err
 	}
 	defer clear(body)
-	if !ed25519.Verify(p.author[:], signedMessage(body), sig) {
+	s, msg := signedInPlace(sig, body)
+	if !ed25519.Verify(p.author[:], msg, s[:]) {
 		return nil, ErrBadSignature
 	}
 	return decodeSigned(body, p.author, nil)
@@ -439,7 +457,8 @@ func openSigned(server *PrivateKey, trusted []AuthorPublicKey, bin []byte) (*Env
 		return nil, err
 	}
 	defer clear(body)
-	if err := verifyAuthor(trusted, p.author, sig, body); err != nil {
+	s, msg := signedInPlace(sig, body)
+	if err := verifyAuthor(trusted, p.author, s[:], msg); err != nil {
 		return nil, err
 	}
 	me := server.Public()
@@ -447,14 +466,13 @@ func openSigned(server *PrivateKey, trusted []AuthorPublicKey, bin []byte) (*Env
 }
 
 // verifyAuthor requires the named author to be trusted and its signature
-// to hold. When it does not, it says whether another trusted author
-// signed the content (a file claiming the wrong author) or none did (the
-// content was changed after signing).
-func verifyAuthor(trusted []AuthorPublicKey, author AuthorPublicKey, sig, body []byte) error {
+// of msg (signatureLabel || body) to hold. When it does not, it says
+// whether another trusted author signed the content (a file claiming the
+// wrong author) or none did (the content was changed after signing).
+func verifyAuthor(trusted []AuthorPublicKey, author AuthorPublicKey, sig, msg []byte) error {
 	if !slices.Contains(trusted, author) {
 		return fmt.Errorf("%w: %s", ErrUntrustedAuthor, author)
 	}
-	msg := signedMessage(body)
 	if ed25519.Verify(author[:], msg, sig) {
 		return nil
 	}

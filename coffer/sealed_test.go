@@ -2,6 +2,7 @@ package coffer
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/mlkem"
 	"crypto/rand"
 	"errors"
@@ -820,5 +821,35 @@ func TestWriteSealedGoldenFiles(t *testing.T) {
 		if err := os.WriteFile(filepath.Join("testdata", name), Armor(b), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestSignedInPlace: the signed message built over the payload's own
+// buffer is signedMessage's, without an allocation, and the signature is
+// copied out before the label overwrites it; split buffers are copied.
+func TestSignedInPlace(t *testing.T) {
+	sig := bytes.Repeat([]byte{0xAB}, ed25519.SignatureSize)
+	body := []byte("the signed body of a definition")
+	want := signedMessage(body)
+	pt := append(bytes.Clone(sig), body...)
+	s, msg := signedInPlace(pt[:ed25519.SignatureSize], pt[ed25519.SignatureSize:])
+	if !bytes.Equal(s[:], sig) || !bytes.Equal(msg, want) {
+		t.Fatalf("in place: sig %x, msg %q", s, msg)
+	}
+	if &msg[len(msg)-1] != &pt[len(pt)-1] {
+		t.Fatal("in place: the message is not the payload's buffer")
+	}
+	if !bytes.Equal(pt[ed25519.SignatureSize:], body) {
+		t.Fatal("in place: the body changed")
+	}
+	if n := testing.AllocsPerRun(10, func() {
+		pt := pt // the label is already there; rewriting it is harmless
+		signedInPlace(pt[:ed25519.SignatureSize], pt[ed25519.SignatureSize:])
+	}); n != 0 {
+		t.Fatalf("in place: %v allocations", n)
+	}
+	s, msg = signedInPlace(bytes.Clone(sig), bytes.Clone(body))
+	if !bytes.Equal(s[:], sig) || !bytes.Equal(msg, want) {
+		t.Fatalf("split: sig %x, msg %q", s, msg)
 	}
 }
