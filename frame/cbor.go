@@ -18,9 +18,9 @@ const (
 )
 
 var (
-	strictDec cbor.DecMode // message bodies
-	shardDec  cbor.DecMode // a whole shard: more map pairs, same rules
-	detEnc    cbor.EncMode // RFC 8949 core deterministic encoding
+	strictDec cbor.DecMode           // message bodies
+	shardDec  cbor.DecMode           // a whole shard: more map pairs, same rules
+	detEnc    cbor.UserBufferEncMode // RFC 8949 core deterministic encoding
 )
 
 func init() {
@@ -51,7 +51,7 @@ func init() {
 	eopts := cbor.CoreDetEncOptions()
 	eopts.NaNConvert = cbor.NaNConvertReject
 	eopts.InfConvert = cbor.InfConvertReject
-	if detEnc, err = eopts.EncMode(); err != nil {
+	if detEnc, err = eopts.UserBufferEncMode(); err != nil {
 		panic("frame: deterministic CBOR encode options: " + err.Error())
 	}
 }
@@ -67,7 +67,9 @@ func Unmarshal(data []byte, v any) error {
 	if err := strictDec.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("frame: malformed CBOR body: %s", cborErrorClass(err))
 	}
-	enc, err := detEnc.Marshal(v)
+	// The bodies decoded here hold no map (a shard travels as bytes), so
+	// the encoding needs no sorting room: data's own size.
+	enc, err := marshal(v, len(data)+64)
 	// The re-encoding is a copy of data, which may hold secrets (a
 	// sealed definition's TOML, a shard): clear it once compared.
 	defer clear(enc)
@@ -85,7 +87,29 @@ func Marshal(v any) ([]byte, error) {
 	if a, ok := v.(cborAppender); ok {
 		return a.appendCBOR(nil), nil
 	}
-	return detEnc.Marshal(v)
+	return marshal(v, 256)
+}
+
+// marshal encodes v with detEnc into a buffer of its own, which starts at
+// hint bytes. detEnc.Marshal encodes into a buffer from the cbor
+// package's pool and returns a copy, so the encoding (a shard's secret
+// values, a definition's TOML) stayed behind in the pooled buffer for its
+// next user; and a map is sorted in the buffer's spare capacity, which
+// then holds a second copy of its pairs. Here nothing is pooled and the
+// spare capacity is cleared (TestMarshalLeavesNoCopy). A buffer that
+// has to grow leaves its smaller copy to the collector uncleared, so hint
+// should cover the encoding, twice over when it holds a map.
+func marshal(v any, hint int) ([]byte, error) {
+	var b bytes.Buffer
+	b.Grow(hint)
+	err := detEnc.MarshalToBuffer(v, &b)
+	out := b.Bytes()
+	clear(out[len(out):cap(out)])
+	if err != nil {
+		clear(out)
+		return nil, err
+	}
+	return out, nil
 }
 
 // cborErrorClass names the kind of a decode error without its text, which

@@ -68,18 +68,18 @@ type taggedValue struct {
 func (v Value) MarshalCBOR() ([]byte, error) {
 	switch v.Kind {
 	case KindString:
-		return detEnc.Marshal(string(v.Text))
+		return v.AppendCBOR(make([]byte, 0, 9+len(v.Text)))
 	case KindInt:
-		return detEnc.Marshal(v.Int)
+		return marshal(v.Int, 16)
 	case KindFloat:
 		if math.IsInf(v.Float, 0) || math.IsNaN(v.Float) {
-			return detEnc.Marshal(taggedValue{T: "float", V: formatFloat(v.Float)})
+			return marshal(taggedValue{T: "float", V: formatFloat(v.Float)}, 64)
 		}
-		return detEnc.Marshal(v.Float)
+		return marshal(v.Float, 16)
 	case KindBool:
-		return detEnc.Marshal(v.Bool)
+		return marshal(v.Bool, 16)
 	case KindDateTime, KindLocalDateTime, KindLocalDate, KindLocalTime:
-		return detEnc.Marshal(taggedValue{T: v.Kind.String(), V: string(v.Text)})
+		return marshal(taggedValue{T: v.Kind.String(), V: string(v.Text)}, 2*(64+len(v.Text)))
 	}
 	return nil, fmt.Errorf("frame: cannot encode a value of kind %s", v.Kind)
 }
@@ -209,12 +209,14 @@ type Shard map[string]Value
 
 // EncodeShard encodes s as a deterministic CBOR map, checking names.
 func EncodeShard(s Shard) ([]byte, error) {
-	for n := range s {
+	size := 9
+	for n, v := range s {
 		if err := ValidName(n); err != nil {
 			return nil, err
 		}
+		size += 9 + len(n) + 64 + len(v.Text)
 	}
-	return detEnc.Marshal(s)
+	return marshal(s, 2*size)
 }
 
 // DecodeShard decodes a shard with the strict rules and checks its names.
@@ -240,11 +242,13 @@ func DecodeShard(data []byte) (Shard, error) {
 // decoding them.
 func AssembleShard(values map[string][]byte) ([]byte, error) {
 	m := make(map[string]cbor.RawMessage, len(values))
+	size := 9
 	for n, raw := range values {
 		if err := ValidName(n); err != nil {
 			return nil, err
 		}
 		m[n] = raw
+		size += 9 + len(n) + len(raw)
 	}
-	return detEnc.Marshal(m)
+	return marshal(m, 2*size)
 }
