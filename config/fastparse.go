@@ -44,7 +44,19 @@ type fastReader struct {
 	plain   *plainTable    // the current table if it is another one
 	shared  bool           // the current table is a [shared.NAME]
 	headers map[string]bool
+	last    int // values in the last table read, the size of the next one's map
 }
+
+// Map sizes given before a table is read, so that its map does not grow
+// (growing a client's map past 8 values was about a quarter of sealing
+// a 25,000-client definition). A [clients] table gets its line count,
+// at most maxClientsHint; any other table the number of values the one
+// before it had, at most maxValuesHint: definitions list clients of one
+// shape, and the hint never exceeds what was already parsed.
+const (
+	maxClientsHint = MaxClients
+	maxValuesHint  = 256
+)
 
 func (r *fastReader) document() bool {
 	r.headers = map[string]bool{}
@@ -144,15 +156,38 @@ func (r *fastReader) header() bool {
 	}
 	r.headers[seen] = true
 	r.i++
+	if r.plain != nil {
+		r.last = len(r.plain.values)
+	}
 	r.clients, r.plain, r.shared = nil, nil, shared
 	if seen == clientsTable {
-		r.clients = map[string]any{}
+		r.clients = make(map[string]any, r.linesAhead(maxClientsHint))
 		parent[name] = r.clients
 	} else {
-		r.plain = &plainTable{values: map[string]Value{}}
+		r.plain = &plainTable{values: make(map[string]Value, min(r.last, maxValuesHint))}
 		parent[name] = r.plain
 	}
 	return true
+}
+
+// linesAhead counts the lines from r.i to the next one that starts with
+// '[', at most limit.
+func (r *fastReader) linesAhead(limit int) int {
+	n := 0
+	for i := r.i; n < limit; n++ {
+		j := bytes.IndexByte(r.src[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j + 1
+		for i < len(r.src) && (r.src[i] == ' ' || r.src[i] == '\t') {
+			i++
+		}
+		if i < len(r.src) && r.src[i] == '[' {
+			break
+		}
+	}
+	return n
 }
 
 // pair reads KEY = "string" or KEY = ["string", ...] in the current
