@@ -231,15 +231,24 @@ func signedPayload(author *AuthorKey, env *Envelope) ([]byte, error) {
 	if env.Serial > 1 && !env.Force {
 		body.Prev = env.Previous[:]
 	}
-	b, err := frame.Marshal(body)
-	defer clear(b)
+	// One buffer: room for the signature, then the body. The label goes
+	// just before the body for signing, and the signature over it: no
+	// other copy of the definition is made, so none is left uncleared.
+	pt := make([]byte, ed25519.SignatureSize, ed25519.SignatureSize+len(env.TOML)+envelopeRoom)
+	pt, err := frame.AppendMarshal(pt, body)
 	if err != nil {
+		clear(pt)
 		return nil, fmt.Errorf("coffer: encoding envelope: %w", err)
 	}
-	pt := make([]byte, 0, ed25519.SignatureSize+len(b))
-	pt = append(pt, author.sign(signedMessage(b))...)
-	return append(pt, b...), nil
+	msg := pt[ed25519.SignatureSize-len(signatureLabel):]
+	copy(msg, signatureLabel)
+	copy(pt, author.sign(msg))
+	return pt, nil
 }
+
+// envelopeRoom bounds an envelope body's encoding beyond its TOML: the
+// field names, two keys, a hash, a name and the numbers.
+const envelopeRoom = 512
 
 // signedMessage is what the author signs: a label naming the format, then
 // the body (which names the author, the server, the serial, the previous

@@ -100,14 +100,21 @@ func Marshal(v any) ([]byte, error) {
 // has to grow leaves its smaller copy to the collector uncleared, so hint
 // should cover the encoding, twice over when it holds a map.
 func marshal(v any, hint int) ([]byte, error) {
-	var b bytes.Buffer
-	b.Grow(hint)
-	err := detEnc.MarshalToBuffer(v, &b)
+	return AppendMarshal(make([]byte, 0, hint), v)
+}
+
+// AppendMarshal appends v's deterministic encoding (Marshal's bytes) to
+// dst, in dst's spare capacity when it is large enough, and clears the
+// spare capacity left after it (see marshal). On an error dst's contents
+// are returned and what was appended is cleared.
+func AppendMarshal(dst []byte, v any) ([]byte, error) {
+	b := bytes.NewBuffer(dst)
+	err := detEnc.MarshalToBuffer(v, b)
 	out := b.Bytes()
 	clear(out[len(out):cap(out)])
 	if err != nil {
-		clear(out)
-		return nil, err
+		clear(out[min(len(dst), len(out)):])
+		return out[:len(dst)], err
 	}
 	return out, nil
 }

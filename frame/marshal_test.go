@@ -45,6 +45,15 @@ func TestMarshalLeavesNoCopy(t *testing.T) {
 		t.Fatalf("datetime: %v, spare capacity holds data", err)
 	}
 
+	prefix := []byte("room for a signature")
+	dst := make([]byte, len(prefix), 4096)
+	copy(dst, prefix)
+	out, err = AppendMarshal(dst, &OkGetPayload{H: PurposeOkGet, Last: true, Serial: 3, DH: []byte(canary), Size: 9})
+	check("AppendMarshal", out, err)
+	if !bytes.HasPrefix(out, prefix) || &out[0] != &dst[0] {
+		t.Fatal("AppendMarshal: the prefix changed, or the encoding left dst's buffer")
+	}
+
 	files, _ := filepath.Glob("*.go")
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
