@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -703,4 +704,68 @@ func TestLargeShard(t *testing.T) {
 		}
 		checkServes(t, st, d)
 	}
+}
+
+// mappedTableBytes sums the resident pages of dir's table files mapped
+// into this process (/proc/self/smaps), and their total size.
+func mappedTableBytes(t *testing.T, dir string) (resident, total int64) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Skipf("no /proc/self/smaps: %v", err)
+	}
+	inTable := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			inTable = len(f) == 6 && strings.HasPrefix(f[5], dir) && strings.HasSuffix(f[5], ".sst")
+			continue
+		}
+		if inTable && len(f) == 3 && f[0] == "Rss:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			resident += kb << 10
+		}
+	}
+	tables, _ := filepath.Glob(filepath.Join(dir, "db", "*.sst"))
+	for _, p := range tables {
+		if fi, err := os.Stat(p); err == nil {
+			total += fi.Size()
+		}
+	}
+	return resident, total
+}
+
+// TestOpenLeavesTablesUnmapped: Open reads every record of the served
+// generation to verify it, and a store's first import writes every
+// table; both leave the store with its table pages unmapped (Badger
+// reopened), so a server's idle RSS does not carry its whole keyspace.
+// The store still serves every client.
+func TestOpenLeavesTablesUnmapped(t *testing.T) {
+	dir := t.TempDir()
+	d := makeDef(1, 4000, 4)
+	st, err := shard.Open(dir, &badgerKey, &sealKey, shard.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustImport(t, st, d)
+	check := func(when string) {
+		t.Helper()
+		res, total := mappedTableBytes(t, dir)
+		if total < 256<<10 {
+			t.Fatalf("%s: only %d bytes of tables: the test needs more", when, total)
+		}
+		if res > total/4 {
+			t.Fatalf("%s: %d of %d table bytes resident in this process", when, res, total)
+		}
+		t.Logf("%s: %d of %d table bytes resident", when, res, total)
+	}
+	check("after the first import")
+	st.Close()
+	st, err = shard.Open(dir, &badgerKey, &sealKey, shard.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	check("after Open")
+	checkServes(t, st, d)
 }
