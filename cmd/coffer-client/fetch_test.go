@@ -524,3 +524,33 @@ func TestVerdict(t *testing.T) {
 		})
 	}
 }
+
+// TestCutByDeadline: both errors a dial cut off by the --wait deadline
+// can end with count as cut once the deadline has passed, and nothing
+// counts before it, without --wait, or for an answer.
+func TestCutByDeadline(t *testing.T) {
+	past, future := time.Now().Add(-time.Millisecond), time.Now().Add(time.Hour)
+	ctxCut := &net.OpError{Op: "dial", Net: "tcp", Err: context.DeadlineExceeded}
+	sockCut := &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	answer := fmt.Errorf("127.0.0.1:1: %w", coffer.ErrUnverified)
+	for _, tc := range []struct {
+		name     string
+		err      error
+		wait     time.Duration
+		deadline time.Time
+		want     bool
+	}{
+		{"context deadline, past", ctxCut, time.Second, past, true},
+		{"socket deadline (i/o timeout), past", sockCut, time.Second, past, true},
+		{"socket deadline, before the deadline (--timeout)", sockCut, time.Second, future, false},
+		{"no --wait", sockCut, 0, past, false},
+		{"an unverified answer after the deadline", answer, time.Second, past, false},
+	} {
+		if got := cutByDeadline(tc.err, tc.wait, tc.deadline); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if !strings.Contains(sockCut.Error(), "i/o timeout") {
+		t.Fatalf("the socket deadline error reads %q, not the i/o timeout the flaky run showed", sockCut.Error())
+	}
+}
