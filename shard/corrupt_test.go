@@ -134,10 +134,7 @@ func TestCorruptStore(t *testing.T) {
 func TestDamageAfterFirstImport(t *testing.T) {
 	dir := t.TempDir()
 	d := makeDef(1, 2000, 4)
-	st, err := shard.Open(dir, &badgerKey, &sealKey, shard.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := open(t, dir, shard.Options{})
 	mustImport(t, st, d)
 	tables, _ := filepath.Glob(filepath.Join(dir, "db", "*.sst"))
 	if len(tables) == 0 {

@@ -91,9 +91,10 @@ func (st *Store) Import(v Version, sealed []byte, clients iter.Seq2[Client, erro
 	if err := st.flip(next); err != nil {
 		return 0, err
 	}
-	first := st.cur.Load() == nil
+	old := st.cur.Load()
+	first := old == nil
 	if !first {
-		prev = st.cur.Load().Gen
+		prev = old.Gen
 	} else {
 		prev, st.staleGen = st.staleGen, 0
 	}

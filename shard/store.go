@@ -206,6 +206,9 @@ var errNoDB = fmt.Errorf("%w: the database did not reopen after an import", ErrC
 // the server runs costs the sessions that read it an error, not the
 // process (TestDamageAfterFirstImport). The next Open verifies every
 // table and reports the damage.
+//
+// It takes dbMu itself rather than through withDB: it is on every
+// fetch's path.
 func (st *Store) view(fn func(txn *badger.Txn) error) (err error) {
 	st.dbMu.RLock()
 	defer st.dbMu.RUnlock()
@@ -222,12 +225,7 @@ func (st *Store) view(fn func(txn *badger.Txn) error) (err error) {
 
 // update runs fn in a read-write transaction (see view).
 func (st *Store) update(fn func(txn *badger.Txn) error) error {
-	st.dbMu.RLock()
-	defer st.dbMu.RUnlock()
-	if st.db == nil {
-		return errNoDB
-	}
-	return st.db.Update(fn)
+	return st.withDB(func(db *badger.DB) error { return db.Update(fn) })
 }
 
 // withDB calls fn with Badger, which stays open until fn returns (see

@@ -743,10 +743,7 @@ func mappedTableBytes(t *testing.T, dir string) (resident, total int64) {
 func TestOpenLeavesTablesUnmapped(t *testing.T) {
 	dir := t.TempDir()
 	d := makeDef(1, 4000, 4)
-	st, err := shard.Open(dir, &badgerKey, &sealKey, shard.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := open(t, dir, shard.Options{})
 	mustImport(t, st, d)
 	check := func(when string) {
 		t.Helper()
@@ -761,11 +758,7 @@ func TestOpenLeavesTablesUnmapped(t *testing.T) {
 	}
 	check("after the first import")
 	st.Close()
-	st, err = shard.Open(dir, &badgerKey, &sealKey, shard.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st = open(t, dir, shard.Options{})
 	check("after Open")
 	checkServes(t, st, d)
 }
