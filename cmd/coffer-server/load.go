@@ -117,6 +117,7 @@ func (l *loader) loadFile() error {
 // names, which passed the serial rules when it was accepted. The caller
 // holds l.mu.
 func (l *loader) importLocked(file []byte, cur *coffer.Version, why string) error {
+	boundLoadMemory(len(file))
 	var def *coffer.Definition
 	var ver coffer.Version
 	var err error
@@ -336,12 +337,12 @@ const servingGCPercent = 50
 // loadGCPercent is the GOGC used during a definition load.
 const loadGCPercent = 50
 
-// loadMemory brackets a definition load: it lifts the soft memory limit
-// and sets loadGCPercent, so that a load (about 150 MiB of heap for
-// 10,000 x 10) is not slowed by back-to-back GC cycles, and the returned
-// function, called once the caller holds no reference to the file, the
-// definition or the encoded values, returns that heap to the OS and sets
-// the serving settings: servingGCPercent, and a limit of twice the live
+// loadMemory brackets a definition load: it sets loadGCPercent and lifts
+// the serving memory limit, and boundLoadMemory, once the file's size is
+// known, sets the load's own limit (loadBudget); the returned function,
+// called once the caller holds no reference to the file, the definition
+// or the encoded values, returns that heap to the OS and sets the
+// serving settings: servingGCPercent, and a limit of twice the live
 // heap, at least minMemoryLimit. Without it idle RSS stays at the load's
 // peak until the scavenger catches up (docs/benchmarks.md, "Memory"). A
 // GOMEMLIMIT or GOGC in the environment is the operator's choice and is
@@ -359,10 +360,13 @@ func loadMemory() (done func()) {
 	if setGC {
 		debug.SetGCPercent(loadGCPercent)
 	}
+	curLoad = loadLimit{set: setLimit}
 	if setLimit {
+		curLoad.base = goMemory()
 		debug.SetMemoryLimit(math.MaxInt64)
 	}
 	return func() {
+		curLoad = loadLimit{}
 		go func() {
 			defer memMu.Unlock()
 			servingMemory(setGC, setLimit)
@@ -373,6 +377,59 @@ func loadMemory() (done func()) {
 // memMu is held from loadMemory until its done function has set the
 // serving settings.
 var memMu sync.Mutex
+
+// loadLimit is the running load's memory limit, guarded by memMu: set
+// tells whether loadMemory may set it, base is the Go runtime's memory
+// when the load began.
+type loadLimit struct {
+	set  bool
+	base int64
+}
+
+var curLoad loadLimit
+
+// loadBudgetFactor and minLoadBudget size a load's memory limit: the Go
+// runtime's memory when the load began plus loadBudgetFactor times the
+// sealed file's size, at least minLoadBudget. A load holds the sealed
+// file, its opened payload, the parsed definition (about 4.7 times the
+// TOML) and the import's buffers: a 25,000-client file of 16 MiB needed
+// about 150 MiB of live heap at its peak. Without a limit, GOGC lets
+// the heap grow half as much again in garbage between two cycles, and
+// starting on 100,000 clients in four such files peaked at 265-269 MiB
+// of RSS; with the limit at 200 MiB it peaked at 220-225 MiB in the
+// same time to ready, and at 175 MiB the collector ran back to back
+// and ready took 1.8 s longer (docs/server.md, "Memory"). When a
+// definition needs more than its budget, the collector works harder,
+// never more than half the CPU (the runtime's own cap), and the load
+// still completes.
+const (
+	loadBudgetFactor = 10
+	minLoadBudget    = 64 << 20
+)
+
+// loadBudget is the memory a load of a sealed file of size bytes may add.
+func loadBudget(size int) int64 {
+	return max(minLoadBudget, loadBudgetFactor*int64(size))
+}
+
+// boundLoadMemory sets the running load's memory limit for a sealed file
+// of size bytes (loadBudget). The caller is inside loadMemory's bracket.
+func boundLoadMemory(size int) {
+	if curLoad.set {
+		debug.SetMemoryLimit(curLoad.base + loadBudget(size))
+	}
+}
+
+// goMemory is the Go runtime's memory as the soft memory limit counts
+// it: everything mapped, less what has been returned to the OS.
+func goMemory() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 || s[1].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(min(s[0].Value.Uint64()-min(s[1].Value.Uint64(), s[0].Value.Uint64()), math.MaxInt64/2))
+}
 
 // servingMemory returns a load's heap to the OS and sets the serving GC
 // settings (loadMemory).

@@ -37,3 +37,46 @@ func TestLoadMemoryOrder(t *testing.T) {
 		t.Fatalf("serving GOGC %d after a load, want %d", got, servingGCPercent)
 	}
 }
+
+// TestLoadMemoryBound: once a load knows its file's size, it runs under a
+// memory limit of the runtime's memory at its start plus its budget, ten
+// times the file at least 64 MiB; serving gets its own limit back after
+// it; and a GOMEMLIMIT in the environment is never replaced.
+func TestLoadMemoryBound(t *testing.T) {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		t.Skip("GOGC or GOMEMLIMIT is set: loadMemory leaves the settings alone")
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	for _, size := range []int{1 << 10, 16 << 20} {
+		done := loadMemory()
+		base := curLoad.base
+		boundLoadMemory(size)
+		got := debug.SetMemoryLimit(-1)
+		now := goMemory()
+		done()
+		budget := max(int64(64<<20), 10*int64(size))
+		if base <= 0 || base > 2*now || got != base+budget {
+			t.Errorf("file of %d bytes: load limit %d, want %d plus the runtime's memory at the load's start (%d; %d now)",
+				size, got, budget, base, now)
+		}
+	}
+	memMu.Lock() // the last done has set the serving limit
+	got := debug.SetMemoryLimit(-1)
+	memMu.Unlock()
+	if got == math.MaxInt64 || got > 2*goMemory()+minMemoryLimit {
+		t.Errorf("serving limit %d after the loads", got)
+	}
+
+	t.Setenv("GOMEMLIMIT", "1GiB") // read by loadMemory, not by the runtime here
+	debug.SetMemoryLimit(123 << 20)
+	done := loadMemory()
+	boundLoadMemory(16 << 20)
+	got = debug.SetMemoryLimit(-1)
+	done()
+	memMu.Lock()
+	memMu.Unlock()
+	if got != 123<<20 {
+		t.Errorf("with GOMEMLIMIT set, a load changed the limit to %d", got)
+	}
+}
