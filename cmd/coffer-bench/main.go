@@ -40,8 +40,9 @@ Options:
   -scale LIST        instead of the comparison with TLS, the scale run of
                      issue 19: for each fleet size in LIST (e.g.
                      1000,10000,100000), split into -definitions, seal,
-                     start, boot storm, load at concurrency 16, and reload
-                     one definition while the others are under load
+                     start, boot storm, load at concurrency 16 (-rounds
+                     rounds, medians), and reload one definition while
+                     the others are under load
   -secrets M         secrets per client (default 10)
   -value-size B      bytes per secret value (default 40)
   -duration D        length of each load phase (default 5s)
