@@ -362,7 +362,7 @@ func loadMemory() (done func()) {
 	}
 	curLoad = loadLimit{set: setLimit}
 	if setLimit {
-		curLoad.base = goMemory()
+		curLoad.base = liveMemory()
 		debug.SetMemoryLimit(math.MaxInt64)
 	}
 	return func() {
@@ -380,7 +380,7 @@ var memMu sync.Mutex
 
 // loadLimit is the running load's memory limit, guarded by memMu: set
 // tells whether loadMemory may set it, base is the Go runtime's memory
-// when the load began.
+// when the load began, counting only the live heap (liveMemory).
 type loadLimit struct {
 	set  bool
 	base int64
@@ -389,7 +389,7 @@ type loadLimit struct {
 var curLoad loadLimit
 
 // loadBudgetFactor and minLoadBudget size a load's memory limit: the Go
-// runtime's memory when the load began plus loadBudgetFactor times the
+// runtime's memory when the load began (its live heap) plus loadBudgetFactor times the
 // sealed file's size, at least minLoadBudget. A load holds the sealed
 // file, its opened payload, the parsed definition (about 4.7 times the
 // TOML) and the import's buffers: a 25,000-client file of 16 MiB needed
@@ -423,12 +423,41 @@ func boundLoadMemory(size int) {
 // goMemory is the Go runtime's memory as the soft memory limit counts
 // it: everything mapped, less what has been returned to the OS.
 func goMemory() int64 {
-	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 || s[1].Value.Kind() != metrics.KindUint64 {
-		return 0
+	m := readMemory()
+	return m.total - m.released
+}
+
+// liveMemory is what goMemory would be if the heap held only what was
+// live at the last collection: a load that follows a boot storm starts
+// from the storm's live heap, not from its garbage, which the load's
+// limit makes the collector reclaim first.
+func liveMemory() int64 {
+	m := readMemory()
+	nonHeap := m.total - m.released - m.free - m.objects - m.unused
+	return max(0, m.live+nonHeap)
+}
+
+// memoryFigures are the runtime/metrics figures goMemory and liveMemory
+// read, in bytes.
+type memoryFigures struct{ total, released, free, objects, unused, live int64 }
+
+func readMemory() memoryFigures {
+	s := []metrics.Sample{
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/gc/heap/live:bytes"},
 	}
-	return int64(min(s[0].Value.Uint64()-min(s[1].Value.Uint64(), s[0].Value.Uint64()), math.MaxInt64/2))
+	metrics.Read(s)
+	var v [6]int64
+	for i := range s {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			v[i] = int64(min(s[i].Value.Uint64(), math.MaxInt64/4))
+		}
+	}
+	return memoryFigures{v[0], v[1], v[2], v[3], v[4], v[5]}
 }
 
 // servingMemory returns a load's heap to the OS and sets the serving GC
@@ -441,13 +470,7 @@ func servingMemory(setGC, setLimit bool) {
 	if !setLimit {
 		return
 	}
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	live := int64(0)
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		live = int64(min(s[0].Value.Uint64(), math.MaxInt64/2))
-	}
-	debug.SetMemoryLimit(max(minMemoryLimit, 2*live))
+	debug.SetMemoryLimit(max(minMemoryLimit, 2*readMemory().live))
 }
 
 // hashPrefix is the short form of a definition hash for logs.
