@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/coffer-project/coffer/frame"
 )
 
 // Limits of a secrets definition (docs/definition.md, "Limits"). The
@@ -50,33 +52,29 @@ const (
 	includeKey   = "include"
 )
 
-// Kind is the TOML type of a secret value, kept end to end.
-type Kind uint8
+// Kind is the TOML type of a secret value, kept end to end: the
+// protocol's own kinds (frame.Kind), so that a parsed value is the value
+// a shard carries, with nothing to convert.
+type Kind = frame.Kind
 
-// Value kinds. The order matches frame.Kind, but coffer converts by name.
+// Value kinds.
 const (
-	KindInvalid       Kind = iota
-	KindString             // a TOML string
-	KindInt                // a 64-bit signed integer
-	KindFloat              // a 64-bit float, including inf and nan
-	KindBool               // true or false
-	KindDateTime           // an offset date-time, RFC 3339 text
-	KindLocalDateTime      // a date-time without an offset
-	KindLocalDate          // a date
-	KindLocalTime          // a time of day
+	KindInvalid       = frame.KindInvalid
+	KindString        = frame.KindString        // a TOML string
+	KindInt           = frame.KindInt           // a 64-bit signed integer
+	KindFloat         = frame.KindFloat         // a 64-bit float, including inf and nan
+	KindBool          = frame.KindBool          // true or false
+	KindDateTime      = frame.KindDateTime      // an offset date-time, RFC 3339 text
+	KindLocalDateTime = frame.KindLocalDateTime // a date-time without an offset
+	KindLocalDate     = frame.KindLocalDate     // a date
+	KindLocalTime     = frame.KindLocalTime     // a time of day
 )
 
-// Value is one secret value. Text holds a string's bytes, or a date or
-// time kind's canonical text (RFC 3339 for an offset date-time; for the
-// local kinds YYYY-MM-DDTHH:MM:SS[.fraction], YYYY-MM-DD and
-// HH:MM:SS[.fraction], never with a zone).
-type Value struct {
-	Kind  Kind
-	Text  []byte
-	Int   int64
-	Float float64
-	Bool  bool
-}
+// Value is one secret value (frame.Value). Text holds a string's bytes,
+// or a date or time kind's canonical text (RFC 3339 for an offset
+// date-time; for the local kinds YYYY-MM-DDTHH:MM:SS[.fraction],
+// YYYY-MM-DD and HH:MM:SS[.fraction], never with a zone).
+type Value = frame.Value
 
 // DefinitionClient is one name of the [clients] table and its secrets.
 type DefinitionClient struct {
