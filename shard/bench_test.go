@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -188,26 +189,8 @@ func BenchmarkOpen(b *testing.B) {
 // keeps up to 8 and frees one every 2 s once idle). peak-heap-MiB is the
 // largest heap in use sampled every 2 ms during the imports.
 func BenchmarkImportStores(b *testing.B) {
-	const stores, perStore, values = 4, 25_000, 10
-	gen := func(base int) iter.Seq2[shard.Client, error] {
-		return func(yield func(shard.Client, error) bool) {
-			c := shard.Client{Values: map[string][]byte{}}
-			buf := make([]byte, 0, values*40)
-			for i := range perStore {
-				c.Key, c.Name = clientKey(base+i), fmt.Sprintf("client-%d", base+i)
-				buf = buf[:0]
-				for j := range values {
-					start := len(buf)
-					buf = fmt.Appendf(buf, "%s c%d v%d ", canary, base+i, j)
-					buf = append(buf, bytes.Repeat([]byte{'x'}, 40)...)[:start+40]
-					c.Values[fmt.Sprintf("VALUE_%d", j)] = buf[start : start+40]
-				}
-				if !yield(c, nil) {
-					return
-				}
-			}
-		}
-	}
+	const stores, perStore = 4, 25_000
+	gen := func(base int) iter.Seq2[shard.Client, error] { return fleetClients(base, perStore, 0) }
 	var retained, peak []float64
 	for b.Loop() {
 		b.StopTimer()
@@ -265,4 +248,72 @@ func BenchmarkImportStores(b *testing.B) {
 	slices.Sort(peak)
 	b.ReportMetric(retained[len(retained)/2], "retained-MiB")
 	b.ReportMetric(peak[len(peak)/2], "peak-heap-MiB")
+}
+
+// fleetClients yields n clients of 10 values of 40 bytes, keys from
+// base, each value marked with round.
+func fleetClients(base, n, round int) iter.Seq2[shard.Client, error] {
+	const values = 10
+	return func(yield func(shard.Client, error) bool) {
+		c := shard.Client{Values: map[string][]byte{}}
+		buf := make([]byte, 0, values*40)
+		for i := range n {
+			c.Key, c.Name = clientKey(base+i), fmt.Sprintf("client-%d", base+i)
+			buf = buf[:0]
+			for j := range values {
+				start := len(buf)
+				buf = fmt.Appendf(buf, "%s c%d v%d r%d ", canary, base+i, j, round)
+				buf = append(buf, bytes.Repeat([]byte{'x'}, 40)...)[:start+40]
+				c.Values[fmt.Sprintf("VALUE_%d", j)] = buf[start : start+40]
+			}
+			if !yield(c, nil) {
+				return
+			}
+		}
+	}
+}
+
+// BenchmarkReimport is a reload's store work: one store of 25,000
+// clients x 10 values, each op imports the next generation of the same
+// clients and drops the previous one, as the server does after an
+// install. cpu-ms/op is the process's CPU time per op (getrusage), so
+// Badger's own goroutines count: the memtable flushes and compactions
+// an import causes, which run after Import returns and land on the next
+// op.
+func BenchmarkReimport(b *testing.B) {
+	const clients = 25_000
+	st, err := shard.Open(b.TempDir(), &badgerKey, &sealKey, shard.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	serial := uint64(0)
+	next := func() uint64 {
+		serial++
+		sealed := fmt.Appendf(nil, "serial %d", serial)
+		prev, err := st.Import(shard.Version{Serial: serial, Hash: sha256.Sum256(sealed)}, sealed, fleetClients(0, clients, int(serial)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := st.DropGeneration(prev); err != nil {
+			b.Fatal(err)
+		}
+		return prev
+	}
+	next()
+	next()
+	cpu0 := processCPU(b)
+	for b.Loop() {
+		next()
+	}
+	b.ReportMetric(float64((processCPU(b)-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
