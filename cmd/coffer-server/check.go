@@ -102,6 +102,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	r.prefix = ""
+	for _, name := range strayStores(cfg.DataDir, defs) {
+		r.note("definition %s: not in the config, stored in %s: %s", name, definitionDir(cfg.DataDir, name), strayHint)
+	}
 	if r.failed {
 		fmt.Fprintln(r.w, "not ready to serve")
 		return exitStatus(1)

@@ -4,10 +4,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -439,3 +441,59 @@ func TestDamagedDefinitionStore(t *testing.T) {
 
 // runOut joins run's two outputs.
 func runOut(stdout, stderr string, code int) (string, int) { return stdout + stderr, code }
+
+// TestRemovedDefinitionStore: a definition taken out of the config is no
+// longer served, and its store, which still holds its values (encrypted)
+// and its serial chain, is neither served nor deleted: check notes it and
+// the server warns at start, both naming the directory; putting the
+// definition back serves it again from that store.
+func TestRemovedDefinitionStore(t *testing.T) {
+	f := newFixture(t, "web", "db")
+	a := &team{name: "team-a", author: f.Author, clients: []string{"web"}, path: filepath.Join(f.Dir, "a.sealed")}
+	b := &team{name: "team-b", author: e2e.GenAuthorKey(t), clients: []string{"db"}, path: filepath.Join(f.Dir, "b.sealed")}
+	a.seal(t, f, "a1", nil)
+	b.seal(t, f, "b1", nil)
+	splitFleet(t, f, a, b)
+	base := []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--log-level", "debug", "--config", f.Conf}
+	p := f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
+	p.WaitReady()
+	p.WaitListening()
+	if _, err := p.fetch("db"); err != nil {
+		t.Fatal(err)
+	}
+	p.stop()
+	dirB := filepath.Join(f.DataDir, "definitions", "team-b")
+
+	splitFleet(t, f, a) // team-b removed from the config
+	out, stderr, code := f.run(t, nil, append([]string{"check"}, base...)...)
+	if code != 0 || !strings.Contains(out, "definition team-b: not in the config, stored in "+dirB) {
+		t.Errorf("check after team-b left the config: exit %d, want a note naming %s\n%s%s", code, dirB, out, stderr)
+	}
+	p = f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
+	p.WaitReady()
+	p.WaitListening()
+	p.Logs.Wait(t, 0, `level=WARN msg="a stored definition is not in the config;.*definition=team-b dir=`+regexp.QuoteMeta(dirB))
+	if r, err := p.fetch("web"); err != nil || wantShard(r, "a1") != nil {
+		t.Errorf("team-a after team-b left: %v", err)
+	}
+	if _, err := p.fetch("db"); !errors.Is(err, coffer.ErrUnknownClient) {
+		t.Errorf("team-b's client after team-b left the config: %v, want %v", err, coffer.ErrUnknownClient)
+	}
+	p.stop()
+	if _, err := os.Stat(dirB); err != nil {
+		t.Fatalf("team-b's store after a start without it: %v", err)
+	}
+
+	splitFleet(t, f, a, b) // back: served again, from its store
+	p = f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
+	p.WaitReady()
+	p.WaitListening()
+	if r, err := p.fetch("db"); err != nil || wantShard(r, "b1") != nil || r.Version.Serial != 1 {
+		t.Errorf("team-b put back: %v", err)
+	}
+	p.stop()
+	out, _, _ = f.run(t, nil, append([]string{"check"}, base...)...)
+	if strings.Contains(out, "not in the config") {
+		t.Errorf("check with every store configured still notes one:\n%s", out)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"syscall"
 	"time"
 
@@ -285,6 +286,30 @@ func definitionDir(dataDir, name string) string {
 	return filepath.Join(dataDir, definitionsDir, name)
 }
 
+// strayStores returns the names of the definition stores in dataDir that
+// no definition in defs names: a definition removed from the config
+// leaves its store (its last definition's values, encrypted, and its
+// serial chain) in definitions/NAME until the operator removes it. The
+// server neither serves nor deletes it: putting the definition back
+// serves it again, with its rollback protection intact.
+func strayStores(dataDir string, defs []config.ServerDefinition) []string {
+	entries, err := os.ReadDir(filepath.Join(dataDir, definitionsDir))
+	if err != nil {
+		return nil
+	}
+	var stray []string
+	for _, e := range entries {
+		if !e.IsDir() || slices.ContainsFunc(defs, func(d config.ServerDefinition) bool { return d.Name == e.Name() }) {
+			continue
+		}
+		stray = append(stray, e.Name())
+	}
+	return stray
+}
+
+// strayHint is what the server and check say about a stray store.
+const strayHint = "its store keeps the last definition's values (encrypted) until the directory is removed; put the definition back in the config to serve it again"
+
 // serve runs the daemon until SIGTERM or SIGINT.
 func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sigs *signals) error {
 	defs := cfg.DefinitionList()
@@ -342,6 +367,9 @@ func serve(cfg *config.Server, log *slog.Logger, getenv func(string) string, sig
 				log.Error("closing the store", "dir", st.Dir(), "err", err)
 			}
 		}
+	}
+	for _, name := range strayStores(cfg.DataDir, defs) {
+		log.Warn("a stored definition is not in the config; "+strayHint, "definition", name, "dir", definitionDir(cfg.DataDir, name))
 	}
 	live, feed := newLiveStats(time.Now()), &auditFeed{}
 	srv := newServer(cfg, key, root, log, live, feed)
