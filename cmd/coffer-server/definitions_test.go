@@ -446,7 +446,8 @@ func runOut(stdout, stderr string, code int) (string, int) { return stdout + std
 // longer served, and its store, which still holds its values (encrypted)
 // and its serial chain, is neither served nor deleted: check notes it and
 // the server warns at start, both naming the directory; putting the
-// definition back serves it again from that store.
+// definition back serves it again from that store, whose serial chain
+// still refuses a rollback.
 func TestRemovedDefinitionStore(t *testing.T) {
 	f := newFixture(t, "web", "db")
 	a := &team{name: "team-a", author: f.Author, clients: []string{"web"}, path: filepath.Join(f.Dir, "a.sealed")}
@@ -490,6 +491,17 @@ func TestRemovedDefinitionStore(t *testing.T) {
 	p.WaitListening()
 	if r, err := p.fetch("db"); err != nil || wantShard(r, "b1") != nil || r.Version.Serial != 1 {
 		t.Errorf("team-b put back: %v", err)
+	}
+	// Its serial chain came back with it: another file of serial 1 is a
+	// rollback, refused.
+	if err := os.WriteFile(b.path, sealFor(t, f, "team-b", b.author, 1, [32]byte{}, []byte("[clients]\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := f.run(t, nil, append(append([]string{"reload"}, base...), "team-b")...); code != 1 || !strings.Contains(out+stderr, "refused") {
+		t.Errorf("reload of another serial 1 into the restored team-b: exit %d\n%s%s", code, out, stderr)
+	}
+	if r, err := p.fetch("db"); err != nil || wantShard(r, "b1") != nil {
+		t.Errorf("team-b after the refused rollback: %v", err)
 	}
 	p.stop()
 	out, _, _ = f.run(t, nil, append([]string{"check"}, base...)...)
