@@ -118,6 +118,19 @@ func (tm *team) seal(t *testing.T, f *fixture, tag string, author *coffer.Author
 	}
 }
 
+// twoTeams is a fleet of two definitions, each with its own author:
+// team-a serves web (serial 1, tagged a1), team-b serves db (b1).
+func twoTeams(t *testing.T) (f *fixture, a, b *team) {
+	t.Helper()
+	f = newFixture(t, "web", "db")
+	a = &team{name: "team-a", author: f.Author, clients: []string{"web"}, path: filepath.Join(f.Dir, "a.sealed")}
+	b = &team{name: "team-b", author: e2e.GenAuthorKey(t), clients: []string{"db"}, path: filepath.Join(f.Dir, "b.sealed")}
+	a.seal(t, f, "a1", nil)
+	b.seal(t, f, "b1", nil)
+	splitFleet(t, f, a, b)
+	return f, a, b
+}
+
 // splitFleet writes a config with one [[definitions]] table per team,
 // each trusting only its team's author.
 func splitFleet(t *testing.T, f *fixture, teams ...*team) {
@@ -368,13 +381,8 @@ func TestKillDuringOneDefinitionLoad(t *testing.T) {
 // (which could hide a rollback) leaves that definition unserved, named
 // in status, while the other serves.
 func TestDamagedDefinitionStore(t *testing.T) {
-	f := newFixture(t, "web", "db")
-	a := &team{name: "team-a", author: f.Author, clients: []string{"web"}, path: filepath.Join(f.Dir, "a.sealed")}
-	b := &team{name: "team-b", author: e2e.GenAuthorKey(t), clients: []string{"db"}, path: filepath.Join(f.Dir, "b.sealed")}
-	a.seal(t, f, "a1", nil)
-	b.seal(t, f, "b1", nil)
+	f, a, b := twoTeams(t)
 	a.seal(t, f, "a2", nil)
-	splitFleet(t, f, a, b)
 	base := []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--log-level", "debug", "--config", f.Conf}
 	start := func() *proc {
 		p := f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
@@ -449,12 +457,7 @@ func runOut(stdout, stderr string, code int) (string, int) { return stdout + std
 // definition back serves it again from that store, whose serial chain
 // still refuses a rollback.
 func TestRemovedDefinitionStore(t *testing.T) {
-	f := newFixture(t, "web", "db")
-	a := &team{name: "team-a", author: f.Author, clients: []string{"web"}, path: filepath.Join(f.Dir, "a.sealed")}
-	b := &team{name: "team-b", author: e2e.GenAuthorKey(t), clients: []string{"db"}, path: filepath.Join(f.Dir, "b.sealed")}
-	a.seal(t, f, "a1", nil)
-	b.seal(t, f, "b1", nil)
-	splitFleet(t, f, a, b)
+	f, a, b := twoTeams(t)
 	base := []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--log-level", "debug", "--config", f.Conf}
 	p := f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
 	p.WaitReady()
