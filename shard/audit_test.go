@@ -236,3 +236,47 @@ func TestAuditDuringFirstImport(t *testing.T) {
 		t.Fatalf("reopened: %d audit records, want %d", s2.AuditRecords, len(got))
 	}
 }
+
+// TestAuditPruneSlack: a trail over max_records is pruned to at most
+// max_records and at least max_records less 1/64 of it and one entry,
+// and always keeps the newest records, in order, with no gap: after
+// storm-sized entries of 512 records, then batches of 40 as under load.
+func TestAuditPruneSlack(t *testing.T) {
+	const max, slack = 6400, 6400 / 64
+	st := open(t, t.TempDir(), shard.Options{AuditMaxRecords: max})
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	n := 0
+	write := func(records, batch int) {
+		for range records {
+			st.Audit(auditRec(n, base.Add(time.Duration(n)*time.Millisecond)))
+			if n++; n%batch == 0 {
+				shard.FlushAudit(st)
+			}
+		}
+		shard.FlushAudit(st)
+	}
+	check := func(when string) {
+		t.Helper()
+		got, err := st.AuditRecords(time.Time{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) > max || (n > max && len(got) < max-slack-512) {
+			t.Fatalf("%s: %d records after %d, want %d at most and %d at least", when, len(got), n, max, max-slack-512)
+		}
+		for j, r := range got {
+			if want := n - len(got) + j; r.Values != want {
+				t.Fatalf("%s: record %d of %d is number %d, want %d: the newest, in order", when, j, len(got), r.Values, want)
+			}
+		}
+		if s, err := st.Stats(); err != nil || s.AuditRecords != len(got) {
+			t.Fatalf("%s: Stats counts %d records (%v), the trail holds %d", when, s.AuditRecords, err, len(got))
+		}
+	}
+	write(max+1000, 512)
+	check("after the storm")
+	for i := range 20 {
+		write(97, 40)
+		check(fmt.Sprintf("after load round %d", i))
+	}
+}
