@@ -94,7 +94,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 			r.ok("trusted keys: %d", len(trusted))
 		}
 		dir := definitionDir(cfg.DataDir, d.Name)
-		cur, stored, storeOK := checkStore(r, dir, cfg.DataDir, func() (*shard.Store, *lockFile, error) {
+		cur, stored, storeOK := checkStore(r, d.Name, dir, cfg.DataDir, func() (*shard.Store, *lockFile, error) {
 			return adminStoreAt(cfg, dir, "check", stderr)
 		})
 		if trusted != nil {
@@ -116,7 +116,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 // checkStore reports on the data directory and the store. It returns
 // the current version (nil if none), a digest of the stored definition
 // when the store could be read, and whether the store is usable.
-func checkStore(r *checkReport, dir, dataDir string, open func() (*shard.Store, *lockFile, error)) (*coffer.Version, map[string]*clientDigest, bool) {
+func checkStore(r *checkReport, name, dir, dataDir string, open func() (*shard.Store, *lockFile, error)) (*coffer.Version, map[string]*clientDigest, bool) {
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -133,11 +133,14 @@ func checkStore(r *checkReport, dir, dataDir string, open func() (*shard.Store, 
 	default:
 		r.ok("data directory %s", dir)
 	}
-	if h, running, err := runningServer(dataDir); err == nil && running && h.role == "serve" && dir != dataDir {
-		r.ok("store: in use by the running server (pid %d); contents not compared", h.pid)
-		return nil, nil, true
-	} else if err == nil && running && h.role == "serve" {
-		cur := parseHolderVersion(h.version)
+	if h, running, err := runningServer(dataDir); err == nil && running && h.role == "serve" {
+		// The running server writes the version of every definition it
+		// serves into the lock file: a named store's too, so that the
+		// sealed file is compared with what is served.
+		cur := parseHolderVersion(h.defs[name])
+		if h.defs == nil && dir == dataDir { // a server that names no definition there
+			cur = parseHolderVersion(h.version)
+		}
 		if cur == nil {
 			r.ok("store: in use by the running server (pid %d), which serves nothing yet", h.pid)
 		} else {

@@ -132,6 +132,12 @@ func (d *daemon) ready() {
 		status = fmt.Sprintf("serving serial %d", v.Serial)
 		version = fmt.Sprintf("%d %x", v.Serial, v.Hash)
 	}
+	var defs [][2]string // every served definition's version, for check
+	for _, ld := range d.lds {
+		if v := ld.servedVersion(); v != nil {
+			defs = append(defs, [2]string{ld.name, fmt.Sprintf("%d %x", v.Serial, v.Hash)})
+		}
+	}
 	if len(d.lds) > 1 {
 		var parts []string
 		for _, ld := range d.lds {
@@ -143,7 +149,7 @@ func (d *daemon) ready() {
 		}
 		status = "serving " + strings.Join(parts, ", ")
 	}
-	if err := d.lock.write("serve", version); err != nil {
+	if err := d.lock.write("serve", version, defs...); err != nil {
 		d.log.Warn("updating the lock file", "err", err)
 	}
 	d.notify("READY=1\nSTATUS=" + status)

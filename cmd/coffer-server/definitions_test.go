@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -511,4 +512,53 @@ func TestRemovedDefinitionStore(t *testing.T) {
 	if strings.Contains(out, "not in the config") {
 		t.Errorf("check with every store configured still notes one:\n%s", out)
 	}
+}
+
+// TestCheckWhileServingDefinitions: with the server running, check
+// compares each named definition's sealed file with the version the
+// server serves (written into the lock file after every load): the
+// same file is "already stored", a newer one "would be loaded", and a
+// rollback fails the check. Before, check had no version for a named
+// store while it ran, and took a rollback for a first definition.
+func TestCheckWhileServingDefinitions(t *testing.T) {
+	f, a, b := twoTeams(t)
+	base := []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--log-level", "debug", "--config", f.Conf}
+	p := f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
+	p.WaitReady()
+	p.WaitListening()
+	check := func() (string, int) {
+		t.Helper()
+		out, stderr, code := f.run(t, nil, append([]string{"check"}, base...)...)
+		return out + stderr, code
+	}
+	out, code := check()
+	for _, want := range []string{
+		"definition team-b: store: in use by the running server (pid " + strconv.Itoa(p.Pid()) + "), serving serial 1",
+		"definition team-b: sealed definition " + b.path + ": serial 1, the one already stored",
+		"definition team-a: sealed definition " + a.path + ": serial 1, the one already stored",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("check while serving: exit %d, want %q in\n%s", code, want, out)
+		}
+	}
+
+	b.seal(t, f, "b2", nil) // on disk, not reloaded
+	if out, code = check(); code != 0 || !strings.Contains(out, "definition team-b: sealed definition "+b.path+": serial 2") || !strings.Contains(out, "it would be loaded") {
+		t.Fatalf("check with team-b's next file on disk: exit %d\n%s", code, out)
+	}
+	if out, stderr, code := f.run(t, nil, append(append([]string{"reload"}, base...), "team-b")...); code != 0 {
+		t.Fatalf("reload team-b: exit %d\n%s%s", code, out, stderr)
+	}
+	if out, code = check(); code != 0 || !strings.Contains(out, "definition team-b: store: in use by the running server (pid "+strconv.Itoa(p.Pid())+"), serving serial 2") {
+		t.Fatalf("check after reloading team-b: exit %d\n%s", code, out)
+	}
+
+	// A rollback: another serial 1 for team-b.
+	if err := os.WriteFile(b.path, sealFor(t, f, "team-b", b.author, 1, [32]byte{}, []byte("[clients]\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code = check(); code != 1 || !strings.Contains(out, "FAIL  definition team-b: sealed definition") {
+		t.Fatalf("check of a rollback for team-b while serving serial 2: exit %d\n%s", code, out)
+	}
+	p.stop()
 }

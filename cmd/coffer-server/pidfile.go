@@ -10,6 +10,10 @@ import (
 	"syscall"
 )
 
+// lockEnd ends a lock file's content, so that a reader never takes a
+// file caught half written for a whole one.
+const lockEnd = "end"
+
 // pidFileName is the lock file in the data directory. Whoever holds its
 // flock owns the store: the running server, or an admin command (inspect,
 // audit, check) for the moment it reads. The kernel drops the lock when
@@ -21,8 +25,9 @@ const pidFileName = "coffer-server.pid"
 // holder is what a lock file says about the process holding it.
 type holder struct {
 	pid     int
-	role    string // "serve", "inspect", "audit" or "check"
-	version string // "serial hash" of the served definition, if any
+	role    string            // "serve", "inspect", "audit" or "check"
+	version string            // "serial hash" of the served definition, if any
+	defs    map[string]string // for a server of named definitions: "serial hash" of each served one
 }
 
 // errStoreInUse is returned when another process holds the lock.
@@ -70,10 +75,15 @@ func lockDataDir(dir, role string) (*lockFile, error) {
 	return lf, nil
 }
 
-// write replaces the file's content. Readers that race with it see a
-// short file and retry.
-func (lf *lockFile) write(role, version string) error {
+// write replaces the file's content: pid, role, version, then a line
+// "def NAME SERIAL HASH" for each of defs (NAME to "serial hash"), then
+// "end". Readers that race with it see a short file and retry.
+func (lf *lockFile) write(role, version string, defs ...[2]string) error {
 	content := fmt.Sprintf("%d\n%s\n%s\n", os.Getpid(), role, version)
+	for _, d := range defs {
+		content += "def " + d[0] + " " + d[1] + "\n"
+	}
+	content += lockEnd + "\n"
 	if err := lf.f.Truncate(0); err != nil {
 		return fmt.Errorf("writing the lock file: %w", err)
 	}
@@ -124,8 +134,11 @@ func readHolder(dir string) (holder, error) {
 		if err != nil {
 			continue
 		}
-		lines := strings.SplitN(string(data), "\n", 4)
-		if len(lines) < 3 {
+		lines := strings.Split(string(data), "\n")
+		if len(lines) == 4 && lines[3] == "" { // written by a server before the "end" line
+			lines = append(lines[:3], lockEnd, "")
+		}
+		if len(lines) < 5 || lines[len(lines)-2] != lockEnd {
 			err = errors.New("lock file is being written")
 			continue
 		}
@@ -134,7 +147,16 @@ func readHolder(dir string) (holder, error) {
 			err = errors.New("lock file holds no pid")
 			continue
 		}
-		return holder{pid: pid, role: lines[1], version: lines[2]}, nil
+		h := holder{pid: pid, role: lines[1], version: lines[2]}
+		for _, l := range lines[3 : len(lines)-2] {
+			if name, v, ok := strings.Cut(strings.TrimPrefix(l, "def "), " "); ok && strings.HasPrefix(l, "def ") {
+				if h.defs == nil {
+					h.defs = map[string]string{}
+				}
+				h.defs[name] = v
+			}
+		}
+		return h, nil
 	}
 	return holder{}, err
 }
