@@ -75,15 +75,49 @@ func lockDataDir(dir, role string) (*lockFile, error) {
 	return lf, nil
 }
 
+// parseHolder parses a lock file's content (write).
+func parseHolder(data []byte) (holder, error) {
+	lines := strings.Split(string(data), "\n")
+	if len(lines) == 4 && lines[3] == "" { // written by a server before the "end" line
+		lines = append(lines[:3], lockEnd, "")
+	}
+	if len(lines) < 5 || lines[len(lines)-2] != lockEnd || lines[len(lines)-1] != "" {
+		return holder{}, errors.New("lock file is being written")
+	}
+	pid, err := strconv.Atoi(lines[0])
+	if err != nil || pid <= 0 {
+		return holder{}, errors.New("lock file holds no pid")
+	}
+	h := holder{pid: pid, role: lines[1], version: lines[2]}
+	for _, l := range lines[3 : len(lines)-2] {
+		rest, ok := strings.CutPrefix(l, "def ")
+		if !ok {
+			continue
+		}
+		if name, v, ok := strings.Cut(rest, " "); ok {
+			if h.defs == nil {
+				h.defs = map[string]string{}
+			}
+			h.defs[name] = v
+		}
+	}
+	return h, nil
+}
+
+// lockContent is what write puts in the lock file.
+func lockContent(pid int, role, version string, defs ...[2]string) string {
+	content := fmt.Sprintf("%d\n%s\n%s\n", pid, role, version)
+	for _, d := range defs {
+		content += "def " + d[0] + " " + d[1] + "\n"
+	}
+	return content + lockEnd + "\n"
+}
+
 // write replaces the file's content: pid, role, version, then a line
 // "def NAME SERIAL HASH" for each of defs (NAME to "serial hash"), then
 // "end". Readers that race with it see a short file and retry.
 func (lf *lockFile) write(role, version string, defs ...[2]string) error {
-	content := fmt.Sprintf("%d\n%s\n%s\n", os.Getpid(), role, version)
-	for _, d := range defs {
-		content += "def " + d[0] + " " + d[1] + "\n"
-	}
-	content += lockEnd + "\n"
+	content := lockContent(os.Getpid(), role, version, defs...)
 	if err := lf.f.Truncate(0); err != nil {
 		return fmt.Errorf("writing the lock file: %w", err)
 	}
@@ -134,29 +168,10 @@ func readHolder(dir string) (holder, error) {
 		if err != nil {
 			continue
 		}
-		lines := strings.Split(string(data), "\n")
-		if len(lines) == 4 && lines[3] == "" { // written by a server before the "end" line
-			lines = append(lines[:3], lockEnd, "")
+		var h holder
+		if h, err = parseHolder(data); err == nil {
+			return h, nil
 		}
-		if len(lines) < 5 || lines[len(lines)-2] != lockEnd {
-			err = errors.New("lock file is being written")
-			continue
-		}
-		pid, perr := strconv.Atoi(lines[0])
-		if perr != nil || pid <= 0 {
-			err = errors.New("lock file holds no pid")
-			continue
-		}
-		h := holder{pid: pid, role: lines[1], version: lines[2]}
-		for _, l := range lines[3 : len(lines)-2] {
-			if name, v, ok := strings.Cut(strings.TrimPrefix(l, "def "), " "); ok && strings.HasPrefix(l, "def ") {
-				if h.defs == nil {
-					h.defs = map[string]string{}
-				}
-				h.defs[name] = v
-			}
-		}
-		return h, nil
 	}
 	return holder{}, err
 }
