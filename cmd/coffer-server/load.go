@@ -389,19 +389,18 @@ type loadLimit struct {
 var curLoad loadLimit
 
 // loadBudgetFactor and minLoadBudget size a load's memory limit: the Go
-// runtime's memory when the load began (its live heap) plus loadBudgetFactor times the
-// sealed file's size, at least minLoadBudget. A load holds the sealed
-// file, its opened payload, the parsed definition (about 4.7 times the
-// TOML) and the import's buffers: a 25,000-client file of 16 MiB needed
-// about 150 MiB of live heap at its peak. Without a limit, GOGC lets
-// the heap grow half as much again in garbage between two cycles, and
-// starting on 100,000 clients in four such files peaked at 265-269 MiB
-// of RSS; with the limit at 200 MiB it peaked at 220-225 MiB in the
-// same time to ready, and at 175 MiB the collector ran back to back
-// and ready took 1.8 s longer (docs/server.md, "Memory"). When a
-// definition needs more than its budget, the collector works harder,
-// never more than half the CPU (the runtime's own cap), and the load
-// still completes.
+// runtime's memory when the load began (its live heap) plus
+// loadBudgetFactor times the sealed file's size, at least minLoadBudget.
+// A load holds the sealed file, its opened payload, the parsed values
+// and the import's buffers: about 90 MiB of live heap at its peak for a
+// 16 MiB file of 25,000 clients. Without a limit, GOGC let the garbage
+// grow the heap half as much again between two cycles, and starting on
+// 100,000 clients in four such files peaked at 263-269 MiB of RSS; a
+// limit at 200 MiB brought that to 220-225 MiB in the same time to
+// ready, and one at 175 MiB made the collector run back to back (ready
+// 1.8 s later) (docs/server.md, "Memory"). The limit is soft: a
+// definition that needs more than its budget makes the collector work
+// harder, which the runtime caps at about half the CPU, and still loads.
 const (
 	loadBudgetFactor = 10
 	minLoadBudget    = 64 << 20
@@ -420,15 +419,9 @@ func boundLoadMemory(size int) {
 	}
 }
 
-// goMemory is the Go runtime's memory as the soft memory limit counts
-// it: everything mapped, less what has been returned to the OS.
-func goMemory() int64 {
-	m := readMemory()
-	return m.total - m.released
-}
-
-// liveMemory is what goMemory would be if the heap held only what was
-// live at the last collection: a load that follows a boot storm starts
+// liveMemory is the Go runtime's memory as the soft memory limit counts
+// it (everything mapped, less what was returned to the OS), as if the
+// heap held only what was live at the last collection: a load that follows a boot storm starts
 // from the storm's live heap, not from its garbage, which the load's
 // limit makes the collector reclaim first.
 func liveMemory() int64 {
@@ -437,8 +430,8 @@ func liveMemory() int64 {
 	return max(0, m.live+nonHeap)
 }
 
-// memoryFigures are the runtime/metrics figures goMemory and liveMemory
-// read, in bytes.
+// memoryFigures are the runtime/metrics figures liveMemory and the
+// serving limit read, in bytes.
 type memoryFigures struct{ total, released, free, objects, unused, live int64 }
 
 func readMemory() memoryFigures {

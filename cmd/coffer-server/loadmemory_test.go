@@ -80,3 +80,10 @@ func TestLoadMemoryBound(t *testing.T) {
 		t.Errorf("with GOMEMLIMIT set, a load changed the limit to %d", got)
 	}
 }
+
+// goMemory is the Go runtime's memory as the soft memory limit counts
+// it: everything mapped, less what has been returned to the OS.
+func goMemory() int64 {
+	m := readMemory()
+	return m.total - m.released
+}
