@@ -520,8 +520,8 @@ func (a *auditor) prune() (pruned bool) {
 // after every batch, and mostly deletes whole entries. Pruning a record
 // at a time out of the oldest entry rewrote that entry without it: after
 // a boot storm (entries of 512 records), every batch of 40 rewrote about
-// 470 records, and each record cost 155 us of CPU instead of 23
-// (BenchmarkAuditSessions/full).
+// 470 records, and each record cost 121 us of CPU; now 28
+// (BenchmarkAuditSessions/full; 22-24 while the trail fills).
 const pruneSlack = 64
 
 // auditPrune collects what prune deletes and the entry it replaces. need
