@@ -59,9 +59,7 @@ func TestDefinitionsTable(t *testing.T) {
 		t.Errorf("--definition over [[definitions]]: exit %d, stderr %q; want a refusal", code, stderr)
 	}
 
-	p := f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
-	p.WaitReady()
-	p.WaitListening()
+	p := f.startWith(t, base)
 	r, err := p.fetch("web")
 	if err != nil {
 		t.Fatal(err)
@@ -119,6 +117,16 @@ func (tm *team) seal(t *testing.T, f *fixture, tag string, author *coffer.Author
 	}
 }
 
+// startWith runs coffer-server with args (no --listen) on a free port
+// and waits until it is ready and listening.
+func (f *fixture) startWith(t *testing.T, args []string) *proc {
+	t.Helper()
+	p := f.launch(t, nil, nil, append(args[:len(args):len(args)], "--listen", "127.0.0.1:0")...)
+	p.WaitReady()
+	p.WaitListening()
+	return p
+}
+
 // twoTeams is a fleet of two definitions, each with its own author:
 // team-a serves web (serial 1, tagged a1), team-b serves db (b1).
 func twoTeams(t *testing.T) (f *fixture, a, b *team) {
@@ -166,9 +174,7 @@ func TestSeveralDefinitions(t *testing.T) {
 	if out, stderr, code := f.run(t, nil, append([]string{"check"}, base...)...); code != 0 {
 		t.Fatalf("check of two definitions: exit %d\n%s%s", code, out, stderr)
 	}
-	p := f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
-	p.WaitReady()
-	p.WaitListening()
+	p := f.startWith(t, base)
 	want := func(client, def, tag string, serial uint64) {
 		t.Helper()
 		r, err := p.fetch(client)
@@ -295,9 +301,7 @@ func TestSeveralDefinitions(t *testing.T) {
 			t.Errorf("definition %s has no store of its own: %v", name, err)
 		}
 	}
-	p = f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
-	p.WaitReady()
-	p.WaitListening()
+	p = f.startWith(t, base)
 	want("api", "team-a", "a1", 1)
 	want("db", "team-b", "b2", 2)
 	p.stop()
@@ -319,9 +323,7 @@ func TestKillDuringOneDefinitionLoad(t *testing.T) {
 	splitFleet(t, f, a, b)
 	base := []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--log-level", "debug", "--config", f.Conf}
 	start := func() *proc {
-		p := f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
-		p.WaitReady()
-		p.WaitListening()
+		p := f.startWith(t, base)
 		return p
 	}
 	p := start()
@@ -386,9 +388,7 @@ func TestDamagedDefinitionStore(t *testing.T) {
 	a.seal(t, f, "a2", nil)
 	base := []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--log-level", "debug", "--config", f.Conf}
 	start := func() *proc {
-		p := f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
-		p.WaitReady()
-		p.WaitListening()
+		p := f.startWith(t, base)
 		return p
 	}
 	p := start()
@@ -460,9 +460,7 @@ func runOut(stdout, stderr string, code int) (string, int) { return stdout + std
 func TestRemovedDefinitionStore(t *testing.T) {
 	f, a, b := twoTeams(t)
 	base := []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--log-level", "debug", "--config", f.Conf}
-	p := f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
-	p.WaitReady()
-	p.WaitListening()
+	p := f.startWith(t, base)
 	if _, err := p.fetch("db"); err != nil {
 		t.Fatal(err)
 	}
@@ -474,9 +472,7 @@ func TestRemovedDefinitionStore(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "definition team-b: not in the config, stored in "+dirB) {
 		t.Errorf("check after team-b left the config: exit %d, want a note naming %s\n%s%s", code, dirB, out, stderr)
 	}
-	p = f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
-	p.WaitReady()
-	p.WaitListening()
+	p = f.startWith(t, base)
 	p.Logs.Wait(t, 0, `level=WARN msg="a stored definition is not in the config;.*definition=team-b dir=`+regexp.QuoteMeta(dirB))
 	if r, err := p.fetch("web"); err != nil || wantShard(r, "a1") != nil {
 		t.Errorf("team-a after team-b left: %v", err)
@@ -490,9 +486,7 @@ func TestRemovedDefinitionStore(t *testing.T) {
 	}
 
 	splitFleet(t, f, a, b) // back: served again, from its store
-	p = f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
-	p.WaitReady()
-	p.WaitListening()
+	p = f.startWith(t, base)
 	if r, err := p.fetch("db"); err != nil || wantShard(r, "b1") != nil || r.Version.Serial != 1 {
 		t.Errorf("team-b put back: %v", err)
 	}
@@ -523,9 +517,7 @@ func TestRemovedDefinitionStore(t *testing.T) {
 func TestCheckWhileServingDefinitions(t *testing.T) {
 	f, a, b := twoTeams(t)
 	base := []string{"--key", f.KeyFile, "--data-dir", f.DataDir, "--log-level", "debug", "--config", f.Conf}
-	p := f.launch(t, nil, nil, append(base, "--listen", "127.0.0.1:0")...)
-	p.WaitReady()
-	p.WaitListening()
+	p := f.startWith(t, base)
 	check := func() (string, int) {
 		t.Helper()
 		out, stderr, code := f.run(t, nil, append([]string{"check"}, base...)...)
