@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -380,4 +381,67 @@ func TestSignalsDuringStartup(t *testing.T) {
 		}
 		p.stop()
 	})
+}
+
+// TestListenNoKeepAlive: connections accepted on the --listen socket have
+// no TCP keep-alive (listen's comment says why), as the kernel reports
+// for the server's side.
+func TestListenNoKeepAlive(t *testing.T) {
+	ls, err := listen("127.0.0.1:0", func(string) string { return "" }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls[0].Close()
+	c, err := net.Dial("tcp", ls[0].Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ls[0].Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	raw, err := s.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	on, serr := -1, error(nil)
+	if err := raw.Control(func(fd uintptr) {
+		on, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+	}); err != nil || serr != nil {
+		t.Fatalf("getsockopt: %v, %v", err, serr)
+	}
+	if on != 0 {
+		t.Errorf("SO_KEEPALIVE = %d on an accepted connection, want 0", on)
+	}
+}
+
+// BenchmarkAccept is the server's side of one connection on the --listen
+// socket, its accept and its close; the client's dial and close are
+// outside the timer.
+func BenchmarkAccept(b *testing.B) {
+	ls, err := listen("127.0.0.1:0", func(string) string { return "" }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ls[0].Close()
+	addr := ls[0].Addr().String()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		s, err := ls[0].Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+		b.StopTimer()
+		c.Close()
+		b.StartTimer()
+	}
 }
