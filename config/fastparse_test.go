@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"reflect"
 	"testing"
@@ -56,6 +58,56 @@ func TestFastPathTaken(t *testing.T) {
 	} {
 		if _, ok := fastDocument([]byte(src)); ok != want {
 			t.Errorf("fastDocument(%q): %v, want %v", src, ok, want)
+		}
+	}
+}
+
+// TestFastPathNames: value names read on the fast route are interned up
+// to maxInternedNames and allocated one by one past it. Either way the
+// definition is the library's, and no name points into the source: the
+// names are intact after the source is overwritten.
+func TestFastPathNames(t *testing.T) {
+	var src bytes.Buffer
+	src.WriteString("[clients]\n")
+	const clients, names = 3, maxInternedNames/2 + 1 // 3 x 2049 distinct names
+	for c := range clients {
+		fmt.Fprintf(&src, "c%d = \"key %d\"\n", c, c)
+	}
+	for c := range clients {
+		fmt.Fprintf(&src, "[c%d]\nshared = \"s\"\n", c)
+		for n := range names {
+			fmt.Fprintf(&src, "v_%d_%d = \"x\"\n", c, n)
+		}
+	}
+	b := src.Bytes()
+	if _, ok := fastDocument(b); !ok {
+		t.Fatal("the fast route did not take the plain form")
+	}
+	lib, err := parseDefinition(b, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := parseDefinition(b, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(lib, fast) {
+		t.Fatal("the fast route's definition differs from the library's")
+	}
+	for i := range b {
+		b[i] = 'z'
+	}
+	for c, dc := range fast.Clients {
+		if len(dc.Values) != names+1 {
+			t.Fatalf("client %d: %d values, want %d", c, len(dc.Values), names+1)
+		}
+		if _, ok := dc.Values["shared"]; !ok {
+			t.Errorf("client %d: value \"shared\" missing after the source was overwritten", c)
+		}
+		for n := range names {
+			if _, ok := dc.Values[fmt.Sprintf("v_%d_%d", c, n)]; !ok {
+				t.Fatalf("client %d: value v_%d_%d missing after the source was overwritten", c, c, n)
+			}
 		}
 	}
 }
