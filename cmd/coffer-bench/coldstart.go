@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,12 +25,66 @@ const emptyBuildTimeout = 5 * time.Minute
 // is the client's cold start as a multiple of it.
 const emptyProgram = "package main\n\nfunc main() {}\n"
 
+// floorProgram is the cold start's floor: a static Go program that does
+// only what no client of coffer/2 can skip, with the standard library. It
+// dials a TCP address, makes an ML-KEM-768 key pair and decapsulates, makes
+// an X25519 key pair and runs three X25519 multiplications (the client's
+// key exchange: its ephemeral key, and three shared secrets), writes 32
+// bytes derived from the results, and exits. No protocol, no files, no
+// server work: a coffer-client get takes at least this, and issue 17's
+// 1.6x the empty program is measured against what this takes.
+const floorProgram = `package main
+
+import (
+	"crypto/ecdh"
+	"crypto/mlkem"
+	"crypto/rand"
+	"crypto/sha256"
+	"net"
+	"os"
+)
+
+func main() {
+	c, err := net.Dial("tcp", os.Args[1])
+	if err != nil {
+		os.Exit(1)
+	}
+	dk, err := mlkem.GenerateKey768()
+	if err != nil {
+		os.Exit(1)
+	}
+	ct := make([]byte, mlkem.CiphertextSize768)
+	rand.Read(ct)
+	k, err := dk.Decapsulate(ct)
+	if err != nil {
+		os.Exit(1)
+	}
+	h := sha256.New()
+	h.Write(k)
+	h.Write(dk.EncapsulationKey().Bytes())
+	a, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	b, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	for _, p := range []*ecdh.PublicKey{b.PublicKey(), b.PublicKey(), a.PublicKey()} {
+		s, err := a.ECDH(p)
+		if err != nil {
+			os.Exit(1)
+		}
+		h.Write(s)
+	}
+	if _, err := c.Write(h.Sum(nil)); err != nil {
+		os.Exit(1)
+	}
+	c.Close()
+}
+`
+
 // coldStarts runs `coffer-client get --format json` against the running
 // coffer-server, once untimed (to warm the page cache) and then
 // -cold-starts times, timing each whole process. Each run is another
 // client, as each would be another machine booting. Each run is followed
-// by coffer-client -h and by the empty program, so that the three meet
-// the same noise; the ratio to the empty program is taken run by run.
+// by coffer-client -h, the empty program and the floor program, so that
+// the four meet the same noise; the ratios to the empty program are taken
+// run by run.
 func (b *bench) coldStarts(ctx context.Context, f *figures) error {
 	if b.opt.coldStarts == 0 {
 		return nil
@@ -40,9 +96,19 @@ func (b *bench) coldStarts(ctx context.Context, f *figures) error {
 	} else if _, err := runOnce(ctx, empty); err != nil { // warm its pages too
 		return fmt.Errorf("empty program %s: %w", empty, err)
 	}
+	floor, sink, err := b.floorBinary(ctx)
+	if err != nil {
+		b.logf("cold start: no floor program: %v", err)
+		f.Notes = append(f.Notes, "cold start: no floor program ("+firstLine(err.Error())+")")
+	} else {
+		defer sink.Close()
+		if _, err := runOnce(ctx, floor, sink.Addr().String()); err != nil { // warm its pages too
+			return fmt.Errorf("floor program %s: %w", floor, err)
+		}
+	}
 	b.logf("cold start: %d runs of coffer-client get --format json...", b.opt.coldStarts)
-	var times, helps, empties []time.Duration
-	var ratios []float64
+	var times, helps, empties, floors []time.Duration
+	var ratios, floorRatios []float64
 	errs := 0
 	keys := b.fx.clientKeyFiles
 	for i := -1; i < b.opt.coldStarts; i++ {
@@ -72,12 +138,22 @@ func (b *bench) coldStarts(ctx context.Context, f *figures) error {
 		if empty == "" {
 			continue
 		}
-		if e, err := runOnce(ctx, empty); err == nil {
-			empties = append(empties, e)
-			ratios = append(ratios, float64(d)/float64(e))
+		e, err := runOnce(ctx, empty)
+		if err != nil {
+			continue
+		}
+		empties = append(empties, e)
+		ratios = append(ratios, float64(d)/float64(e))
+		if floor == "" {
+			continue
+		}
+		if fl, err := runOnce(ctx, floor, sink.Addr().String()); err == nil {
+			floors = append(floors, fl)
+			floorRatios = append(floorRatios, float64(fl)/float64(e))
 		}
 	}
 	f.ColdStart.fill(times, helps, empties, ratios)
+	f.ColdStart.fillFloor(floors, floorRatios)
 	f.ColdStart.Errors = errs
 	return nil
 }
@@ -101,9 +177,27 @@ func (c *coldFig) fill(times, helps, empties []time.Duration, ratios []float64) 
 	if len(empties) > 0 {
 		c.EmptyMedianMs = ms(quantile(empties, 0.5))
 	}
-	if n := len(ratios); n > 0 {
-		c.EmptyRatio = (ratios[(n-1)/2] + ratios[n/2]) / 2
+	c.EmptyRatio = medianOf(ratios)
+}
+
+// fillFloor sets the floor program's figures; ratios are its time over
+// the empty program's, run by run.
+func (c *coldFig) fillFloor(times []time.Duration, ratios []float64) {
+	slices.Sort(times)
+	slices.Sort(ratios)
+	if len(times) > 0 {
+		c.FloorMedianMs = ms(quantile(times, 0.5))
 	}
+	c.FloorRatio = medianOf(ratios)
+}
+
+// medianOf returns the median of sorted xs, 0 for none.
+func medianOf(xs []float64) float64 {
+	n := len(xs)
+	if n == 0 {
+		return 0
+	}
+	return (xs[(n-1)/2] + xs[n/2]) / 2
 }
 
 // emptyBinary returns the empty program: -empty if given, otherwise one
@@ -115,22 +209,68 @@ func (b *bench) emptyBinary(ctx context.Context) (string, error) {
 		}
 		return b.opt.emptyBin, nil
 	}
-	src := filepath.Join(b.fx.dir, "empty")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(emptyProgram), 0o644); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module empty\n\ngo 1.22\n"), 0o644); err != nil {
-		return "", err
-	}
 	b.logf("cold start: building the empty Go program (CGO_ENABLED=0)...")
+	return buildProgram(ctx, b.fx.dir, "empty", emptyProgram)
+}
+
+// floorBinary builds the floor program into the work directory and
+// starts the loopback listener it dials, which reads what each run
+// writes and closes the connection.
+func (b *bench) floorBinary(ctx context.Context) (string, net.Listener, error) {
+	b.logf("cold start: building the floor program (CGO_ENABLED=0)...")
+	bin, err := buildProgram(ctx, b.fx.dir, "floor", floorProgram)
+	if err != nil {
+		return "", nil, err
+	}
+	l, err := sinkListener()
+	if err != nil {
+		return "", nil, err
+	}
+	return bin, l, nil
+}
+
+// sinkListener listens on 127.0.0.1 and, until closed, reads each
+// connection to its end (at most 1 KiB, for at most coldStartTimeout)
+// and closes it.
+func sinkListener() (net.Listener, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(coldStartTimeout))
+				io.Copy(io.Discard, io.LimitReader(c, 1024))
+			}()
+		}
+	}()
+	return l, nil
+}
+
+// buildProgram builds the one-file program src, which uses the standard
+// library only, as a static binary named NAME-program in dir.
+func buildProgram(ctx context.Context, dir, name, src string) (string, error) {
+	srcDir := filepath.Join(dir, name)
+	if err := os.MkdirAll(srcDir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(srcDir, "main.go"), []byte(src), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(srcDir, "go.mod"), []byte("module "+name+"\n\ngo 1.24\n"), 0o644); err != nil {
+		return "", err
+	}
 	ctx, cancel := context.WithTimeout(ctx, emptyBuildTimeout)
 	defer cancel()
-	out := filepath.Join(b.fx.dir, "empty-program")
+	out := filepath.Join(dir, name+"-program")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, ".")
-	cmd.Dir = src
+	cmd.Dir = srcDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off", "GOTOOLCHAIN=local")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v: %s", err, firstLine(string(msg)))

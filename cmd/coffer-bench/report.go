@@ -120,6 +120,12 @@ type coldFig struct {
 	// Both are 0 when there was no empty program.
 	EmptyMedianMs float64 `json:"empty_median_ms"`
 	EmptyRatio    float64 `json:"empty_ratio"`
+	// FloorMedianMs is the median wall time of the floor program (a TCP
+	// dial and the client's key exchange, floorProgram), run after each
+	// empty program; FloorRatio is the median of its time over the empty
+	// program's, run by run. Both are 0 when there was no floor program.
+	FloorMedianMs float64 `json:"floor_median_ms"`
+	FloorRatio    float64 `json:"floor_ratio"`
 	ErrorSample   string  `json:"error_sample,omitempty"`
 }
 
@@ -356,6 +362,9 @@ func (f *figures) targets() []target {
 	if f.ColdStart.Runs > 0 {
 		c := f.ColdStart
 		got := fmt.Sprintf("%.2fx (%.1f vs %.1f ms, %d runs)", c.EmptyRatio, c.MedianMs, c.EmptyMedianMs, c.Runs)
+		if c.FloorRatio > 0 {
+			got += fmt.Sprintf("; floor program %.2fx", c.FloorRatio)
+		}
 		if c.EmptyRatio == 0 {
 			got = fmt.Sprintf("no empty program (%.1f ms, %d runs)", c.MedianMs, c.Runs)
 		}
@@ -472,6 +481,10 @@ func printFloor(w io.Writer, f *figures) {
 		fmt.Fprintf(w, "client cold start (coffer-client get --format json): median %.1f ms, p90 %.1f ms, min %.1f ms, %d runs, %d errors; coffer-client -h median %.1f ms; empty Go program median %.1f ms, get/empty %.2fx\n",
 			f.ColdStart.MedianMs, f.ColdStart.P90Ms, f.ColdStart.MinMs, f.ColdStart.Runs, f.ColdStart.Errors, f.ColdStart.HelpMedianMs,
 			f.ColdStart.EmptyMedianMs, f.ColdStart.EmptyRatio)
+		if f.ColdStart.FloorRatio > 0 {
+			fmt.Fprintf(w, "  floor program (TCP dial, ML-KEM-768 key pair and decapsulation, X25519 key pair and 3 multiplications): median %.1f ms, floor/empty %.2fx\n",
+				f.ColdStart.FloorMedianMs, f.ColdStart.FloorRatio)
+		}
 		if f.ColdStart.ErrorSample != "" {
 			fmt.Fprintf(w, "  first cold start error: %s\n", f.ColdStart.ErrorSample)
 		}
