@@ -41,7 +41,7 @@ func BenchmarkOpenDefinition(b *testing.B) {
 
 // fleetTOML is a definition in the shape coffer-bench writes: n clients
 // of one key each and 10 values of 40 printable bytes.
-func fleetTOML(b *testing.B, n int) []byte {
+func fleetTOML(b testing.TB, n int) []byte {
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 	var sb strings.Builder
 	sb.WriteString("[clients]\n")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -851,5 +852,44 @@ func TestSignedInPlace(t *testing.T) {
 	s, msg = signedInPlace(bytes.Clone(sig), bytes.Clone(body))
 	if !bytes.Equal(s[:], sig) || !bytes.Equal(msg, want) {
 		t.Fatalf("split: sig %x, msg %q", s, msg)
+	}
+}
+
+// TestEnvelopeInMatchesBody: the struct the opener decodes has the
+// sealer's fields, tags and order, the TOML's type aside, so both accept
+// and give one encoding. frame.FuzzUnmarshalAliased checks that the two
+// decodings agree; this keeps the structs from drifting apart.
+func TestEnvelopeInMatchesBody(t *testing.T) {
+	in, body := reflect.TypeOf(envelopeIn{}), reflect.TypeOf(envelopeBody{})
+	if in.NumField() != body.NumField() {
+		t.Fatalf("%d fields against %d", in.NumField(), body.NumField())
+	}
+	for i := range in.NumField() {
+		a, b := in.Field(i), body.Field(i)
+		if a.Name != b.Name || a.Tag != b.Tag {
+			t.Errorf("field %d: %s %q against %s %q", i, a.Name, a.Tag, b.Name, b.Tag)
+		}
+		if a.Name != "TOML" && a.Type != b.Type {
+			t.Errorf("field %s: %v against %v", a.Name, a.Type, b.Type)
+		}
+	}
+}
+
+// TestOpenLeavesTOMLInPlaintext: the TOML an opened envelope carries is
+// the one sealed, and clearing it clears the secret part of the opened
+// payload (decodeEnvelope leaves it there).
+func TestOpenLeavesTOMLInPlaintext(t *testing.T) {
+	fx := newSealedFixture(t)
+	toml := fleetTOML(t, 3)
+	file := fx.seal(t, Envelope{Serial: 1, TOML: bytes.Clone(toml)})
+	env, err := openSigned(fx.server, fx.trusted(), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(env.TOML, toml) {
+		t.Fatal("opened TOML differs from the sealed one")
+	}
+	if cap(env.TOML) != len(env.TOML) {
+		t.Errorf("TOML has spare capacity %d: an append would write over the fields after it", cap(env.TOML)-len(env.TOML))
 	}
 }

@@ -3,7 +3,6 @@ package frame
 import (
 	"bytes"
 	"errors"
-	"fmt"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -65,7 +64,7 @@ func init() {
 // never quotes data.
 func Unmarshal(data []byte, v any) error {
 	if err := strictDec.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("frame: malformed CBOR body: %s", cborErrorClass(err))
+		return malformedBody(err)
 	}
 	// The bodies decoded here hold no map (a shard travels as bytes), so
 	// the encoding needs no sorting room: data's own size.
@@ -74,10 +73,12 @@ func Unmarshal(data []byte, v any) error {
 	// sealed definition's TOML, a shard): clear it once compared.
 	defer clear(enc)
 	if err != nil || !bytes.Equal(enc, data) {
-		return errors.New("frame: malformed CBOR body: not deterministic, or a field is null or missing")
+		return errNotDeterministic
 	}
 	return nil
 }
+
+var errNotDeterministic = errors.New("frame: malformed CBOR body: not deterministic, or a field is null or missing")
 
 // Marshal encodes v with RFC 8949 core deterministic encoding, so equal
 // values give equal bytes and hashes and vectors are stable. A
