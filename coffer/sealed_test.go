@@ -892,4 +892,34 @@ func TestOpenLeavesTOMLInPlaintext(t *testing.T) {
 	if cap(env.TOML) != len(env.TOML) {
 		t.Errorf("TOML has spare capacity %d: an append would write over the fields after it", cap(env.TOML)-len(env.TOML))
 	}
+	// The same steps as openSigned, keeping the payload: clearing the
+	// envelope's TOML leaves no byte of it in the payload.
+	p, err := splitSealed(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, err := fx.server.sealingDecapsulationKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kS, err := decapsulate(fx.server, dk, &p.hybrid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body, err := p.openPayload(kS, p.wrapServer, ErrWrongServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	me := fx.server.Public()
+	env, err = decodeSigned(body, p.author, &me)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(body, toml) {
+		t.Fatal("the payload does not hold the TOML")
+	}
+	clear(env.TOML)
+	if bytes.Contains(body, toml[:16]) {
+		t.Error("the payload still holds the TOML after the envelope's TOML was cleared: it was a copy")
+	}
 }
