@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,11 +20,14 @@ import (
 )
 
 // benchDef is 10,000 clients of 10 values of 40 bytes.
-func benchDef() *def {
-	d := makeDef(1, 10_000, 10)
+func benchDef() *def { return fleetDef(10_000) }
+
+// fleetDef is n clients of 10 values of 40 bytes, coffer-bench's shape.
+func fleetDef(n int) *def {
+	d := makeDef(1, n, 10)
 	for _, c := range d.clients {
-		for n, v := range c.Values {
-			c.Values[n] = append(v, bytes.Repeat([]byte{'x'}, 40-len(v))...)[:40]
+		for name, v := range c.Values {
+			c.Values[name] = append(v, bytes.Repeat([]byte{'x'}, 40-len(v))...)[:40]
 		}
 	}
 	return d
@@ -302,20 +304,11 @@ func BenchmarkReimport(b *testing.B) {
 	}
 	next()
 	next()
-	cpu0 := processCPU(b)
+	cpu0 := cpuTime(b)
 	for b.Loop() {
 		next()
 	}
-	b.ReportMetric(float64((processCPU(b)-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
-}
-
-// processCPU is the process's user and system CPU time so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
 }
 
 // BenchmarkShardFleet reads every client of one store once per round, in
@@ -328,13 +321,7 @@ func BenchmarkShardFleet(b *testing.B) {
 		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) {
 			dir := b.TempDir()
 			st := open(b, dir, shard.Options{})
-			d := makeDef(1, n, 10)
-			for _, c := range d.clients {
-				for name, v := range c.Values {
-					c.Values[name] = append(v, bytes.Repeat([]byte{'x'}, 40-len(v))...)[:40]
-				}
-			}
-			mustImport(b, st, d)
+			mustImport(b, st, fleetDef(n))
 			st.Close()
 			st = open(b, dir, shard.Options{})
 			_, gen, _ := st.Current()
